@@ -1,0 +1,3 @@
+module github.com/kinlog/kinlog
+
+go 1.26
