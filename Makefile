@@ -1,0 +1,38 @@
+# kinlog — the two commands: `make demo` runs the pipeline on the local stack,
+# `make test` runs every test (unit and integration) on it.
+GO          ?= go
+STACK       := infra/local/stack
+WITH_STACK  := infra/local/with-stack
+TEST_FLAGS  ?= -race -count=1 -timeout 20m
+BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count=1 -timeout 20m
+PKGS        ?= ./...
+
+.PHONY: test demo bench lint stack-up stack-down stack-status tidy-check
+
+## test: start the local stack if it is not up, vet, run all tests with -race, stop what it started
+test:
+	$(WITH_STACK) sh -c '$(GO) vet $(PKGS) && $(GO) test $(TEST_FLAGS) $(PKGS)'
+
+## demo: bring the local stack up (left running) and run the pipeline on it
+demo: stack-up
+	eval "$$($(STACK) env)" && $(GO) run ./cmd/kinlog demo
+	@echo "The local stack is still up: 'make stack-down' stops it."
+
+## bench: run the benchmarks against the local stack
+bench:
+	$(WITH_STACK) $(GO) test $(BENCH_FLAGS) $(PKGS)
+
+## lint: formatting, vet, and a tidy go.mod
+lint: tidy-check
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+tidy-check:
+	@$(GO) mod tidy -diff || (echo "go mod tidy would change go.mod/go.sum (diff above)"; exit 1)
+
+stack-up:
+	$(STACK) up
+stack-down:
+	$(STACK) down
+stack-status:
+	$(STACK) status
