@@ -1,0 +1,380 @@
+package kpl
+
+import (
+	"bytes"
+	"crypto/md5"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Magic is the 4-byte prefix of every KPL aggregated record.
+var Magic = [4]byte{0xF3, 0x89, 0x9A, 0xC2}
+
+// Overhead is the size of an aggregate's framing: the magic plus the MD5 trailer.
+const Overhead = len(Magic) + md5.Size
+
+// DefaultMaxSize is the KPL's default AggregationMaxSize: the largest aggregate, in bytes,
+// it builds (51200).
+const DefaultMaxSize = 51200
+
+// Protobuf field numbers of AggregatedRecord, Record and Tag, and the one-byte tags the
+// encoder writes.
+const (
+	fieldPKTable  protowire.Number = 1
+	fieldEHKTable protowire.Number = 2
+	fieldRecords  protowire.Number = 3
+	fieldPKIndex  protowire.Number = 1
+	fieldEHKIndex protowire.Number = 2
+	fieldData     protowire.Number = 3
+	fieldTags     protowire.Number = 4
+	fieldTagKey   protowire.Number = 1
+
+	tagPKTable  = byte(fieldPKTable<<3) | byte(protowire.BytesType)
+	tagEHKTable = byte(fieldEHKTable<<3) | byte(protowire.BytesType)
+	tagRecords  = byte(fieldRecords<<3) | byte(protowire.BytesType)
+	tagPKIndex  = byte(fieldPKIndex<<3) | byte(protowire.VarintType)
+	tagEHKIndex = byte(fieldEHKIndex<<3) | byte(protowire.VarintType)
+	tagData     = byte(fieldData<<3) | byte(protowire.BytesType)
+
+	noExplicitKey = -1
+)
+
+// Record is one user record: what a producer puts and a consumer gets back out of an
+// aggregate. ExplicitHashKey is empty when the record has none.
+type Record struct {
+	PartitionKey    string
+	ExplicitHashKey string
+	Data            []byte
+}
+
+// Aggregator builds one KPL aggregate. The zero value is ready to use; after
+// [Aggregator.Reset] it is reused without allocating (its tables and buffers keep their
+// capacity). An Aggregator is not safe for concurrent use.
+//
+// Data passed to [Aggregator.Add] or [Aggregator.TryAdd] is copied at once, so the caller
+// may reuse it; partition and explicit hash key strings are kept until Reset.
+type Aggregator struct {
+	pkIndex  map[string]uint64
+	ehkIndex map[string]uint64
+	pks      []string
+	ehks     []string
+	tables   int    // encoded bytes of fields 1 and 2
+	body     []byte // encoded field 3 entries (the records), in order
+	n        int
+}
+
+// Len returns the number of user records added since the last Reset.
+func (a *Aggregator) Len() int { return a.n }
+
+// Size returns the number of bytes [Aggregator.AppendEncode] will append: magic, protobuf
+// and MD5 trailer. An empty aggregator has size [Overhead].
+func (a *Aggregator) Size() int { return Overhead + a.tables + len(a.body) }
+
+// Reset empties the aggregator for reuse, keeping its allocated capacity.
+func (a *Aggregator) Reset() {
+	clear(a.pkIndex)
+	clear(a.ehkIndex)
+	clear(a.pks) // drop references to the strings
+	clear(a.ehks)
+	a.pks = a.pks[:0]
+	a.ehks = a.ehks[:0]
+	a.tables = 0
+	a.body = a.body[:0]
+	a.n = 0
+}
+
+// tableEntrySize is the encoded size of one key-table entry holding s.
+func tableEntrySize(s string) int {
+	return 1 + protowire.SizeVarint(uint64(len(s))) + len(s)
+}
+
+// recordSize returns the encoded size of a Record message (without its field-3 tag and
+// length) with the given indexes and data length; ehk < 0 means no explicit hash key.
+func recordSize(pk uint64, ehk int64, dataLen int) int {
+	n := 1 + protowire.SizeVarint(pk) + 1 + protowire.SizeVarint(uint64(dataLen)) + dataLen
+	if ehk >= 0 {
+		n += 1 + protowire.SizeVarint(uint64(ehk))
+	}
+	return n
+}
+
+// SizeWith returns the size the aggregate would have with r added, without adding it.
+func (a *Aggregator) SizeWith(r Record) int {
+	size, _, _, _, _ := a.plan(r)
+	return size
+}
+
+// plan computes the size after adding r and the table indexes r would use.
+func (a *Aggregator) plan(r Record) (size int, pk uint64, newPK bool, ehk int64, newEHK bool) {
+	size = a.Size()
+	var ok bool
+	if pk, ok = a.pkIndex[r.PartitionKey]; !ok {
+		pk = uint64(len(a.pks))
+		newPK = true
+		size += tableEntrySize(r.PartitionKey)
+	}
+	ehk = noExplicitKey
+	if r.ExplicitHashKey != "" {
+		var e uint64
+		if e, ok = a.ehkIndex[r.ExplicitHashKey]; !ok {
+			e = uint64(len(a.ehks))
+			newEHK = true
+			size += tableEntrySize(r.ExplicitHashKey)
+		}
+		ehk = int64(e)
+	}
+	rs := recordSize(pk, ehk, len(r.Data))
+	size += 1 + protowire.SizeVarint(uint64(rs)) + rs
+	return size, pk, newPK, ehk, newEHK
+}
+
+// Add appends r to the aggregate, whatever the resulting size.
+func (a *Aggregator) Add(r Record) {
+	_, pk, newPK, ehk, newEHK := a.plan(r)
+	a.commit(r, pk, newPK, ehk, newEHK)
+}
+
+// TryAdd appends r only if the aggregate's encoded size stays at most maxSize, and reports
+// whether it did. A record too big to fit even an empty aggregate is never added.
+func (a *Aggregator) TryAdd(r Record, maxSize int) bool {
+	size, pk, newPK, ehk, newEHK := a.plan(r)
+	if size > maxSize {
+		return false
+	}
+	a.commit(r, pk, newPK, ehk, newEHK)
+	return true
+}
+
+func (a *Aggregator) commit(r Record, pk uint64, newPK bool, ehk int64, newEHK bool) {
+	if newPK {
+		if a.pkIndex == nil {
+			a.pkIndex = make(map[string]uint64)
+		}
+		a.pkIndex[r.PartitionKey] = pk
+		a.pks = append(a.pks, r.PartitionKey)
+		a.tables += tableEntrySize(r.PartitionKey)
+	}
+	if newEHK {
+		if a.ehkIndex == nil {
+			a.ehkIndex = make(map[string]uint64)
+		}
+		a.ehkIndex[r.ExplicitHashKey] = uint64(ehk)
+		a.ehks = append(a.ehks, r.ExplicitHashKey)
+		a.tables += tableEntrySize(r.ExplicitHashKey)
+	}
+	b := a.body
+	b = append(b, tagRecords)
+	b = protowire.AppendVarint(b, uint64(recordSize(pk, ehk, len(r.Data))))
+	b = append(b, tagPKIndex)
+	b = protowire.AppendVarint(b, pk)
+	if ehk >= 0 {
+		b = append(b, tagEHKIndex)
+		b = protowire.AppendVarint(b, uint64(ehk))
+	}
+	b = append(b, tagData)
+	b = protowire.AppendVarint(b, uint64(len(r.Data)))
+	b = append(b, r.Data...)
+	a.body = b
+	a.n++
+}
+
+// AppendEncode appends the aggregate's encoding — magic, AggregatedRecord protobuf (key
+// tables first, then records), MD5 of the protobuf — to dst and returns the extended slice.
+// It appends exactly [Aggregator.Size] bytes and allocates only if dst lacks capacity.
+func (a *Aggregator) AppendEncode(dst []byte) []byte {
+	if need := a.Size(); cap(dst)-len(dst) < need {
+		grown := make([]byte, len(dst), len(dst)+need)
+		copy(grown, dst)
+		dst = grown
+	}
+	start := len(dst)
+	dst = append(dst, Magic[:]...)
+	for _, s := range a.pks {
+		dst = append(dst, tagPKTable)
+		dst = protowire.AppendVarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	for _, s := range a.ehks {
+		dst = append(dst, tagEHKTable)
+		dst = protowire.AppendVarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	dst = append(dst, a.body...)
+	sum := md5.Sum(dst[start+len(Magic):])
+	return append(dst, sum[:]...)
+}
+
+// IsAggregate reports whether data carries the KPL magic, is long enough and has a matching
+// MD5 trailer. It does not check that the protobuf parses; [Decode] does.
+func IsAggregate(data []byte) bool {
+	if len(data) <= len(Magic)+md5.Size || !bytes.Equal(data[:len(Magic)], Magic[:]) {
+		return false
+	}
+	body := data[len(Magic) : len(data)-md5.Size]
+	sum := md5.Sum(body)
+	return bytes.Equal(sum[:], data[len(data)-md5.Size:])
+}
+
+// Decode returns the user records of a KPL aggregate. ok is false when data is not an
+// aggregate — wrong magic, 16 or fewer bytes after the magic, MD5 mismatch, a protobuf that
+// does not parse or lacks a required field, a key index out of range — and the caller then
+// treats data as one plain record. The records' Data alias data (no copy). An aggregate may
+// hold zero records. Decode never panics.
+func Decode(data []byte) (records []Record, ok bool) {
+	return AppendDecode(nil, data)
+}
+
+// AppendDecode is [Decode] appending to dst, so a caller can reuse one slice of records.
+// When ok is false, dst is returned unchanged in length.
+func AppendDecode(dst []Record, data []byte) (records []Record, ok bool) {
+	if !IsAggregate(data) {
+		return dst, false
+	}
+	msg := data[len(Magic) : len(data)-md5.Size]
+	var pks, ehks []string
+	// First pass: tables (they may in principle follow the records).
+	nrec := 0
+	for b := msg; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return dst, false
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == fieldPKTable || num == fieldEHKTable || num == fieldRecords) {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return dst, false
+			}
+			b = b[m:]
+			switch num {
+			case fieldPKTable:
+				pks = append(pks, string(v))
+			case fieldEHKTable:
+				ehks = append(ehks, string(v))
+			default:
+				nrec++
+			}
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return dst, false
+		}
+		b = b[m:]
+	}
+	base := len(dst)
+	dst = growRecords(dst, nrec)
+	for b := msg; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:] // validated in the first pass
+		if typ != protowire.BytesType || num != fieldRecords {
+			b = b[protowire.ConsumeFieldValue(num, typ, b):]
+			continue
+		}
+		v, m := protowire.ConsumeBytes(b)
+		b = b[m:]
+		r, good := decodeRecord(v, pks, ehks)
+		if !good {
+			clear(dst[base:])
+			return dst[:base], false
+		}
+		dst = append(dst, r)
+	}
+	return dst, true
+}
+
+func growRecords(dst []Record, n int) []Record {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	grown := make([]Record, len(dst), len(dst)+n)
+	copy(grown, dst)
+	return grown
+}
+
+// decodeRecord parses one Record message against the key tables.
+func decodeRecord(b []byte, pks, ehks []string) (Record, bool) {
+	var (
+		r                Record
+		havePK, haveData bool
+		pkIdx, ehkIdx    uint64
+		haveEHK          bool
+	)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return Record{}, false
+		}
+		b = b[n:]
+		switch {
+		case num == fieldPKIndex && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return Record{}, false
+			}
+			b = b[m:]
+			pkIdx, havePK = v, true
+		case num == fieldEHKIndex && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return Record{}, false
+			}
+			b = b[m:]
+			ehkIdx, haveEHK = v, true
+		case num == fieldData && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return Record{}, false
+			}
+			b = b[m:]
+			r.Data, haveData = v, true
+		case num == fieldTags && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 || !validTag(v) {
+				return Record{}, false
+			}
+			b = b[m:]
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return Record{}, false
+			}
+			b = b[m:]
+		}
+	}
+	if !havePK || !haveData || pkIdx >= uint64(len(pks)) {
+		return Record{}, false
+	}
+	r.PartitionKey = pks[pkIdx]
+	if haveEHK {
+		if ehkIdx >= uint64(len(ehks)) {
+			return Record{}, false
+		}
+		r.ExplicitHashKey = ehks[ehkIdx]
+	}
+	if r.Data == nil {
+		r.Data = []byte{}
+	}
+	return r, true
+}
+
+// validTag checks a Tag message: it parses and has its required key.
+func validTag(b []byte) bool {
+	haveKey := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return false
+		}
+		if num == fieldTagKey && typ == protowire.BytesType {
+			haveKey = true
+		}
+		b = b[m:]
+	}
+	return haveKey
+}
