@@ -151,8 +151,14 @@ type Lease struct {
 //   - Checkpoint never moves a checkpoint backwards (ErrRegression) and clears Pending.
 //   - No method compares wall clocks across machines; liveness is judged by the caller from
 //     Counter changes on its own clock (see [Tracker]).
-//   - Conditional failures are returned at once, never retried; throttling and transient
-//     errors are retried with backoff until ctx ends.
+//   - Conditional failures are returned at once, never retried. Throttling and transient
+//     errors are retried by the backend's client (for DynamoDB, the SDK retryer: jittered
+//     exponential backoff that honours ctx, up to its attempt limit); past that they are
+//     returned wrapped, and the caller may retry the write with the same lease.
+//   - Idempotent repeats: a holder write or take repeated with the same arguments after it
+//     succeeded (say, after a timeout hid the outcome, or after the SDK retried a write whose
+//     response was lost) succeeds again, returns the lease as stored and changes nothing.
+//     Any other write with a stale lease fails as above.
 type Store interface {
 	// EnsureTable creates the lease table if it does not exist and waits until it is usable.
 	EnsureTable(ctx context.Context) error

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) checkpoint.Store) {
 		{"ReturnedLeaseIsStored", testReturnedIsStored},
 		{"CopiesNotShared", testCopies},
 		{"EmptyOwnerRefused", testEmptyOwner},
+		{"RepeatIsIdempotent", testRepeat},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -587,8 +588,11 @@ func testRelease(t *testing.T, s checkpoint.Store) {
 	// The releaser no longer holds it.
 	_, err := s.RenewLease(ctx(t), l)
 	wantErr(t, "RenewLease after release", err, checkpoint.ErrLeaseLost)
-	err = s.ReleaseLease(ctx(t), l)
-	wantErr(t, "second ReleaseLease", err, checkpoint.ErrLeaseLost)
+	// Repeating the release is an idempotent repeat: no error, no change.
+	if err := s.ReleaseLease(ctx(t), l); err != nil {
+		t.Fatalf("repeated ReleaseLease: %v", err)
+	}
+	wantLease(t, "lease after repeated release", get(t, s, "k"), got)
 	// A holder that is not the owner is refused too (an unowned lease is held by no one).
 	_, err = s.RenewLease(ctx(t), got)
 	wantErr(t, "RenewLease of an unowned lease", err, checkpoint.ErrLeaseLost)
@@ -691,4 +695,48 @@ func testEmptyOwner(t *testing.T, s checkpoint.Store) {
 	if got := get(t, s, "k"); got.Owner != "" || got.Counter != 0 {
 		t.Fatalf("lease after refused take: %s", show(got))
 	}
+}
+
+// testRepeat checks idempotent repeats: a write repeated with the same arguments after it
+// succeeded (its outcome hidden by a timeout) succeeds without a change; a different write
+// from the same stale lease is refused.
+func testRepeat(t *testing.T, s checkpoint.Store) {
+	observed := create(t, s, checkpoint.Lease{Key: "k", Checkpoint: cp(checkpoint.TrimHorizon, 0)})
+	held := take(t, s, observed, "w")
+	again := take(t, s, observed, "w")
+	wantLease(t, "repeated take", again, held)
+	_, err := s.TakeLease(ctx(t), observed, "other")
+	wantErr(t, "take by another worker from the same observation", err, checkpoint.ErrConflict)
+
+	renewed, err := s.RenewLease(ctx(t), held)
+	if err != nil {
+		t.Fatalf("RenewLease: %v", err)
+	}
+	again, err = s.RenewLease(ctx(t), held)
+	if err != nil {
+		t.Fatalf("repeated RenewLease: %v", err)
+	}
+	wantLease(t, "repeated renew", again, renewed)
+	wantLease(t, "stored after repeated renew", get(t, s, "k"), renewed)
+
+	prepared, err := s.PrepareCheckpoint(ctx(t), renewed, cp(seq2, 0))
+	if err != nil {
+		t.Fatalf("PrepareCheckpoint: %v", err)
+	}
+	again, err = s.PrepareCheckpoint(ctx(t), renewed, cp(seq2, 0))
+	if err != nil {
+		t.Fatalf("repeated PrepareCheckpoint: %v", err)
+	}
+	wantLease(t, "repeated prepare", again, prepared)
+	_, err = s.PrepareCheckpoint(ctx(t), renewed, cp(seq3, 0))
+	wantErr(t, "different prepare from the same stale lease", err, checkpoint.ErrLeaseLost)
+	_, err = s.RenewLease(ctx(t), renewed)
+	wantErr(t, "renew from a lease older than the last write", err, checkpoint.ErrLeaseLost)
+
+	done := mustCheckpoint(t, s, prepared, cp(seq2, 0))
+	again = mustCheckpoint(t, s, prepared, cp(seq2, 0))
+	wantLease(t, "repeated checkpoint", again, done)
+	_, err = s.Checkpoint(ctx(t), prepared, cp(seq2, 1))
+	wantErr(t, "different checkpoint from the same stale lease", err, checkpoint.ErrLeaseLost)
+	wantLease(t, "stored after the refused writes", get(t, s, "k"), done)
 }

@@ -16,6 +16,6 @@
 // lease as stored; checkpoints never regress ([checkpoint.ErrRegression]) while
 // ResetCheckpoint may move them back; a checkpoint clears the pending boundary and the owner
 // switch count; create-if-missing is idempotent; sub-sequence numbers up to 2^64-1 round-trip;
-// release leaves the lease unowned; delete; invalid sequence numbers are refused
+// release leaves the lease unowned; a write repeated after it succeeded is idempotent; delete; invalid sequence numbers are refused
 // ([checkpoint.ErrInvalidSequence]); missing leases give [checkpoint.ErrNotFound].
 package checkpointtest

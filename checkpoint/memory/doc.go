@@ -8,7 +8,8 @@
 // ([checkpoint.ErrLeaseLost]), takes by the observed owner and counter
 // ([checkpoint.ErrConflict]), checkpoints never move backwards
 // ([checkpoint.ErrRegression]). Both stores pass the acceptance suite in
-// checkpoint/checkpointtest.
+// checkpoint/checkpointtest. A write repeated with the same arguments after it succeeded
+// succeeds again without a change (see [checkpoint.Store] on idempotent repeats).
 //
 // # Concurrency
 //

@@ -124,7 +124,15 @@ func (s *Store) TakeLease(ctx context.Context, observed checkpoint.Lease, owner 
 	if !ok {
 		return checkpoint.Lease{}, fmt.Errorf("taking lease %s: %w", observed.Key, checkpoint.ErrNotFound)
 	}
+	want := observed
+	want.Owner, want.Counter = owner, observed.Counter+1
+	if observed.Owner != "" && observed.Owner != owner {
+		want.OwnerSwitchesSinceCheckpoint++
+	}
 	if l.Owner != observed.Owner || l.Counter != observed.Counter {
+		if r, ok := s.repeated(observed.Key, want); ok {
+			return r, nil
+		}
 		return checkpoint.Lease{}, fmt.Errorf("taking lease %s: %w", observed.Key, checkpoint.ErrConflict)
 	}
 	if l.Owner != "" && l.Owner != owner {
@@ -145,6 +153,34 @@ func (s *Store) holding(held checkpoint.Lease) (checkpoint.Lease, bool) {
 	return l, true
 }
 
+// repeated reports whether the stored lease is exactly what a write would have produced
+// from its input: the write is a repeat of one that succeeded, and succeeds again without
+// a change (see checkpoint.Store on idempotent retries).
+func (s *Store) repeated(key string, result checkpoint.Lease) (checkpoint.Lease, bool) {
+	l, ok := s.leases[key]
+	if !ok || !sameLease(l, result) {
+		return checkpoint.Lease{}, false
+	}
+	return clone(l), true
+}
+
+func sameLease(a, b checkpoint.Lease) bool {
+	if (a.Pending == nil) != (b.Pending == nil) || (a.Pending != nil && *a.Pending != *b.Pending) {
+		return false
+	}
+	return a.Key == b.Key && a.Owner == b.Owner && a.Counter == b.Counter &&
+		a.Checkpoint == b.Checkpoint && a.OwnerSwitchesSinceCheckpoint == b.OwnerSwitchesSinceCheckpoint &&
+		sameSet(a.ParentShardIDs, b.ParentShardIDs) && sameSet(a.ChildShardIDs, b.ChildShardIDs) &&
+		a.StartingHashKey == b.StartingHashKey && a.EndingHashKey == b.EndingHashKey
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
 // RenewLease increments Counter if held still holds the lease; otherwise
 // checkpoint.ErrLeaseLost.
 func (s *Store) RenewLease(ctx context.Context, held checkpoint.Lease) (checkpoint.Lease, error) {
@@ -155,6 +191,11 @@ func (s *Store) RenewLease(ctx context.Context, held checkpoint.Lease) (checkpoi
 	defer s.mu.Unlock()
 	l, ok := s.holding(held)
 	if !ok {
+		want := held
+		want.Counter++
+		if r, ok := s.repeated(held.Key, want); ok && held.Owner != "" {
+			return r, nil
+		}
 		return checkpoint.Lease{}, fmt.Errorf("renewing lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
 	}
 	l.Counter++
@@ -172,6 +213,11 @@ func (s *Store) ReleaseLease(ctx context.Context, held checkpoint.Lease) error {
 	defer s.mu.Unlock()
 	l, ok := s.holding(held)
 	if !ok {
+		want := held
+		want.Owner, want.Counter = "", held.Counter+1
+		if _, ok := s.repeated(held.Key, want); ok && held.Owner != "" {
+			return nil
+		}
 		return fmt.Errorf("releasing lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
 	}
 	l.Owner = ""
@@ -195,6 +241,12 @@ func (s *Store) Checkpoint(ctx context.Context, held checkpoint.Lease, cp checkp
 	defer s.mu.Unlock()
 	l, ok := s.holding(held)
 	if !ok {
+		want := held
+		want.Counter++
+		want.Checkpoint, want.Pending, want.OwnerSwitchesSinceCheckpoint = cp, nil, 0
+		if r, ok := s.repeated(held.Key, want); ok && held.Owner != "" {
+			return r, nil
+		}
 		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
 	}
 	if cp.Compare(l.Checkpoint) < 0 {
@@ -222,6 +274,12 @@ func (s *Store) PrepareCheckpoint(ctx context.Context, held checkpoint.Lease, pe
 	defer s.mu.Unlock()
 	l, ok := s.holding(held)
 	if !ok {
+		want := held
+		want.Counter++
+		want.Pending = &pending
+		if r, ok := s.repeated(held.Key, want); ok && held.Owner != "" {
+			return r, nil
+		}
 		return checkpoint.Lease{}, fmt.Errorf("preparing checkpoint of lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
 	}
 	if pending.Compare(l.Checkpoint) < 0 {
