@@ -1,0 +1,279 @@
+variable "name" {
+  description = "Prefix of every resource name (stream, table, bucket, roles, Glue database). Default: kinlog."
+  type        = string
+  default     = "kinlog"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 lower-case letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags. Default: none."
+  type        = map(string)
+  default     = {}
+}
+
+# ---- Kinesis ----------------------------------------------------------------------------
+
+variable "stream_name" {
+  description = "Kinesis stream name. Default: \"<name>-logs\"."
+  type        = string
+  default     = null
+}
+
+variable "stream_mode" {
+  description = "Kinesis capacity mode: ON_DEMAND (scales by itself, billed per GB) or PROVISIONED (shard_count shards). Default: ON_DEMAND."
+  type        = string
+  default     = "ON_DEMAND"
+
+  validation {
+    condition     = contains(["ON_DEMAND", "PROVISIONED"], var.stream_mode)
+    error_message = "stream_mode must be ON_DEMAND or PROVISIONED."
+  }
+}
+
+variable "shard_count" {
+  description = "Number of shards when stream_mode is PROVISIONED (ignored when ON_DEMAND). Each shard takes 1 MiB/s or 1000 records/s of writes. Default: 4."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.shard_count >= 1
+    error_message = "shard_count must be at least 1."
+  }
+}
+
+variable "stream_retention_hours" {
+  description = "How long Kinesis keeps records, in hours (24-8760). Longer retention lets a stopped consumer catch up without loss. Default: 24."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.stream_retention_hours >= 24 && var.stream_retention_hours <= 8760
+    error_message = "stream_retention_hours must be between 24 and 8760."
+  }
+}
+
+# ---- Encryption -------------------------------------------------------------------------
+
+variable "kms_key_arn" {
+  description = "ARN of an existing KMS key (key ARN, not an alias) that encrypts the stream and, with s3_sse_algorithm = \"aws:kms\", the archive. Default: null, the module creates a key with rotation on."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); IAM policies cannot be scoped to an alias."
+  }
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before the module's KMS key is deleted after destroy (7-30). Default: 30."
+  type        = number
+  default     = 30
+}
+
+# ---- DynamoDB lease table -----------------------------------------------------------------
+
+variable "lease_table_name" {
+  description = "DynamoDB lease table name (KCL schema, hash key leaseKey). Default: \"<name>-leases\"."
+  type        = string
+  default     = null
+}
+
+variable "lease_table_deletion_protection" {
+  description = "Refuse to delete the lease table (its checkpoints are the consumer's position). Default: true."
+  type        = bool
+  default     = true
+}
+
+variable "allow_lease_table_creation" {
+  description = "Grant the consumer dynamodb:CreateTable on the lease table, for running kinlog with consumer.create_lease_table = true. The module creates the table, so this is not needed. Default: false."
+  type        = bool
+  default     = false
+}
+
+# ---- S3 archive -------------------------------------------------------------------------
+
+variable "bucket_name" {
+  description = "Archive bucket name. Default: \"<name>-archive-<account id>\"."
+  type        = string
+  default     = null
+}
+
+variable "bucket_force_destroy" {
+  description = "Let terraform destroy the bucket even when it holds objects. Default: false."
+  type        = bool
+  default     = false
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the archive, before the dt=/hour= partitions (kinlog's default prefix is logs/dt=YYYY-MM-DD/hour=HH/). Must end with /. Default: \"logs/\"."
+  type        = string
+  default     = "logs/"
+
+  validation {
+    condition     = can(regex("^([A-Za-z0-9._=-]+/)+$", var.archive_prefix))
+    error_message = "archive_prefix must be one or more path segments, each ending with /."
+  }
+}
+
+variable "s3_sse_algorithm" {
+  description = "Default encryption of the archive: \"aws:kms\" (SSE-KMS with the module's key, S3 bucket keys on) or \"AES256\" (SSE-S3). Default: \"aws:kms\"."
+  type        = string
+  default     = "aws:kms"
+
+  validation {
+    condition     = contains(["aws:kms", "AES256"], var.s3_sse_algorithm)
+    error_message = "s3_sse_algorithm must be aws:kms or AES256."
+  }
+}
+
+variable "bucket_versioning" {
+  description = "Versioning of the archive bucket: Enabled, Suspended, or Disabled (only for a bucket that never had versioning). kinlog's replays overwrite objects with identical bytes, so versions only add cost unless you want protection against deletes. Default: Disabled."
+  type        = string
+  default     = "Disabled"
+
+  validation {
+    condition     = contains(["Enabled", "Suspended", "Disabled"], var.bucket_versioning)
+    error_message = "bucket_versioning must be Enabled, Suspended or Disabled."
+  }
+}
+
+variable "transition_to_ia_days" {
+  description = "Move archive objects to STANDARD_IA this many days after creation; 0 disables the transition. S3 requires at least 30. Default: 30."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.transition_to_ia_days == 0 || var.transition_to_ia_days >= 30
+    error_message = "transition_to_ia_days must be 0 (off) or at least 30."
+  }
+}
+
+variable "transition_to_glacier_days" {
+  description = "Move archive objects to glacier_storage_class this many days after creation; 0 disables the transition. Must be later than transition_to_ia_days when both are set. Default: 90."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.transition_to_glacier_days >= 0
+    error_message = "transition_to_glacier_days must be 0 (off) or a positive number of days."
+  }
+}
+
+variable "glacier_storage_class" {
+  description = "Storage class of the second transition: GLACIER_IR (millisecond reads; Athena can still query it), GLACIER (Flexible Retrieval) or DEEP_ARCHIVE. Default: GLACIER."
+  type        = string
+  default     = "GLACIER"
+
+  validation {
+    condition     = contains(["GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"], var.glacier_storage_class)
+    error_message = "glacier_storage_class must be GLACIER_IR, GLACIER or DEEP_ARCHIVE."
+  }
+}
+
+variable "expiration_days" {
+  description = "Delete archive objects this many days after creation; 0 keeps them forever. Default: 0."
+  type        = number
+  default     = 0
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "With versioning, delete overwritten versions this many days after they became noncurrent; 0 keeps them. Default: 30."
+  type        = number
+  default     = 30
+}
+
+# ---- Glue / Athena ----------------------------------------------------------------------
+
+variable "glue_database_name" {
+  description = "Glue catalog database for Athena. Default: <name> with hyphens replaced by underscores."
+  type        = string
+  default     = null
+}
+
+variable "glue_table_name" {
+  description = "Glue table over the NDJSON archive. Default: \"logs\"."
+  type        = string
+  default     = "logs"
+}
+
+variable "glue_columns" {
+  description = "Columns of the archive table: top-level JSON fields of the log records (the OpenX SerDe leaves missing fields NULL and ignores extra ones). Default: time, level, service, msg, message, status, latency_ms, and raw (the payload of records that were not JSON)."
+  type = list(object({
+    name    = string
+    type    = string
+    comment = optional(string)
+  }))
+  default = [
+    { name = "time", type = "string", comment = "record time, RFC 3339" },
+    { name = "level", type = "string" },
+    { name = "service", type = "string" },
+    { name = "msg", type = "string", comment = "log/slog message" },
+    { name = "message", type = "string", comment = "message field of other loggers" },
+    { name = "status", type = "int" },
+    { name = "latency_ms", type = "double" },
+    { name = "raw", type = "string", comment = "payload of a record that was not JSON" },
+  ]
+}
+
+variable "partition_projection_start" {
+  description = "First day (yyyy-MM-dd) of the dt partition projection; queries see days from here to NOW. Default: 2024-01-01."
+  type        = string
+  default     = "2024-01-01"
+
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", var.partition_projection_start))
+    error_message = "partition_projection_start must be a date in yyyy-MM-dd form."
+  }
+}
+
+# ---- Who may assume the roles ---------------------------------------------------------------
+
+variable "eks_oidc_provider_arn" {
+  description = "ARN of the EKS cluster's IAM OIDC provider, for IAM Roles for Service Accounts. Default: null (no IRSA trust)."
+  type        = string
+  default     = null
+}
+
+variable "consumer_service_account" {
+  description = "Kubernetes service account (namespace and name) that may assume the consumer role through IRSA. Matches infra/k8s. Default: kinlog/kinlog."
+  type = object({
+    namespace = string
+    name      = string
+  })
+  default = {
+    namespace = "kinlog"
+    name      = "kinlog"
+  }
+}
+
+variable "producer_service_accounts" {
+  description = "Kubernetes service accounts of the applications that embed the producer and may assume the producer role through IRSA. Default: none."
+  type = list(object({
+    namespace = string
+    name      = string
+  }))
+  default = []
+}
+
+variable "consumer_trusted_principal_arns" {
+  description = "IAM principals (roles, accounts) allowed to assume the consumer role with sts:AssumeRole. Default: none."
+  type        = list(string)
+  default     = []
+}
+
+variable "producer_trusted_principal_arns" {
+  description = "IAM principals (roles, accounts) allowed to assume the producer role with sts:AssumeRole. Default: none."
+  type        = list(string)
+  default     = []
+}
+
+variable "producer_trusted_services" {
+  description = "AWS service principals allowed to assume the producer role, e.g. ecs-tasks.amazonaws.com or lambda.amazonaws.com. Default: none."
+  type        = list(string)
+  default     = []
+}
