@@ -1,0 +1,439 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/kinlog/kinlog/checkpoint"
+)
+
+// KinesisAPI is the part of the Kinesis client a [Consumer] uses. *kinesis.Client
+// implements it.
+type KinesisAPI interface {
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+	GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, optFns ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
+}
+
+var _ KinesisAPI = (*kinesis.Client)(nil)
+
+// ErrRunning is returned by [Consumer.Run] when the consumer is already running or has run.
+var ErrRunning = errors.New("consumer: Run called more than once")
+
+// Consumer is one worker of a fleet reading a Kinesis stream. Create it with [New] and
+// start it with [Consumer.Run].
+type Consumer struct {
+	client  KinesisAPI
+	store   checkpoint.Store
+	stream  string
+	factory ProcessorFactory
+	cfg     config
+	log     *slog.Logger
+	met     *metrics
+	tracker *checkpoint.Tracker
+
+	started atomic.Bool
+	kick    chan struct{}
+	wg      sync.WaitGroup // shard workers
+
+	mu       sync.Mutex
+	shards   map[string]*shardWorker
+	cooldown map[string]time.Time
+}
+
+// New returns a worker for stream (a stream name or ARN) that keeps its leases and
+// checkpoints in store and hands records to processors made by factory.
+func New(client KinesisAPI, store checkpoint.Store, stream string, factory ProcessorFactory, opts ...Option) (*Consumer, error) {
+	cfg, err := newConfig(opts)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if client == nil {
+		errs = append(errs, fmt.Errorf("%w: nil Kinesis client", ErrInvalidOption))
+	}
+	if store == nil {
+		errs = append(errs, fmt.Errorf("%w: nil checkpoint store", ErrInvalidOption))
+	}
+	if stream == "" {
+		errs = append(errs, fmt.Errorf("%w: empty stream name", ErrInvalidOption))
+	}
+	if factory == nil {
+		errs = append(errs, fmt.Errorf("%w: nil processor factory", ErrInvalidOption))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("creating consumer: %w", err)
+	}
+	c := &Consumer{
+		client:   client,
+		store:    store,
+		stream:   stream,
+		factory:  factory,
+		cfg:      cfg,
+		log:      cfg.log.With("stream", stream, "worker", cfg.workerID),
+		kick:     make(chan struct{}, 1),
+		shards:   make(map[string]*shardWorker),
+		cooldown: make(map[string]time.Time),
+	}
+	c.tracker = checkpoint.NewTracker(cfg.failover, cfg.clock.Now)
+	c.met = newMetrics(c)
+	if cfg.registerer != nil {
+		if err := cfg.registerer.Register(c.met); err != nil {
+			return nil, fmt.Errorf("creating consumer: registering metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// WorkerID returns the id this worker writes as lease owner.
+func (c *Consumer) WorkerID() string { return c.cfg.workerID }
+
+func (c *Consumer) streamARN() *string {
+	if strings.HasPrefix(c.stream, "arn:") {
+		return aws.String(c.stream)
+	}
+	return nil
+}
+
+func (c *Consumer) streamName() *string {
+	if strings.HasPrefix(c.stream, "arn:") {
+		return nil
+	}
+	return aws.String(c.stream)
+}
+
+// Run makes sure the lease table exists, then discovers shards, takes and renews leases and
+// reads the shards it holds until ctx ends. Then it shuts down gracefully: readers stop,
+// processors get Shutdown (within the shutdown timeout) and acknowledged positions are
+// checkpointed, and the leases are released so that other workers take them at once. Run
+// returns nil after a graceful shutdown; it returns an error early only when the lease table
+// cannot be made ready or the stream does not exist. Run may be called once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	if err := c.store.EnsureTable(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ensuring lease table: %w", err)
+	}
+	// life outlives ctx until the shutdown completes: shard workers, renewals and final
+	// checkpoints run under it.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
+
+	stopRenew := make(chan struct{})
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		c.renewLoop(life, stopRenew)
+	}()
+
+	err := c.coordinate(ctx, life)
+
+	c.shutdownShards(life)
+	close(stopRenew)
+	<-renewDone
+	return err
+}
+
+// coordinate syncs shards and runs lease cycles until ctx ends.
+func (c *Consumer) coordinate(ctx, life context.Context) error {
+	clk := c.cfg.clock
+	bo := backoff{min: 100 * time.Millisecond, max: c.cfg.failover}
+	for {
+		err := c.syncShards(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var rnf *types.ResourceNotFoundException
+		if errors.As(err, &rnf) {
+			return fmt.Errorf("starting consumer of stream %s: %w", c.stream, err)
+		}
+		c.log.Warn("syncing shards", "err", err)
+		if c.sleepUntil(ctx, clk.Now().Add(bo.next())) != nil {
+			return nil
+		}
+	}
+	lastSync := clk.Now()
+	for {
+		c.leaseCycle(ctx, life)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.kick:
+			if err := c.syncShards(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("syncing shards", "err", err)
+			}
+			lastSync = clk.Now()
+		case <-clk.After(c.cfg.takeInterval):
+			if clk.Now().Sub(lastSync) >= c.cfg.syncInterval {
+				if err := c.syncShards(ctx); err != nil && ctx.Err() == nil {
+					c.log.Warn("syncing shards", "err", err)
+				}
+				lastSync = clk.Now()
+			}
+		}
+	}
+}
+
+// kickNow asks the coordinator for a shard sync and a lease cycle now (after a shard ended,
+// its children may be ready).
+func (c *Consumer) kickNow() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// coolDown keeps this worker from taking a shard whose processor failed for the failover
+// time, so that another worker may try it.
+func (c *Consumer) coolDown(shard string) {
+	c.mu.Lock()
+	c.cooldown[shard] = c.cfg.clock.Now().Add(c.cfg.failover)
+	c.mu.Unlock()
+}
+
+func (c *Consumer) startWorker(life context.Context, l checkpoint.Lease) {
+	w := newShardWorker(c, life, l)
+	c.mu.Lock()
+	c.shards[l.Key] = w
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		w.run()
+		c.mu.Lock()
+		if c.shards[w.id] == w {
+			delete(c.shards, w.id)
+		}
+		c.mu.Unlock()
+	}()
+}
+
+// held returns the workers of the leases this worker holds.
+func (c *Consumer) held() map[string]*shardWorker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]*shardWorker, len(c.shards))
+	for k, w := range c.shards {
+		m[k] = w
+	}
+	return m
+}
+
+// renewLoop renews every held lease every failover/3, independently of processing.
+func (c *Consumer) renewLoop(life context.Context, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-c.cfg.clock.After(c.cfg.renewInterval):
+		}
+		var wg sync.WaitGroup
+		for _, w := range c.held() {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(life, c.cfg.renewInterval)
+				defer cancel()
+				w.h.renew(ctx)
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// shutdownShards stops every shard worker gracefully and waits for them.
+func (c *Consumer) shutdownShards(life context.Context) {
+	sctx, cancel := context.WithTimeout(life, c.cfg.shutdownTimeout)
+	defer cancel()
+	held := c.held()
+	if len(held) > 0 {
+		c.log.Info("shutting down", "shards", len(held))
+	}
+	stops := make([]func() bool, 0, len(held))
+	for _, w := range held {
+		stops = append(stops, w.beginShutdown(sctx))
+	}
+	c.wg.Wait()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
+// parentsDone reports whether every parent of l has finished: its lease is at SHARD_END or
+// gone from the table.
+func parentsDone(l checkpoint.Lease, byKey map[string]checkpoint.Lease) bool {
+	for _, p := range l.ParentShardIDs {
+		if pl, ok := byKey[p]; ok && pl.Checkpoint.Sequence != checkpoint.ShardEnd {
+			return false
+		}
+	}
+	return true
+}
+
+// leaseCycle lists the lease table once, takes available leases up to the fair share and,
+// when none is available and another worker holds clearly more than this one, steals a
+// bounded number from the most loaded worker.
+func (c *Consumer) leaseCycle(ctx, life context.Context) {
+	leases, err := c.store.ListLeases(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("listing leases", "err", err)
+		}
+		return
+	}
+	c.tracker.Observe(leases)
+	now := c.cfg.clock.Now()
+	self := c.cfg.workerID
+	held := c.held()
+	byKey := make(map[string]checkpoint.Lease, len(leases))
+	for _, l := range leases {
+		byKey[l.Key] = l
+	}
+
+	// A lease another worker took since this one last wrote it is lost: stop at once
+	// rather than at the next renewal.
+	for key, w := range held {
+		if l, ok := byKey[key]; ok && l.Owner != self && l.Counter > w.h.counter() {
+			w.h.markLost("taken by " + l.Owner)
+		}
+	}
+
+	c.mu.Lock()
+	for k, until := range c.cooldown {
+		if !now.Before(until) {
+			delete(c.cooldown, k)
+		}
+	}
+	cooling := make(map[string]bool, len(c.cooldown))
+	for k := range c.cooldown {
+		cooling[k] = true
+	}
+	c.mu.Unlock()
+
+	// Leases that need a worker: not finished, and all parents finished.
+	var eligible []checkpoint.Lease
+	for _, l := range leases {
+		if l.Checkpoint.Sequence != checkpoint.ShardEnd && parentsDone(l, byKey) {
+			eligible = append(eligible, l)
+		}
+	}
+	if len(eligible) == 0 {
+		return
+	}
+	mine := 0
+	for _, w := range held {
+		if !w.lost() && !w.stopping.Load() {
+			mine++
+		}
+	}
+	counts := map[string]int{}
+	var others []string
+	for _, l := range eligible {
+		if l.Owner == "" || l.Owner == self || c.tracker.Available(l) {
+			continue
+		}
+		if counts[l.Owner] == 0 {
+			others = append(others, l.Owner)
+		}
+		counts[l.Owner]++
+	}
+	workers := len(others) + 1
+	target := (len(eligible) + workers - 1) / workers
+	need := target - mine
+	if need <= 0 {
+		return
+	}
+
+	// Available leases: this worker's own (left by an earlier run with the same id), then
+	// unowned, then expired; random within each group so that workers spread out.
+	var own, free, expired []checkpoint.Lease
+	for _, l := range eligible {
+		if _, ok := held[l.Key]; ok || cooling[l.Key] {
+			continue
+		}
+		switch {
+		case l.Owner == self:
+			own = append(own, l)
+		case l.Owner == "":
+			free = append(free, l)
+		case c.tracker.Available(l):
+			expired = append(expired, l)
+		}
+	}
+	for _, g := range [][]checkpoint.Lease{own, free, expired} {
+		rand.Shuffle(len(g), func(i, j int) { g[i], g[j] = g[j], g[i] })
+	}
+	avail := append(append(own, free...), expired...)
+	got := c.take(ctx, life, avail[:min(need, len(avail))], false)
+	if got >= need || len(avail) > need {
+		return
+	}
+	mine += got
+
+	// Nothing left to take: steal from the most loaded worker when that makes the spread
+	// strictly smaller (it holds at least two more than this worker), so that two workers
+	// never trade a lease back and forth.
+	victim := ""
+	for _, o := range others {
+		if victim == "" || counts[o] > counts[victim] || (counts[o] == counts[victim] && o < victim) {
+			victim = o
+		}
+	}
+	if victim == "" || counts[victim]-mine < 2 || c.cfg.maxSteal == 0 {
+		return
+	}
+	n := min(c.cfg.maxSteal, target-mine, (counts[victim]-mine)/2)
+	var theirs []checkpoint.Lease
+	for _, l := range eligible {
+		if l.Owner == victim && !cooling[l.Key] && !c.tracker.Available(l) {
+			theirs = append(theirs, l)
+		}
+	}
+	rand.Shuffle(len(theirs), func(i, j int) { theirs[i], theirs[j] = theirs[j], theirs[i] })
+	c.take(ctx, life, theirs[:min(n, len(theirs))], true)
+}
+
+// take takes the observed leases concurrently and starts a worker for each one won. It
+// returns how many it won.
+func (c *Consumer) take(ctx, life context.Context, leases []checkpoint.Lease, steal bool) int {
+	var (
+		wg  sync.WaitGroup
+		won atomic.Int64
+	)
+	for _, l := range leases {
+		wg.Go(func() {
+			got, err := c.store.TakeLease(ctx, l, c.cfg.workerID)
+			if err != nil {
+				if !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) && ctx.Err() == nil {
+					c.log.Warn("taking lease", "shard", l.Key, "err", err)
+				}
+				return
+			}
+			won.Add(1)
+			c.met.leaseTakes.Inc()
+			if steal {
+				c.met.leaseSteals.Inc()
+			}
+			c.log.Info("took lease", "shard", l.Key, "from", l.Owner, "steal", steal, "checkpoint", got.Checkpoint.String())
+			c.startWorker(life, got)
+		})
+	}
+	wg.Wait()
+	return int(won.Load())
+}

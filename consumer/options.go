@@ -1,0 +1,240 @@
+package consumer
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kinlog/kinlog/checkpoint"
+)
+
+// Defaults of the options. They follow the Java KCL where it has an equivalent.
+const (
+	DefaultFailoverTime           = 10 * time.Second
+	DefaultMaxRecords             = 10000
+	DefaultIdleTimeBetweenReads   = time.Second
+	DefaultMaxBatchesInFlight     = 1000
+	DefaultShardSyncInterval      = time.Minute
+	DefaultCheckpointInterval     = time.Second
+	DefaultShutdownTimeout        = 30 * time.Second
+	DefaultMaxLeasesToStealAtOnce = 1
+)
+
+// Kinesis service limits the reader honours.
+const (
+	// MaxRecordsPerGetRecords is the most records one GetRecords call returns.
+	MaxRecordsPerGetRecords = 10000
+	// MinGetRecordsInterval spaces GetRecords calls on one shard: 5 calls per second.
+	MinGetRecordsInterval = 200 * time.Millisecond
+	// ReadBytesPerSecond is a shard's read throughput: 2 MB/s.
+	ReadBytesPerSecond = 2 << 20
+)
+
+// InitialPosition is where a worker starts reading a shard that has no checkpoint yet. Use
+// [TrimHorizon], [Latest] or [AtTimestamp].
+type InitialPosition struct {
+	kind string
+	at   time.Time
+}
+
+var (
+	// TrimHorizon starts at the oldest record in the stream.
+	TrimHorizon = InitialPosition{kind: checkpoint.TrimHorizon}
+	// Latest starts after the newest record: only records put after the lease was created
+	// are read. Closed shards are skipped.
+	Latest = InitialPosition{kind: checkpoint.Latest}
+)
+
+// AtTimestamp starts at the first record that arrived at or after t.
+func AtTimestamp(t time.Time) InitialPosition {
+	return InitialPosition{kind: checkpoint.AtTimestamp, at: t}
+}
+
+func (p InitialPosition) String() string {
+	if p.kind == checkpoint.AtTimestamp {
+		return p.kind + "(" + p.at.UTC().Format(time.RFC3339Nano) + ")"
+	}
+	return p.kind
+}
+
+// Clock is the time source of a [Consumer]: lease liveness, renewal, polling and backoff
+// all read it. Tests inject a fake one (or run inside testing/synctest).
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Option configures a [Consumer].
+type Option func(*config)
+
+type config struct {
+	workerID           string
+	failover           time.Duration
+	renewInterval      time.Duration
+	takeInterval       time.Duration
+	initial            InitialPosition
+	maxRecords         int32
+	idle               time.Duration
+	maxInFlight        int
+	syncInterval       time.Duration
+	checkpointInterval time.Duration
+	shutdownTimeout    time.Duration
+	maxSteal           int
+	clock              Clock
+	log                *slog.Logger
+	registerer         prometheus.Registerer
+}
+
+// WithWorkerID sets the worker id written as the owner of the leases this worker holds.
+// Every worker of a fleet needs a distinct id. The default is the host name followed by a
+// random suffix, so a restarted process is a new worker.
+func WithWorkerID(id string) Option { return func(c *config) { c.workerID = id } }
+
+// WithFailoverTime sets the time after which a lease whose counter has not moved is
+// considered expired and may be taken by another worker (the KCL's failoverTimeMillis).
+// Leases are renewed every failover/3 and the lease table is scanned for leases to take
+// every failover/10. The default is 10s.
+func WithFailoverTime(d time.Duration) Option { return func(c *config) { c.failover = d } }
+
+// WithInitialPosition sets where shards without a checkpoint start. The default is
+// [TrimHorizon]. Children of shards that already have leases always start at
+// TRIM_HORIZON, so nothing between a parent's end and its children is skipped.
+func WithInitialPosition(p InitialPosition) Option { return func(c *config) { c.initial = p } }
+
+// WithMaxRecords sets the Limit of each GetRecords call, 1 to 10000. The default is 10000.
+func WithMaxRecords(n int) Option { return func(c *config) { c.maxRecords = int32(n) } }
+
+// WithIdleTimeBetweenReads sets the longest wait between GetRecords calls on a shard that is
+// caught up (an empty response with MillisBehindLatest 0). The wait starts at 200ms after
+// the first empty read and doubles up to this value; a read that returns records resets it.
+// The default is 1s.
+func WithIdleTimeBetweenReads(d time.Duration) Option { return func(c *config) { c.idle = d } }
+
+// WithMaxBatchesInFlight caps, per shard, the batches handed to the processor and not yet
+// fully acknowledged (counted from the oldest unacknowledged one). When the cap is reached
+// the shard's reader waits. The default is 1000, which lets a sink that buffers many small
+// batches until its own size or time limit keep reading.
+func WithMaxBatchesInFlight(n int) Option { return func(c *config) { c.maxInFlight = n } }
+
+// WithShardSyncInterval sets how often the worker lists the stream's shards to create leases
+// for new shards and delete those of shards gone. A shard reaching its end also triggers a
+// sync. The default is 1 minute.
+func WithShardSyncInterval(d time.Duration) Option { return func(c *config) { c.syncInterval = d } }
+
+// WithCheckpointInterval sets the shortest time between two checkpoint writes of one shard.
+// A write happens as soon as an acknowledgement moves the checkpoint and the previous write
+// is at least this old. The default is 1s.
+func WithCheckpointInterval(d time.Duration) Option {
+	return func(c *config) { c.checkpointInterval = d }
+}
+
+// WithShutdownTimeout bounds graceful shutdown: the time processors get in Shutdown and
+// ShardEnded callbacks once Run's context has ended, before the final checkpoints and lease
+// releases. Leases keep being renewed meanwhile. The default is 30s.
+func WithShutdownTimeout(d time.Duration) Option { return func(c *config) { c.shutdownTimeout = d } }
+
+// WithMaxLeasesToStealAtOnce bounds how many leases a worker below its fair share steals
+// from the most loaded worker per lease cycle. The default is 1, as in the KCL.
+func WithMaxLeasesToStealAtOnce(n int) Option { return func(c *config) { c.maxSteal = n } }
+
+// WithClock sets the clock. The default is the system clock.
+func WithClock(clk Clock) Option { return func(c *config) { c.clock = clk } }
+
+// WithLogger sets the logger. The default discards log records.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithRegisterer registers the consumer's Prometheus metrics with r (see the package
+// documentation for the list). The default registers nothing.
+func WithRegisterer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }
+
+// ErrInvalidOption is wrapped by the errors [New] returns for a bad option.
+var ErrInvalidOption = errors.New("consumer: invalid option")
+
+func defaultWorkerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		failover:           DefaultFailoverTime,
+		initial:            TrimHorizon,
+		maxRecords:         DefaultMaxRecords,
+		idle:               DefaultIdleTimeBetweenReads,
+		maxInFlight:        DefaultMaxBatchesInFlight,
+		syncInterval:       DefaultShardSyncInterval,
+		checkpointInterval: DefaultCheckpointInterval,
+		shutdownTimeout:    DefaultShutdownTimeout,
+		maxSteal:           DefaultMaxLeasesToStealAtOnce,
+		clock:              realClock{},
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+	}
+	if c.workerID == "" {
+		c.workerID = defaultWorkerID()
+	}
+	if c.failover < 30*time.Millisecond {
+		bad("failover time %v is below 30ms", c.failover)
+	}
+	switch c.initial.kind {
+	case checkpoint.TrimHorizon, checkpoint.Latest:
+	case checkpoint.AtTimestamp:
+		if c.initial.at.IsZero() {
+			bad("AtTimestamp needs a time")
+		}
+	default:
+		bad("unknown initial position %q", c.initial.kind)
+	}
+	if c.maxRecords < 1 || c.maxRecords > MaxRecordsPerGetRecords {
+		bad("max records %d is outside 1..%d", c.maxRecords, MaxRecordsPerGetRecords)
+	}
+	if c.idle < 0 {
+		bad("negative idle time %v", c.idle)
+	}
+	if c.maxInFlight < 1 {
+		bad("max batches in flight %d is below 1", c.maxInFlight)
+	}
+	if c.syncInterval <= 0 {
+		bad("shard sync interval %v is not positive", c.syncInterval)
+	}
+	if c.checkpointInterval < 0 {
+		bad("negative checkpoint interval %v", c.checkpointInterval)
+	}
+	if c.shutdownTimeout <= 0 {
+		bad("shutdown timeout %v is not positive", c.shutdownTimeout)
+	}
+	if c.maxSteal < 0 {
+		bad("max leases to steal %d is negative", c.maxSteal)
+	}
+	if c.clock == nil {
+		bad("nil clock")
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.renewInterval = c.failover / 3
+	c.takeInterval = c.failover / 10
+	return c, errors.Join(errs...)
+}

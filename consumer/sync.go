@@ -1,0 +1,143 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/kinlog/kinlog/checkpoint"
+)
+
+// listShards lists every shard of the stream, following NextToken.
+func (c *Consumer) listShards(ctx context.Context) ([]types.Shard, error) {
+	in := &kinesis.ListShardsInput{StreamName: c.streamName(), StreamARN: c.streamARN()}
+	var shards []types.Shard
+	for {
+		out, err := c.client.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("listing shards of %s: %w", c.stream, err)
+		}
+		shards = append(shards, out.Shards...)
+		if aws.ToString(out.NextToken) == "" {
+			return shards, nil
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
+	}
+}
+
+// syncShards creates leases for shards that have none and deletes the leases of shards gone
+// from the stream. The lease table is listed before the shards: a lease missing from a
+// later shard listing belongs to a shard that is truly gone, never to one created after the
+// listing.
+//
+// A new shard starts at TRIM_HORIZON when a parent already has a lease (it continues
+// something being consumed); otherwise at the initial position. With LATEST, closed shards
+// get no lease (their open descendants start at LATEST).
+func (c *Consumer) syncShards(ctx context.Context) error {
+	leases, err := c.store.ListLeases(ctx)
+	if err != nil {
+		return fmt.Errorf("syncing shards: %w", err)
+	}
+	shards, err := c.listShards(ctx)
+	if err != nil {
+		return fmt.Errorf("syncing shards: %w", err)
+	}
+	if len(shards) == 0 {
+		return nil // a stream always has an open shard: distrust an empty listing
+	}
+	existing := make(map[string]bool, len(leases))
+	for _, l := range leases {
+		existing[l.Key] = true
+	}
+	byID := make(map[string]*types.Shard, len(shards))
+	for i := range shards {
+		byID[aws.ToString(shards[i].ShardId)] = &shards[i]
+	}
+
+	// Decide parents before children; leased[id] says whether a shard has or gets a lease.
+	leased := make(map[string]bool, len(shards))
+	decided := make(map[string]bool, len(shards))
+	var errs []error
+	var decide func(id string)
+	decide = func(id string) {
+		if decided[id] {
+			return
+		}
+		decided[id] = true
+		s, ok := byID[id]
+		if !ok {
+			return
+		}
+		parents := shardParents(s)
+		for _, p := range parents {
+			decide(p)
+		}
+		if existing[id] {
+			leased[id] = true
+			return
+		}
+		start := ""
+		for _, p := range parents {
+			if existing[p] {
+				start = checkpoint.TrimHorizon
+			}
+		}
+		if start == "" {
+			switch c.cfg.initial.kind {
+			case checkpoint.Latest:
+				if s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil {
+					return // closed: nothing new will arrive in it
+				}
+			}
+			start = c.cfg.initial.kind
+		}
+		l := checkpoint.Lease{
+			Key:            id,
+			Checkpoint:     checkpoint.Checkpoint{Sequence: start},
+			ParentShardIDs: parents,
+		}
+		if r := s.HashKeyRange; r != nil {
+			l.StartingHashKey = aws.ToString(r.StartingHashKey)
+			l.EndingHashKey = aws.ToString(r.EndingHashKey)
+		}
+		created, err := c.store.CreateLease(ctx, l)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("creating lease for shard %s: %w", id, err))
+			return
+		}
+		leased[id] = true
+		if created {
+			c.log.Info("created lease", "shard", id, "checkpoint", start, "parents", parents)
+		}
+	}
+	for i := range shards {
+		decide(aws.ToString(shards[i].ShardId))
+	}
+
+	for _, l := range leases {
+		if _, ok := byID[l.Key]; ok {
+			continue
+		}
+		if err := c.store.DeleteLease(ctx, l.Key); err != nil {
+			errs = append(errs, fmt.Errorf("deleting lease of gone shard %s: %w", l.Key, err))
+			continue
+		}
+		c.log.Info("deleted lease of a shard gone from the stream", "shard", l.Key, "checkpoint", l.Checkpoint.String())
+	}
+	return errors.Join(errs...)
+}
+
+func shardParents(s *types.Shard) []string {
+	var ps []string
+	if p := aws.ToString(s.ParentShardId); p != "" {
+		ps = append(ps, p)
+	}
+	if p := aws.ToString(s.AdjacentParentShardId); p != "" {
+		ps = append(ps, p)
+	}
+	return ps
+}
