@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kinlog/kinlog/internal/testenv"
+)
+
+// kinlogBin is the kinlog binary built once for the CLI tests, which drive the real
+// executable the way users do.
+var kinlogBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kinlog-cli-test")
+	if err != nil {
+		panic(err)
+	}
+	kinlogBin = filepath.Join(dir, "kinlog")
+	build := exec.Command("go", "build", "-race", "-o", kinlogBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic("building kinlog: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runKinlog runs the binary with args and stdin, and returns its output and exit code.
+func runKinlog(t *testing.T, ctx context.Context, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, kinlogBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running kinlog %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestUsage(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{nil, 2, "usage: kinlog"},
+		{[]string{"help"}, 0, "commands:"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"demo", "--no-such-flag"}, 2, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, stderr, code := runKinlog(t, ctx, "", tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.inStderr) {
+				t.Fatalf("kinlog %v: exit %d, stderr %q; want exit %d and %q", tt.args, code, stderr, tt.code, tt.inStderr)
+			}
+		})
+	}
+}
+
+// TestDemo runs `kinlog demo` (what `make demo` runs) on the local stack and checks what it
+// reports.
+func TestDemo(t *testing.T) {
+	testenv.Require(t, testenv.Kinesis, testenv.DynamoDB, testenv.S3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	stdout, stderr, code := runKinlog(t, ctx, "", "demo")
+	if code != 0 {
+		t.Fatalf("kinlog demo exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"read 400 records back", "refused by its condition", "written and read back", "demo ok"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
