@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) checkpoint.Store) {
 		{"TakeRace", testTakeRace},
 		{"TakeStaleObservation", testTakeStale},
 		{"ZombieFenced", testZombieFenced},
+		{"RestartedOwnerFencedByCounter", testSameOwnerStaleCounter},
 		{"CountersOnlyGrow", testCountersGrow},
 		{"OwnerSwitches", testOwnerSwitches},
 		{"RegressionRefused", testRegression},
@@ -739,4 +740,20 @@ func testRepeat(t *testing.T, s checkpoint.Store) {
 	_, err = s.Checkpoint(ctx(t), prepared, cp(seq2, 1))
 	wantErr(t, "different checkpoint from the same stale lease", err, checkpoint.ErrLeaseLost)
 	wantLease(t, "stored after the refused writes", get(t, s, "k"), done)
+}
+
+// testSameOwnerStaleCounter: a worker restarts under the same id and takes its own lease
+// back; the old incarnation, still running, is fenced off by the counter alone.
+func testSameOwnerStaleCounter(t *testing.T, s checkpoint.Store) {
+	old := newHeld(t, s, "k", "w")
+	old = mustCheckpoint(t, s, old, cp(seq1, 0))
+	restarted := take(t, s, get(t, s, "k"), "w")
+	restarted = mustCheckpoint(t, s, restarted, cp(seq2, 0))
+	_, err := s.Checkpoint(ctx(t), old, cp(seq3, 0))
+	wantErr(t, "old incarnation's Checkpoint", err, checkpoint.ErrLeaseLost)
+	_, err = s.RenewLease(ctx(t), old)
+	wantErr(t, "old incarnation's RenewLease", err, checkpoint.ErrLeaseLost)
+	_, err = s.PrepareCheckpoint(ctx(t), old, cp(seq3, 0))
+	wantErr(t, "old incarnation's PrepareCheckpoint", err, checkpoint.ErrLeaseLost)
+	wantLease(t, "lease after the old incarnation's writes", get(t, s, "k"), restarted)
 }
