@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Duration is a time.Duration written as "10s", "1m30s" in the config file.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration such as 10s or 1m: %w", err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %s is negative", v)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText prints the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// ByteSize is a size written as "5MiB", "128KiB", "1MB" or a plain number of bytes.
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+
+// UnmarshalText parses a size.
+func (s *ByteSize) UnmarshalText(b []byte) error {
+	str := strings.TrimSpace(string(b))
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(str, u.suffix); ok {
+			str, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a size such as 5MiB, 512KiB or 1048576, got %q", string(b))
+	}
+	*s = ByteSize(n * mult)
+	return nil
+}
+
+// MarshalText prints the size in the largest binary unit that divides it.
+func (s ByteSize) MarshalText() ([]byte, error) {
+	for i := 2; i >= 0; i-- {
+		u := byteUnits[i]
+		if s != 0 && int64(s)%u.mult == 0 && int64(s) >= u.mult {
+			return fmt.Appendf(nil, "%d%s", int64(s)/u.mult, u.suffix), nil
+		}
+	}
+	return fmt.Appendf(nil, "%d", int64(s)), nil
+}
+
+// ConfigError names the config key that is wrong.
+type ConfigError struct {
+	Key    string
+	Source string // "file", "env KINLOG_…", "flag --set"
+	Err    error
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("config %s (%s): %v", e.Key, e.Source, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// loadConfig fills cfg (which holds the defaults) from the YAML file at path (if not empty),
+// then from KINLOG_* environment variables, then from --set key=value overrides. Unknown keys
+// in the file are errors.
+func loadConfig(cfg any, path string, environ []string, sets []string) error {
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		// An empty file decodes to io.EOF: all defaults.
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	leaves := configLeaves(reflect.ValueOf(cfg).Elem(), "")
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "KINLOG_") {
+			env[k] = v
+		}
+	}
+	for _, key := range sortedKeys(leaves) {
+		name := envName(key)
+		if v, ok := env[name]; ok {
+			if err := setLeaf(leaves[key], v); err != nil {
+				return &ConfigError{Key: key, Source: "env " + name, Err: err}
+			}
+		}
+	}
+	for _, kv := range sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return &ConfigError{Key: kv, Source: "flag --set", Err: errors.New("want key=value")}
+		}
+		leaf, ok := leaves[k]
+		if !ok {
+			return &ConfigError{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; known keys: %s", strings.Join(sortedKeys(leaves), ", "))}
+		}
+		if err := setLeaf(leaf, v); err != nil {
+			return &ConfigError{Key: k, Source: "flag --set", Err: err}
+		}
+	}
+	return nil
+}
+
+// envName maps a dotted key to its variable: archive.buffer_size → KINLOG_ARCHIVE_BUFFER_SIZE.
+func envName(key string) string {
+	return "KINLOG_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// configLeaves maps every dotted yaml key of a config struct to its settable field.
+func configLeaves(v reflect.Value, prefix string) map[string]reflect.Value {
+	out := map[string]reflect.Value{}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		key := prefix + tag
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct && !isTextType(fv) {
+			for k, leaf := range configLeaves(fv, key+".") {
+				out[k] = leaf
+			}
+			continue
+		}
+		out[key] = fv
+	}
+	return out
+}
+
+type textUnmarshaler interface{ UnmarshalText([]byte) error }
+
+func isTextType(v reflect.Value) bool {
+	_, ok := v.Addr().Interface().(textUnmarshaler)
+	return ok
+}
+
+// setLeaf parses s into the field: text types, strings, bools, ints, floats and
+// comma-separated string lists.
+func setLeaf(v reflect.Value, s string) error {
+	if u, ok := v.Addr().Interface().(textUnmarshaler); ok {
+		return u.UnmarshalText([]byte(s))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", s)
+		}
+		v.SetInt(n)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("want a number, got %q", s)
+		}
+		v.SetFloat(n)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("cannot set a list of %s", v.Type().Elem())
+		}
+		var items []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				items = append(items, p)
+			}
+		}
+		v.Set(reflect.ValueOf(items))
+	default:
+		return fmt.Errorf("cannot set a %s", v.Type())
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testConfig struct {
+	Stream  string   `yaml:"stream"`
+	Workers int      `yaml:"workers"`
+	Verbose bool     `yaml:"verbose"`
+	Every   Duration `yaml:"every"`
+	Archive struct {
+		Bucket string   `yaml:"bucket"`
+		Size   ByteSize `yaml:"buffer_size"`
+		Dims   []string `yaml:"dimensions"`
+	} `yaml:"archive"`
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kinlog.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigLayers(t *testing.T) {
+	cfg := testConfig{Stream: "default", Workers: 1}
+	cfg.Archive.Size = 5 << 20
+	path := writeFile(t, "stream: from-file\nevery: 30s\narchive:\n  bucket: b1\n  dimensions: [service]\n")
+	env := []string{"KINLOG_ARCHIVE_BUCKET=from-env", "KINLOG_WORKERS=3", "OTHER=1", "KINLOG_ARCHIVE_BUFFER_SIZE=128KiB"}
+	if err := loadConfig(&cfg, path, env, []string{"verbose=true", "archive.dimensions=service, level"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stream != "from-file" || cfg.Workers != 3 || !cfg.Verbose || time.Duration(cfg.Every) != 30*time.Second ||
+		cfg.Archive.Bucket != "from-env" || cfg.Archive.Size != 128<<10 || strings.Join(cfg.Archive.Dims, "|") != "service|level" {
+		t.Fatalf("layers applied wrongly: %+v", cfg)
+	}
+}
+
+func TestLoadConfigErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, file string
+		env, sets  []string
+		want       []string
+	}{
+		{"unknown key in file", "stream: s\narchve:\n  bucket: b\n", nil, nil, []string{"archve", "not found"}},
+		{"bad duration in file", "every: soon\n", nil, nil, []string{"duration"}},
+		{"bad size in env", "", []string{"KINLOG_ARCHIVE_BUFFER_SIZE=lots"}, nil, []string{"archive.buffer_size", "KINLOG_ARCHIVE_BUFFER_SIZE", "5MiB"}},
+		{"bad int in env", "", []string{"KINLOG_WORKERS=two"}, nil, []string{"workers", "integer"}},
+		{"unknown key in --set", "", nil, []string{"archive.bukket=x"}, []string{"archive.bukket", "unknown key", "archive.bucket"}},
+		{"--set without value", "", nil, []string{"verbose"}, []string{"key=value"}},
+		{"bad bool in --set", "", nil, []string{"verbose=maybe"}, []string{"verbose", "true or false"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg testConfig
+			path := ""
+			if tt.file != "" {
+				path = writeFile(t, tt.file)
+			}
+			err := loadConfig(&cfg, path, tt.env, tt.sets)
+			if err == nil {
+				t.Fatal("loadConfig accepted bad input")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	var ce *ConfigError
+	var cfg testConfig
+	if err := loadConfig(&cfg, "", []string{"KINLOG_WORKERS=x"}, nil); !errors.As(err, &ce) || ce.Key != "workers" {
+		t.Errorf("error %v is not a ConfigError for key workers", err)
+	}
+	if err := loadConfig(&cfg, writeFile(t, ""), nil, nil); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+}
+
+func TestByteSizeText(t *testing.T) {
+	for in, want := range map[string]ByteSize{"5MiB": 5 << 20, "512 KiB": 512 << 10, "1MB": 1e6, "1048576": 1 << 20, "0": 0} {
+		var s ByteSize
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("%q → %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "5XB", "99999999999GiB"} {
+		var s ByteSize
+		if err := s.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if b, _ := ByteSize(5 << 20).MarshalText(); string(b) != "5MiB" {
+		t.Errorf("5MiB prints as %s", b)
+	}
+}
