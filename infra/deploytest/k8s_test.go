@@ -585,9 +585,9 @@ func TestManifestChecksCatch(t *testing.T) {
 	ptr := func(i int) *int { return &i }
 	bptr := func(b bool) *bool { return &b }
 	for _, tc := range []struct {
-		name  string
-		break_ func(ms *manifests)
-		want  string
+		name   string
+		mutate func(ms *manifests)
+		want   string
 	}{
 		{"replicas", func(ms *manifests) { ms.deployment.Spec.Replicas = ptr(1) }, "replicas must be 2"},
 		{"pdb selector", func(ms *manifests) { ms.pdb.Spec.Selector.MatchLabels = map[string]string{"app": "other"} }, "PodDisruptionBudget: selector"},
@@ -598,7 +598,9 @@ func TestManifestChecksCatch(t *testing.T) {
 			ms.deployment.Spec.Template.Spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem = bptr(false)
 		}, "readOnlyRootFilesystem"},
 		{"no readiness probe", func(ms *manifests) { ms.deployment.Spec.Template.Spec.Containers[0].ReadinessProbe = nil }, "no HTTP readiness probe"},
-		{"liveness path", func(ms *manifests) { ms.deployment.Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet.Path = "/readyz" }, "liveness probe path"},
+		{"liveness path", func(ms *manifests) {
+			ms.deployment.Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet.Path = "/readyz"
+		}, "liveness probe path"},
 		{"probe port", func(ms *manifests) {
 			ms.deployment.Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet.Port = intOrString{Str: "metrics"}
 		}, "liveness probe port"},
@@ -613,11 +615,13 @@ func TestManifestChecksCatch(t *testing.T) {
 		{"servicemonitor port", func(ms *manifests) { ms.serviceMonitor.Spec.Endpoints[0].Port = "metrics" }, "ServiceMonitor: want one endpoint"},
 		{"role annotation", func(ms *manifests) { delete(ms.serviceAccount.Metadata.Annotations, "eks.amazonaws.com/role-arn") }, "role-arn annotation"},
 		{"kustomization", func(ms *manifests) { ms.kustomizeFiles = ms.kustomizeFiles[1:] }, "kustomization.yaml lists"},
-		{"kind", func(ms *manifests) { ms.objects = append(ms.objects, typeMeta{APIVersion: "v1", Kind: "Pod", Metadata: meta{Name: "x", Namespace: "kinlog"}}) }, "unexpected kind"},
+		{"kind", func(ms *manifests) {
+			ms.objects = append(ms.objects, typeMeta{APIVersion: "v1", Kind: "Pod", Metadata: meta{Name: "x", Namespace: "kinlog"}})
+		}, "unexpected kind"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ms := loadManifests(t)
-			tc.break_(ms)
+			tc.mutate(ms)
 			requireProblem(t, checkManifests(ms), tc.want)
 		})
 	}
