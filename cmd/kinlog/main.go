@@ -23,6 +23,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run the pipeline on the local stack (infra/local) and show what it did", runDemo},
+		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
 	}
 }
 

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/kinlog/kinlog/checkpoint"
+	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
+)
+
+const checkpointUsage = `usage:
+  kinlog checkpoint list          --table T [--json]
+  kinlog checkpoint reset         --table T --shard S --to SEQ|TRIM_HORIZON|LATEST [--sub N]
+  kinlog checkpoint import-vmware --table T --from VMWARE_TABLE`
+
+// runCheckpoint is the operator's view of the lease table.
+func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: missing subcommand\n%s", errUsage, checkpointUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("checkpoint "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	table := fs.String("table", "", "lease table name (required)")
+	asJSON := fs.Bool("json", false, "list: print JSON instead of a table")
+	shard := fs.String("shard", "", "reset: lease key (shard id)")
+	to := fs.String("to", "", "reset: sequence number or TRIM_HORIZON / LATEST / SHARD_END")
+	subSeq := fs.Uint64("sub", 0, "reset: sub-sequence number")
+	from := fs.String("from", "", "import-vmware: the vmware-go-kcl-v2 lease table to import")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v\n%s", errUsage, err, checkpointUsage)
+	}
+	if *table == "" {
+		return fmt.Errorf("%w: --table is required\n%s", errUsage, checkpointUsage)
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("loading AWS config: %w", err)
+	}
+	client := dynamodb.NewFromConfig(cfg)
+	store, err := ddbstore.New(client, *table)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		leases, err := store.ListLeases(ctx)
+		if err != nil {
+			return fmt.Errorf("listing leases: %w", err)
+		}
+		sort.Slice(leases, func(i, j int) bool { return leases[i].Key < leases[j].Key })
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(leases)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "SHARD\tOWNER\tCOUNTER\tCHECKPOINT\tPENDING\tPARENTS")
+		for _, l := range leases {
+			pending := "-"
+			if l.Pending != nil {
+				pending = l.Pending.String()
+			}
+			owner := l.Owner
+			if owner == "" {
+				owner = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%v\n", l.Key, owner, l.Counter, l.Checkpoint, pending, l.ParentShardIDs)
+		}
+		return tw.Flush()
+	case "reset":
+		if *shard == "" || *to == "" {
+			return fmt.Errorf("%w: reset needs --shard and --to\n%s", errUsage, checkpointUsage)
+		}
+		cp := checkpoint.Checkpoint{Sequence: *to, SubSequence: *subSeq}
+		if err := cp.Validate(); err != nil {
+			return fmt.Errorf("%w: --to: %v", errUsage, err)
+		}
+		if err := store.ResetCheckpoint(ctx, *shard, cp); err != nil {
+			return fmt.Errorf("resetting %s: %w", *shard, err)
+		}
+		fmt.Fprintf(stdout, "%s: checkpoint set to %s; its holder, if any, lost the lease\n", *shard, cp)
+		return nil
+	case "import-vmware":
+		if *from == "" {
+			return fmt.Errorf("%w: import-vmware needs --from\n%s", errUsage, checkpointUsage)
+		}
+		if err := store.EnsureTable(ctx); err != nil {
+			return fmt.Errorf("creating lease table %s: %w", *table, err)
+		}
+		n, err := ddbstore.ImportVMware(ctx, client, *from, store)
+		if err != nil {
+			return fmt.Errorf("importing %s: %w", *from, err)
+		}
+		fmt.Fprintf(stdout, "imported %d checkpoints from %s into %s\n", n, *from, *table)
+		return nil
+	}
+	return fmt.Errorf("%w: unknown subcommand %q\n%s", errUsage, sub, checkpointUsage)
+}
