@@ -27,7 +27,9 @@ func TestCheckpointCommands(t *testing.T) {
 	if err := store.EnsureTable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = dc.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)}) })
+	t.Cleanup(func() {
+		_, _ = dc.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
 	if _, err := store.CreateLease(ctx, checkpoint.Lease{Key: "shardId-000000000001", Checkpoint: checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +73,9 @@ func TestCheckpointCommands(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = dc.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(vm)}) })
+	t.Cleanup(func() {
+		_, _ = dc.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(vm)})
+	})
 	if err := dynamodb.NewTableExistsWaiter(dc).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(vm)}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
