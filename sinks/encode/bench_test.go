@@ -1,0 +1,109 @@
+package encode
+
+import (
+	"testing"
+
+	"github.com/kinlog/kinlog/sinks/internal/testlogs"
+)
+
+// benchInput is about 4 MiB of generated log lines with their metadata.
+func benchInput(b *testing.B) ([][]byte, []Meta, int) {
+	b.Helper()
+	g := testlogs.New(1)
+	recs := g.Records("shardId-000000000000", 1, 18000)
+	data := make([][]byte, len(recs))
+	metas := make([]Meta, len(recs))
+	total := 0
+	for i := range recs {
+		data[i] = recs[i].Data
+		metas[i] = Meta{Shard: recs[i].ShardID, Sequence: recs[i].SequenceNumber, ArrivalTime: recs[i].ArrivalTime, PartitionKey: recs[i].PartitionKey}
+		total += len(recs[i].Data)
+	}
+	return data, metas, total
+}
+
+// encodeAll is the full encode path of one object: parse, add, compress.
+func encodeAll(o *Builder, data [][]byte, metas []Meta, dst []byte) ([]byte, error) {
+	o.Reset()
+	var d Doc
+	for i := range data {
+		_ = d.Parse(Trim(data[i]))
+		if err := o.Add(&metas[i], data[i], &d); err != nil {
+			return nil, err
+		}
+	}
+	return o.Finish(dst[:0])
+}
+
+func BenchmarkParse(b *testing.B) {
+	data, _, total := benchInput(b)
+	b.SetBytes(int64(total))
+	b.ReportAllocs()
+	var d Doc
+	for b.Loop() {
+		for _, r := range data {
+			if err := d.Parse(Trim(r)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkEncode measures encode+compress throughput over the input records' bytes, and
+// BenchmarkCompressOnly the same codec alone over the same NDJSON bytes: the encoder's
+// target is at least 0.8x the codec alone.
+func BenchmarkEncode(b *testing.B) {
+	data, metas, total := benchInput(b)
+	for _, bc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"ndjson-gzip", Config{Format: NDJSON, Compression: CompressionGzip}},
+		{"ndjson-zstd", Config{Format: NDJSON, Compression: CompressionZstd}},
+		{"ndjson-snappy", Config{Format: NDJSON, Compression: CompressionSnappy}},
+		{"ndjson-none", Config{Format: NDJSON, Compression: CompressionNone}},
+		{"parquet-zstd", Config{Format: Parquet, Compression: CompressionZstd}},
+		{"parquet-snappy", Config{Format: Parquet, Compression: CompressionSnappy}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := New(bc.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var out []byte
+			o := e.NewObject()
+			b.SetBytes(int64(total))
+			b.ReportAllocs()
+			for b.Loop() {
+				if out, err = encodeAll(o, data, metas, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(out)), "object-bytes")
+			b.ReportMetric(float64(total)/float64(len(out)), "ratio")
+		})
+	}
+}
+
+func BenchmarkCompressOnly(b *testing.B) {
+	data, _, total := benchInput(b)
+	var raw []byte
+	for _, r := range data {
+		raw = append(raw, r...)
+	}
+	for _, c := range []Compression{CompressionGzip, CompressionZstd, CompressionSnappy} {
+		b.Run(c.String(), func(b *testing.B) {
+			var out []byte
+			var err error
+			b.SetBytes(int64(total))
+			b.ReportAllocs()
+			for b.Loop() {
+				if out, err = Compress(out[:0], raw, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(out)), "object-bytes")
+			b.ReportMetric(float64(total)/float64(len(out)), "ratio")
+		})
+	}
+}

@@ -1,0 +1,362 @@
+package encode
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/kinlog/kinlog/sinks/internal/testlogs"
+)
+
+func parse(t testing.TB, data []byte) *Doc {
+	t.Helper()
+	var d Doc
+	_ = d.Parse(Trim(data))
+	return &d
+}
+
+func TestAppendLine(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"json with newline", "{\"a\":1}\n", "{\"a\":1}\n"},
+		{"json without newline", `{"a":1}`, "{\"a\":1}\n"},
+		{"crlf", "{\"a\":1}\r\n", "{\"a\":1}\n"},
+		{"pretty json compacted", "{\n  \"a\": [1, 2],\n  \"b\": \"x y\"\n}\n", "{\"a\":[1,2],\"b\":\"x y\"}\n"},
+		{"scalar json kept", "42", "42\n"},
+		{"text wrapped", "hello \"world\"\n", "{\"raw\":\"hello \\\"world\\\"\\n\"}\n"},
+		{"empty record wrapped", "", "{\"raw\":\"\"}\n"},
+		{"broken json wrapped", `{"a":`, "{\"raw\":\"{\\\"a\\\":\"}\n"},
+		{"invalid utf8 json wrapped as base64", "{\"a\":\"\xff\"}", "{\"raw_base64\":\"" + base64.StdEncoding.EncodeToString([]byte("{\"a\":\"\xff\"}")) + "\"}\n"},
+		{"invalid utf8 text as base64", "\xfe\xff", "{\"raw_base64\":\"/v8=\"}\n"},
+		{"control chars escaped", "a\x01b", "{\"raw\":\"a\\u0001b\"}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := string(AppendLine(nil, []byte(tt.in), parse(t, []byte(tt.in)), FramingLines))
+			if got != tt.want {
+				t.Fatalf("AppendLine(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if !json.Valid([]byte(strings.TrimSuffix(got, "\n"))) || strings.Count(got, "\n") != 1 {
+				t.Fatalf("line %q is not one JSON value on one line", got)
+			}
+		})
+	}
+	t.Run("raw framing keeps bytes", func(t *testing.T) {
+		in := []byte("not json\x00\xff")
+		if got := AppendLine(nil, in, parse(t, in), FramingRaw); !bytes.Equal(got, in) {
+			t.Fatalf("got %q, want %q", got, in)
+		}
+	})
+}
+
+func TestSplit(t *testing.T) {
+	ts := time.Date(2026, 3, 14, 9, 58, 1, 123456000, time.UTC)
+	tests := []struct {
+		name    string
+		in      string
+		want    Log
+		wantErr error
+	}{
+		{"slog line", `{"time":"2026-03-14T09:58:01.123456Z","level":"INFO","msg":"served","service":"api","status":200,"http":{"path":"/x"}}`,
+			Log{Time: &ts, Level: "INFO", Message: "served", Service: "api", Attributes: []byte(`{"status":200,"http":{"path":"/x"}}`)}, nil},
+		{"epoch millis and numeric level", `{"ts":1773482281123.456,"level":30,"message":"m"}`,
+			Log{Time: &ts, Level: "30", Message: "m"}, nil},
+		{"unparseable time stays in attributes", `{"time":"yesterday","msg":"m"}`,
+			Log{Message: "m", Attributes: []byte(`{"time":"yesterday"}`)}, nil},
+		{"non-string message kept as JSON", `{"msg":{"k":1}}`, Log{Message: `{"k":1}`}, nil},
+		{"object level not a column", `{"level":{"n":1}}`, Log{Attributes: []byte(`{"level":{"n":1}}`)}, nil},
+		{"text becomes message", "plain text line", Log{Message: "plain text line"}, nil},
+		{"escaped key", `{"m\u0073g":"x"}`, Log{Message: "x"}, nil},
+		{"multiline attributes compacted", "{\"a\": [1,\n 2], \"msg\":\"x\"}", Log{Message: "x", Attributes: []byte(`{"a":[1,2]}`)}, nil},
+		{"invalid utf8", "{\"msg\":\"\xff\"}", Log{}, ErrInvalidUTF8},
+		{"invalid utf8 text", "\xff", Log{}, ErrInvalidUTF8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := Trim([]byte(tt.in))
+			var l Log
+			_, err := DefaultFields.Split(&l, in, parse(t, in), nil)
+			if err != tt.wantErr {
+				t.Fatalf("Split error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if (l.Time == nil) != (tt.want.Time == nil) || (l.Time != nil && !l.Time.Equal(*tt.want.Time)) {
+				t.Errorf("Time = %v, want %v", l.Time, tt.want.Time)
+			}
+			if l.Level != tt.want.Level || l.Service != tt.want.Service || l.Message != tt.want.Message || string(l.Attributes) != string(tt.want.Attributes) {
+				t.Errorf("got level=%q service=%q message=%q attributes=%s, want level=%q service=%q message=%q attributes=%s",
+					l.Level, l.Service, l.Message, l.Attributes, tt.want.Level, tt.want.Service, tt.want.Message, tt.want.Attributes)
+			}
+		})
+	}
+}
+
+func TestTimeFormat(t *testing.T) {
+	want := time.Date(2026, 3, 14, 9, 58, 1, 0, time.UTC)
+	tests := []struct {
+		format, value string
+		want          time.Time
+	}{
+		{"", `"2026-03-14T09:58:01Z"`, want},
+		{"", `"2026-03-14T10:58:01+01:00"`, want},
+		{"", `1773482281`, want},
+		{"", `1773482281000`, want},
+		{"", `1773482281000000`, want},
+		{"", `1773482281000000000`, want},
+		{"unix", `"1773482281.5"`, want.Add(500 * time.Millisecond)},
+		{"unix_ms", `1773482281000`, want},
+		{"unix_us", `1773482281000000`, want},
+		{"unix_ns", `1773482281000000000`, want},
+		{"rfc3339", `"2026-03-14T09:58:01.000Z"`, want},
+		{"2006-01-02 15:04:05", `"2026-03-14 09:58:01"`, want},
+	}
+	for _, tt := range tests {
+		f, err := ParseTimeFormat(tt.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d Doc
+		if err := d.Parse([]byte(`{"t":` + tt.value + `}`)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.Parse(d.Fields[0])
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("format %q value %s = %v, %v; want %v", tt.format, tt.value, got, err, tt.want)
+		}
+	}
+	if _, err := ParseTimeFormat("no layout here"); err == nil {
+		t.Error("ParseTimeFormat accepted a string with no layout elements")
+	}
+	f, _ := ParseTimeFormat("rfc3339")
+	var d Doc
+	_ = d.Parse([]byte(`{"t":"14/03/2026"}`))
+	if _, err := f.Parse(d.Fields[0]); err == nil {
+		t.Error("rfc3339 accepted 14/03/2026")
+	}
+}
+
+func records(n int) ([][]byte, []Meta) {
+	g := testlogs.New(7)
+	recs := g.Records("shardId-000000000001", 100, n)
+	data := make([][]byte, n)
+	metas := make([]Meta, n)
+	for i, r := range recs {
+		data[i] = r.Data
+		metas[i] = Meta{Shard: r.ShardID, Sequence: r.SequenceNumber, SubSequence: uint64(i % 3), ArrivalTime: r.ArrivalTime, PartitionKey: r.PartitionKey}
+	}
+	// Odd records: text, pretty JSON, invalid UTF-8.
+	data[1] = []byte("kernel: oops at 0xdeadbeef\n")
+	data[2] = []byte("{\n \"msg\": \"pretty\",\n \"level\": \"WARN\"\n}\n")
+	return data, metas
+}
+
+func build(t testing.TB, cfg Config, data [][]byte, metas []Meta) []byte {
+	t.Helper()
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.NewObject()
+	for i := range data {
+		if err := o.Add(&metas[i], data[i], parse(t, data[i])); err != nil {
+			t.Fatalf("Add record %d: %v", i, err)
+		}
+	}
+	out, err := o.Finish(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestNDJSONRoundTrip(t *testing.T) {
+	data, metas := records(500)
+	for _, c := range []Compression{CompressionDefault, CompressionGzip, CompressionZstd, CompressionSnappy, CompressionNone} {
+		t.Run(c.String(), func(t *testing.T) {
+			cfg := Config{Format: NDJSON, Compression: c}
+			out := build(t, cfg, data, metas)
+			if again := build(t, cfg, data, metas); !bytes.Equal(out, again) {
+				t.Fatal("encoding the same records twice gave different bytes")
+			}
+			e, _ := New(cfg)
+			body, err := Decompress(out, e.Config().Compression)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(bytes.NewReader(body))
+			i := 0
+			for sc.Scan() {
+				line := sc.Bytes()
+				var got, want any
+				if err := json.Unmarshal(line, &got); err != nil {
+					t.Fatalf("line %d %q: %v", i, line, err)
+				}
+				switch i {
+				case 1:
+					want = map[string]any{"raw": string(data[1])}
+				default:
+					if err := json.Unmarshal(data[i], &want); err != nil {
+						t.Fatal(err)
+					}
+				}
+				gb, _ := json.Marshal(got)
+				wb, _ := json.Marshal(want)
+				if !bytes.Equal(gb, wb) {
+					t.Fatalf("line %d = %s, want %s", i, gb, wb)
+				}
+				i++
+			}
+			if i != len(data) {
+				t.Fatalf("read %d lines, want %d", i, len(data))
+			}
+		})
+	}
+	t.Run("extensions", func(t *testing.T) {
+		for c, want := range map[Compression]string{CompressionDefault: ".json.gz", CompressionZstd: ".json.zst", CompressionSnappy: ".json.snappy", CompressionNone: ".json"} {
+			e, _ := New(Config{Compression: c})
+			if e.Extension() != want {
+				t.Errorf("%v: extension %q, want %q", c, e.Extension(), want)
+			}
+		}
+		e, _ := New(Config{Format: Parquet})
+		if e.Extension() != ".parquet" || e.Config().Compression != CompressionZstd {
+			t.Errorf("parquet: extension %q compression %v", e.Extension(), e.Config().Compression)
+		}
+	})
+}
+
+func TestParquetRoundTrip(t *testing.T) {
+	data, metas := records(300)
+	for _, c := range []Compression{CompressionZstd, CompressionSnappy} {
+		t.Run(c.String(), func(t *testing.T) {
+			cfg := Config{Format: Parquet, Compression: c}
+			out := build(t, cfg, data, metas)
+			if again := build(t, cfg, data, metas); !bytes.Equal(out, again) {
+				t.Fatal("encoding the same records twice gave different bytes")
+			}
+			rows, err := ReadParquet(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != len(data) {
+				t.Fatalf("read %d rows, want %d", len(rows), len(data))
+			}
+			for i, row := range rows {
+				m := metas[i]
+				if row.Shard != m.Shard || row.Sequence != m.Sequence || row.SubSequence != int64(m.SubSequence) ||
+					!row.ArrivalTime.Equal(m.ArrivalTime) || row.PartitionKey != m.PartitionKey {
+					t.Fatalf("row %d metadata = %+v, want %+v", i, row, m)
+				}
+				var want Log
+				in := Trim(data[i])
+				if _, err := DefaultFields.Split(&want, in, parse(t, in), nil); err != nil {
+					t.Fatal(err)
+				}
+				if row.Level != want.Level || row.Service != want.Service || row.Message != want.Message || row.Attributes != string(want.Attributes) {
+					t.Fatalf("row %d = %+v, want %+v", i, row, want)
+				}
+				if (row.Time == nil) != (want.Time == nil) || (row.Time != nil && !row.Time.Equal(*want.Time)) {
+					t.Fatalf("row %d time = %v, want %v", i, row.Time, want.Time)
+				}
+			}
+			if rows[1].Message != string(Trim(data[1])) || rows[1].Time != nil || rows[1].Attributes != "" {
+				t.Errorf("text record row = %+v", rows[1])
+			}
+			if rows[2].Message != "pretty" || rows[2].Level != "WARN" {
+				t.Errorf("pretty JSON row = %+v", rows[2])
+			}
+			checkFooter(t, out, c)
+		})
+	}
+	t.Run("invalid UTF-8 is refused", func(t *testing.T) {
+		e, _ := New(Config{Format: Parquet})
+		o := e.NewObject()
+		bad := []byte("{\"msg\":\"\xff\"}")
+		if err := o.Add(&Meta{}, bad, parse(t, bad)); err != ErrInvalidUTF8 {
+			t.Fatalf("Add = %v, want ErrInvalidUTF8", err)
+		}
+		if o.Len() != 0 {
+			t.Fatal("refused record was added")
+		}
+	})
+}
+
+// checkFooter inspects the file's footer as a standard reader sees it: magic bytes, column
+// names, physical and logical types, the codec of every column chunk, created_by.
+func checkFooter(t *testing.T, data []byte, c Compression) {
+	t.Helper()
+	if !bytes.HasPrefix(data, []byte("PAR1")) || !bytes.HasSuffix(data, []byte("PAR1")) {
+		t.Fatal("missing PAR1 magic")
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := f.Metadata()
+	if !strings.HasPrefix(md.CreatedBy, CreatedBy) {
+		t.Errorf("created_by = %q", md.CreatedBy)
+	}
+	type col struct {
+		typ      format.Type
+		logical  string
+		required bool
+	}
+	want := map[string]col{
+		"time":          {format.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)", false},
+		"level":         {format.ByteArray, "STRING", false},
+		"service":       {format.ByteArray, "STRING", false},
+		"message":       {format.ByteArray, "STRING", false},
+		"attributes":    {format.ByteArray, "STRING", false},
+		"shard":         {format.ByteArray, "STRING", true},
+		"sequence":      {format.ByteArray, "STRING", true},
+		"sub_sequence":  {format.Int64, "INT(64,true)", true},
+		"arrival_time":  {format.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MILLIS)", true},
+		"partition_key": {format.ByteArray, "STRING", true},
+	}
+	seen := 0
+	for _, el := range md.Schema[1:] {
+		w, ok := want[el.Name]
+		if !ok {
+			t.Errorf("unexpected column %q", el.Name)
+			continue
+		}
+		seen++
+		if !el.Type.Valid || el.Type.V != w.typ {
+			t.Errorf("column %s type %v, want %v", el.Name, el.Type, w.typ)
+		}
+		logical := el.LogicalType.String()
+		if logical != w.logical {
+			t.Errorf("column %s logical type %q, want %q", el.Name, logical, w.logical)
+		}
+		req := el.RepetitionType.Valid && el.RepetitionType.V == format.Required
+		if req != w.required {
+			t.Errorf("column %s required=%v, want %v", el.Name, req, w.required)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("footer has %d known columns, want %d", seen, len(want))
+	}
+	wantCodec := map[Compression]format.CompressionCodec{CompressionZstd: format.Zstd, CompressionSnappy: format.Snappy}[c]
+	if len(md.RowGroups) != 1 {
+		t.Errorf("%d row groups, want 1", len(md.RowGroups))
+	}
+	for _, rg := range md.RowGroups {
+		for _, cc := range rg.Columns {
+			if cc.MetaData.Codec != wantCodec {
+				t.Errorf("column %v codec %v, want %v", cc.MetaData.PathInSchema, cc.MetaData.Codec, wantCodec)
+			}
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package encode
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Format is an object's file format.
+type Format uint8
+
+// The formats.
+const (
+	// NDJSON writes one record per line (see [Framing]).
+	NDJSON Format = iota
+	// Parquet writes a Parquet file with the log schema ([Row]).
+	Parquet
+)
+
+func (f Format) String() string {
+	switch f {
+	case NDJSON:
+		return "ndjson"
+	case Parquet:
+		return "parquet"
+	}
+	return fmt.Sprintf("format(%d)", f)
+}
+
+// ParseFormat reads a format name: ndjson (or json) or parquet.
+func ParseFormat(s string) (Format, error) {
+	switch strings.ToLower(s) {
+	case "", "ndjson", "json", "jsonl":
+		return NDJSON, nil
+	case "parquet":
+		return Parquet, nil
+	}
+	return 0, fmt.Errorf("encode: unknown format %q (want ndjson or parquet)", s)
+}
+
+// Framing says how NDJSON objects lay records out.
+type Framing uint8
+
+const (
+	// FramingLines (the default) puts every record on its own line ending in "\n": a trailing
+	// newline is not doubled, JSON spread over several lines is compacted onto one, and a
+	// record that is not JSON (or not valid UTF-8) is wrapped as {"raw":"<text>"} (or
+	// {"raw_base64":"<base64>"}) so that every line is a JSON value and nothing is dropped.
+	FramingLines Framing = iota
+	// FramingRaw writes each record's bytes exactly as received, with nothing added or
+	// removed, for producers that delimit records themselves. Objects get the extension
+	// ".raw" instead of ".json".
+	FramingRaw
+)
+
+// Members of the JSON object that wraps a record that is not JSON.
+const (
+	RawField       = "raw"
+	RawBase64Field = "raw_base64"
+)
+
+// Config chooses an object encoding. The zero value is NDJSON lines compressed with gzip.
+type Config struct {
+	// Format is the file format. Default: NDJSON.
+	Format Format
+	// Compression is the codec. Default: gzip for NDJSON, zstd for Parquet. Parquet accepts
+	// zstd, snappy, gzip and none.
+	Compression Compression
+	// Framing is the NDJSON record layout. Default: [FramingLines].
+	Framing Framing
+	// Fields names the JSON members of the Parquet log schema. Default: [DefaultFields].
+	Fields Fields
+}
+
+// Encoder builds objects of one encoding. It is safe for concurrent use.
+type Encoder struct {
+	cfg Config
+	ext string
+	ct  string
+}
+
+// New validates cfg and returns an Encoder.
+func New(cfg Config) (*Encoder, error) {
+	if cfg.Compression == CompressionDefault {
+		cfg.Compression = CompressionGzip
+		if cfg.Format == Parquet {
+			cfg.Compression = CompressionZstd
+		}
+	}
+	if cfg.Compression > CompressionNone {
+		return nil, fmt.Errorf("encode: unknown compression %v", cfg.Compression)
+	}
+	cfg.Fields = cfg.Fields.withDefaults()
+	e := &Encoder{cfg: cfg}
+	switch cfg.Format {
+	case NDJSON:
+		switch cfg.Framing {
+		case FramingLines:
+			e.ext, e.ct = ".json", "application/x-ndjson"
+		case FramingRaw:
+			e.ext, e.ct = ".raw", "application/octet-stream"
+		default:
+			return nil, fmt.Errorf("encode: unknown framing %d", cfg.Framing)
+		}
+		e.ext += compressionExt[cfg.Compression]
+	case Parquet:
+		e.ext, e.ct = ".parquet", "application/vnd.apache.parquet"
+		if _, err := parquetCodec(cfg.Compression); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("encode: unknown format %v", cfg.Format)
+	}
+	return e, nil
+}
+
+var compressionExt = [...]string{CompressionGzip: ".gz", CompressionZstd: ".zst", CompressionSnappy: ".snappy", CompressionNone: ""}
+
+// Config returns the encoder's configuration with defaults filled in.
+func (e *Encoder) Config() Config { return e.cfg }
+
+// Extension returns the object name suffix, such as ".json.gz" or ".parquet".
+func (e *Encoder) Extension() string { return e.ext }
+
+// ContentType returns the MIME type of the objects (before Content-Encoding: a gzip NDJSON
+// object is stored as application/x-ndjson compressed, without a Content-Encoding header so
+// that clients do not decompress it on download).
+func (e *Encoder) ContentType() string { return e.ct }
+
+// NewObject starts an object.
+func (e *Encoder) NewObject() *Builder {
+	return &Builder{enc: e}
+}
+
+// Builder accumulates the records of one object. It is not safe for concurrent use.
+type Builder struct {
+	enc  *Encoder
+	raw  []byte // NDJSON body before compression
+	rows []Row  // Parquet rows
+	n    int
+	tmp  []byte
+	log  Log
+}
+
+// Reset empties the builder for reuse, keeping its buffers.
+func (o *Builder) Reset() {
+	o.raw = o.raw[:0]
+	clear(o.rows)
+	o.rows = o.rows[:0]
+	o.n = 0
+}
+
+// Len returns the number of records added.
+func (o *Builder) Len() int { return o.n }
+
+// Meta is a record's Kinesis metadata.
+type Meta struct {
+	Shard        string
+	Sequence     string
+	SubSequence  uint64
+	ArrivalTime  time.Time
+	PartitionKey string
+}
+
+// Add appends a record with its data and metadata. d must be the result of parsing
+// [Trim](data) (the caller parses once and uses the document for other purposes too). Add
+// fails only for a record the format cannot hold (Parquet: invalid UTF-8); the object is
+// then unchanged.
+func (o *Builder) Add(m *Meta, data []byte, d *Doc) error {
+	switch o.enc.cfg.Format {
+	case NDJSON:
+		o.raw = AppendLine(o.raw, data, d, o.enc.cfg.Framing)
+	case Parquet:
+		var err error
+		o.tmp, err = o.enc.cfg.Fields.Split(&o.log, Trim(data), d, o.tmp)
+		if err != nil {
+			return err
+		}
+		o.rows = append(o.rows, makeRow(m, &o.log))
+	}
+	o.n++
+	return nil
+}
+
+// AppendLine appends a record's NDJSON form under framing fr to dst: see [FramingLines]. d
+// must be the result of parsing [Trim](data).
+func AppendLine(dst, data []byte, d *Doc, fr Framing) []byte {
+	if fr == FramingRaw {
+		return append(dst, data...)
+	}
+	t := Trim(data)
+	switch {
+	case d.Kind == Invalid || !d.UTF8:
+		if utf8.Valid(data) {
+			dst = append(dst, `{"`+RawField+`":`...)
+			dst = appendString(dst, data)
+		} else {
+			dst = append(dst, `{"`+RawBase64Field+`":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, data)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, '}')
+	case d.Multiline:
+		b := bytes.NewBuffer(dst)
+		if err := json.Compact(b, t); err != nil {
+			// Unreachable: t was validated. Keep the record as text rather than lose it.
+			return appendString(append(dst, `{"`+RawField+`":`...), data)
+		}
+		dst = b.Bytes()
+	default:
+		dst = append(dst, t...)
+	}
+	return append(dst, '\n')
+}
+
+// Finish encodes and compresses the object, appending it to dst. The bytes are a pure
+// function of the records added and the configuration.
+func (o *Builder) Finish(dst []byte) ([]byte, error) {
+	switch o.enc.cfg.Format {
+	case NDJSON:
+		return Compress(dst, o.raw, o.enc.cfg.Compression)
+	case Parquet:
+		return writeParquet(dst, o.rows, o.enc.cfg.Compression)
+	}
+	return dst, fmt.Errorf("encode: unknown format %v", o.enc.cfg.Format)
+}
+
+// RawLen returns the size of the NDJSON body before compression (0 for Parquet).
+func (o *Builder) RawLen() int { return len(o.raw) }
