@@ -688,9 +688,15 @@ func TestNewValidates(t *testing.T) {
 		{"nil store", func() error { _, err := New(s.api(), nil, "s", pl.factory()); return err }},
 		{"empty stream", func() error { _, err := New(s.api(), memory.New(), "", pl.factory()); return err }},
 		{"nil factory", func() error { _, err := New(s.api(), memory.New(), "s", nil); return err }},
-		{"max records", func() error { _, err := New(s.api(), memory.New(), "s", pl.factory(), WithMaxRecords(10001)); return err }},
+		{"max records", func() error {
+			_, err := New(s.api(), memory.New(), "s", pl.factory(), WithMaxRecords(10001))
+			return err
+		}},
 		{"failover", func() error { _, err := New(s.api(), memory.New(), "s", pl.factory(), WithFailoverTime(0)); return err }},
-		{"in flight", func() error { _, err := New(s.api(), memory.New(), "s", pl.factory(), WithMaxBatchesInFlight(0)); return err }},
+		{"in flight", func() error {
+			_, err := New(s.api(), memory.New(), "s", pl.factory(), WithMaxBatchesInFlight(0))
+			return err
+		}},
 		{"timestamp", func() error {
 			_, err := New(s.api(), memory.New(), "s", pl.factory(), WithInitialPosition(AtTimestamp(time.Time{})))
 			return err
