@@ -1,0 +1,369 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/kinlog/kinlog/internal/kpl"
+)
+
+// Client is the part of the Kinesis API the producer calls; *kinesis.Client implements it.
+type Client interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+}
+
+// Record is one user record to put.
+type Record struct {
+	// PartitionKey decides the record's shard (through its MD5 hash); 1 to 256 characters.
+	PartitionKey string
+	// ExplicitHashKey, when set, decides the shard instead of the partition key's hash: a
+	// decimal integer in 0 .. 2^128-1.
+	ExplicitHashKey string
+	// Data is the payload. Put copies it, so the caller may reuse the slice at once.
+	Data []byte
+}
+
+// Result is the outcome of one record, given to the [WithResultHandler] function and
+// returned by [Producer.PutSync].
+type Result struct {
+	// Record is the record as put (its Data is the producer's copy).
+	Record Record
+	// Err is nil when the record was delivered. Otherwise it is an [*EntryError], the error
+	// of the PutRecords call, or wraps [ErrRecordExpired] or [ErrClosed].
+	Err error
+	// ShardID and SequenceNumber locate the Kinesis record that carried the user record.
+	ShardID        string
+	SequenceNumber string
+	// SubSequenceNumber is the user record's index inside its KPL aggregate (0 when it was
+	// sent unaggregated); Aggregated tells which.
+	SubSequenceNumber uint64
+	Aggregated        bool
+	// Attempts is how many times the record was sent.
+	Attempts int
+}
+
+// Producer puts records into one Kinesis stream asynchronously. Create it with [New] and
+// stop it with [Producer.Close]. Its methods are safe for concurrent use.
+type Producer struct {
+	client     Client
+	stream     string
+	streamName *string
+	streamARN  *string
+	cfg        config
+	epoch      time.Time
+
+	// mu guards the hand-off from Put to the pipeline and the buffer accounting.
+	mu         sync.Mutex
+	queue      []entry // records put since the pipeline last drained
+	arena      []byte  // current chunk that Put copies small records into
+	bufBytes   int64   // bytes of records accepted and not yet reported
+	bufRecords int64   // records accepted and not yet reported
+	closed     bool
+	changed    chan struct{} // closed when buffered counts drop; nil when nobody waits
+	failed     uint64        // records reported failed so far
+	lastErr    error         // most recent failure
+
+	wakeFlag atomic.Bool
+	wake     chan struct{}
+	flushing atomic.Int32
+
+	closing   chan struct{} // closed by the first Close
+	closeOnce sync.Once
+	abort     chan struct{} // closed when Close gives up waiting for the drain
+	abortOnce sync.Once
+	stopped   chan struct{} // closed when every goroutine has stopped
+
+	// lifeCtx is the producer's lifecycle context: every AWS call runs under it and it is
+	// cancelled when Close gives up or finishes.
+	lifeCtx    context.Context
+	lifeCancel context.CancelFunc
+
+	reqCh     chan *request
+	doneCh    chan *request
+	refreshCh chan refreshResult
+	workers   sync.WaitGroup
+
+	abandoned uint64 // records failed by an aborted Close; written by the pipeline before stopped closes
+
+	stats counters
+}
+
+// entry is one user record inside the producer.
+type entry struct {
+	rec      Record
+	hash     kpl.HashKey
+	enq      int64 // nanoseconds since the producer's epoch when the pipeline took it
+	size     int32 // len(PartitionKey)+len(Data), the buffer accounting unit
+	attempts int32
+	sync     chan Result // PutSync's waiter, or nil
+}
+
+const (
+	arenaChunk = 64 << 10
+	arenaMax   = 4 << 10 // records above this get their own allocation
+)
+
+// New returns a producer for the stream (a name, or an ARN starting with "arn:") that sends
+// through client. It starts the producer's goroutines; call [Producer.Close] to stop them.
+// New does no I/O: the shard map is loaded in the background.
+func New(client Client, stream string, opts ...Option) (*Producer, error) {
+	if client == nil {
+		return nil, errors.New("producer: nil client")
+	}
+	if stream == "" {
+		return nil, errors.New("producer: empty stream name")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Producer{
+		client:    client,
+		stream:    stream,
+		cfg:       cfg,
+		epoch:     time.Now(),
+		wake:      make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		abort:     make(chan struct{}),
+		stopped:   make(chan struct{}),
+		reqCh:     make(chan *request, cfg.maxInFlight),
+		doneCh:    make(chan *request, cfg.maxInFlight),
+		refreshCh: make(chan refreshResult, 1),
+	}
+	if strings.HasPrefix(stream, "arn:") {
+		p.streamARN = &p.stream
+	} else {
+		p.streamName = &p.stream
+	}
+	p.lifeCtx, p.lifeCancel = context.WithCancel(context.Background())
+	p.workers.Add(cfg.maxInFlight)
+	for range cfg.maxInFlight {
+		go p.sender()
+	}
+	pl := newPipeline(p)
+	go pl.run()
+	return p, nil
+}
+
+// Put buffers rec for delivery and returns once it is buffered. While the buffer is full it
+// blocks until there is room, ctx ends (returning ctx's error) or the producer closes
+// ([ErrClosed]). Invalid records fail at once with [ErrInvalidPartitionKey],
+// [ErrInvalidExplicitHashKey] or [ErrRecordTooLarge]; nothing else is affected. The
+// record's outcome goes to the [WithResultHandler] function.
+func (p *Producer) Put(ctx context.Context, rec Record) error {
+	return p.put(ctx, rec, true, nil)
+}
+
+// TryPut is Put without waiting: it returns [ErrBufferFull] when the buffer has no room.
+func (p *Producer) TryPut(rec Record) error {
+	return p.put(context.Background(), rec, false, nil)
+}
+
+// PutSync puts rec and waits for its outcome, for tests and scripts. The returned error is
+// the Put error, ctx's error if ctx ends first (the record stays in flight), or Result.Err.
+// The [WithResultHandler] function sees the record too.
+func (p *Producer) PutSync(ctx context.Context, rec Record) (Result, error) {
+	ch := make(chan Result, 1)
+	if err := p.put(ctx, rec, true, ch); err != nil {
+		return Result{Record: rec, Err: err}, err
+	}
+	select {
+	case r := <-ch:
+		return r, r.Err
+	case <-ctx.Done():
+		return Result{Record: rec, Err: ctx.Err()}, ctx.Err()
+	}
+}
+
+func (p *Producer) validate(rec *Record) (kpl.HashKey, int, error) {
+	pk := rec.PartitionKey
+	if pk == "" {
+		return kpl.HashKey{}, 0, fmt.Errorf("%w: empty", ErrInvalidPartitionKey)
+	}
+	if len(pk) > MaxPartitionKeyLength {
+		if n := utf8.RuneCountInString(pk); n > MaxPartitionKeyLength {
+			return kpl.HashKey{}, 0, fmt.Errorf("%w: %d characters, more than %d", ErrInvalidPartitionKey, n, MaxPartitionKeyLength)
+		}
+	}
+	size := len(pk) + len(rec.Data)
+	if size > p.cfg.maxRecordSize {
+		return kpl.HashKey{}, 0, fmt.Errorf("%w: %d bytes (partition key and data), more than %d", ErrRecordTooLarge, size, p.cfg.maxRecordSize)
+	}
+	if rec.ExplicitHashKey != "" {
+		h, err := kpl.ParseHashKey(rec.ExplicitHashKey)
+		if err != nil {
+			return kpl.HashKey{}, 0, fmt.Errorf("%w: %w", ErrInvalidExplicitHashKey, err)
+		}
+		return h, size, nil
+	}
+	return kpl.PartitionKeyHash(pk), size, nil
+}
+
+func (p *Producer) put(ctx context.Context, rec Record, block bool, sync chan Result) error {
+	hash, size, err := p.validate(&rec)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return ErrClosed
+		}
+		if p.bufBytes+int64(size) <= p.cfg.maxBufferedBytes && p.bufRecords < p.cfg.maxBufferedRecords {
+			break
+		}
+		if !block {
+			p.mu.Unlock()
+			return ErrBufferFull
+		}
+		if p.changed == nil {
+			p.changed = make(chan struct{})
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.closing:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for buffer room: %w", ctx.Err())
+		}
+		p.mu.Lock()
+	}
+	rec.Data = p.copyLocked(rec.Data)
+	p.queue = append(p.queue, entry{rec: rec, hash: hash, size: int32(size), sync: sync})
+	p.bufBytes += int64(size)
+	p.bufRecords++
+	p.mu.Unlock()
+	p.stats.put.Add(1)
+	p.signal()
+	return nil
+}
+
+// copyLocked copies b into the arena (small records) or a fresh slice.
+func (p *Producer) copyLocked(b []byte) []byte {
+	n := len(b)
+	if n > arenaMax {
+		c := make([]byte, n)
+		copy(c, b)
+		return c
+	}
+	if cap(p.arena)-len(p.arena) < n {
+		p.arena = make([]byte, 0, arenaChunk)
+	}
+	start := len(p.arena)
+	p.arena = append(p.arena, b...)
+	return p.arena[start:len(p.arena):len(p.arena)]
+}
+
+// signal wakes the pipeline.
+func (p *Producer) signal() {
+	if p.wakeFlag.CompareAndSwap(false, true) {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// release returns reported records' room to the buffer and wakes waiters.
+func (p *Producer) release(records, bytes int64, failed uint64, lastErr error) {
+	p.mu.Lock()
+	p.bufRecords -= records
+	p.bufBytes -= bytes
+	if failed > 0 {
+		p.failed += failed
+		p.lastErr = lastErr
+	}
+	if p.changed != nil {
+		close(p.changed)
+		p.changed = nil
+	}
+	p.mu.Unlock()
+}
+
+// Flush sends everything buffered without waiting for the linger time and returns when
+// every record accepted so far — and any accepted while it waits — has its outcome
+// reported, or with ctx's error when ctx ends first.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.flushing.Add(1)
+	defer p.flushing.Add(-1)
+	p.forceSignal()
+	return p.waitEmpty(ctx)
+}
+
+func (p *Producer) forceSignal() {
+	p.wakeFlag.Store(true)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Producer) waitEmpty(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		if p.bufRecords == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		if p.changed == nil {
+			p.changed = make(chan struct{})
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.stopped:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("flushing producer: %w", ctx.Err())
+		}
+	}
+}
+
+// Close stops accepting records, delivers everything buffered, stops the producer's
+// goroutines and returns. If ctx ends first, Close gives up: it cancels requests in flight,
+// reports every record not yet delivered as failed with [ErrClosed], waits for the
+// goroutines and returns an error wrapping ctx's error. Close returns a [*DeliveryError]
+// (joined with ctx's error, if any) when any record failed during the producer's life.
+// Close is idempotent; later calls wait for the same shutdown.
+func (p *Producer) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		close(p.closing)
+	})
+	var ctxErr error
+	select {
+	case <-p.stopped:
+	case <-ctx.Done():
+		ctxErr = fmt.Errorf("closing producer: %w", ctx.Err())
+		p.abortOnce.Do(func() { close(p.abort) })
+		<-p.stopped
+	}
+	p.mu.Lock()
+	failed, last := p.failed, p.lastErr
+	p.mu.Unlock()
+	var errs []error
+	if ctxErr != nil && p.abandoned > 0 {
+		errs = append(errs, fmt.Errorf("%w: gave up on %d records", ctxErr, p.abandoned))
+	}
+	if failed > 0 {
+		errs = append(errs, &DeliveryError{Failed: failed, Err: last})
+	}
+	return errors.Join(errs...)
+}
