@@ -34,8 +34,8 @@ type AttributeError struct {
 	Table     string
 	Key       string // the lease key; "" if the item has no readable leaseKey
 	Attribute string
-	// Want and Got are DynamoDB type names (S, N, SS, ...); Got is empty when the type was
-	// right but the value was not.
+	// Want and Got are DynamoDB type names (S, N, SS, ...); Got is "missing" for a missing
+	// required attribute and empty when the type was right but the value was not.
 	Want, Got string
 	// Err is the cause for a bad value (a strconv error, checkpoint.ErrInvalidSequence);
 	// nil for a type mismatch.
@@ -46,6 +46,9 @@ func (e *AttributeError) Error() string {
 	key := strconv.Quote(e.Key)
 	if e.Key == "" {
 		key = "(no leaseKey)"
+	}
+	if e.Got == "missing" {
+		return fmt.Sprintf("checkpoint/dynamodb: table %s, lease %s: attribute %s (%s) is missing", e.Table, key, e.Attribute, e.Want)
 	}
 	if e.Got != "" {
 		return fmt.Sprintf("checkpoint/dynamodb: table %s, lease %s: attribute %s is of type %s, want %s",
