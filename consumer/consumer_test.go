@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -744,6 +745,63 @@ func TestMissingStreamFailsRun(t *testing.T) {
 		var rnf *types.ResourceNotFoundException
 		if err := c.Run(context.Background()); !errors.As(err, &rnf) {
 			t.Fatalf("Run on a missing stream: %v, want ResourceNotFoundException", err)
+		}
+	})
+}
+
+// flakyStore fails every call while broken is set, as an unreachable table would.
+type flakyStore struct {
+	*memory.Store
+	broken atomic.Bool
+}
+
+var errUnreachable = errors.New("connection refused")
+
+func (f *flakyStore) RenewLease(ctx context.Context, l checkpoint.Lease) (checkpoint.Lease, error) {
+	if f.broken.Load() {
+		return checkpoint.Lease{}, errUnreachable
+	}
+	return f.Store.RenewLease(ctx, l)
+}
+
+func (f *flakyStore) TakeLease(ctx context.Context, l checkpoint.Lease, owner string) (checkpoint.Lease, error) {
+	if f.broken.Load() {
+		return checkpoint.Lease{}, errUnreachable
+	}
+	return f.Store.TakeLease(ctx, l, owner)
+}
+
+func (f *flakyStore) ListLeases(ctx context.Context) ([]checkpoint.Lease, error) {
+	if f.broken.Load() {
+		return nil, errUnreachable
+	}
+	return f.Store.ListLeases(ctx)
+}
+
+func TestUnrenewableLeaseDroppedBeforeOthersMayTakeIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestStream()
+		id := s.addShards(1)[0]
+		s.put(id, "k", []byte("x"))
+		store := &flakyStore{Store: memory.New()}
+		pl := newProcLog(false)
+		c := newTestConsumer(t, s.api(), store, pl)
+		stop := started(t, c)
+		synctest.Wait()
+		store.broken.Store(true)
+		time.Sleep(DefaultFailoverTime - c.cfg.renewInterval - time.Second)
+		synctest.Wait()
+		if n := len(pl.of(id, "lost")); n != 0 {
+			t.Fatalf("lease dropped after failed renewals well within the failover time")
+		}
+		time.Sleep(c.cfg.renewInterval + time.Second)
+		synctest.Wait()
+		if got := kinds(pl.of(id, "")); !slices.Equal(got, []string{"init", "records", "lost"}) {
+			t.Fatalf("callbacks %v by the failover time, want init, records, lost", got)
+		}
+		store.broken.Store(false)
+		if err := stop(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

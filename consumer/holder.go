@@ -93,7 +93,8 @@ func (h *holder) snapshot() (written checkpoint.Checkpoint, pending *checkpoint.
 }
 
 // renew increments the lease counter. A refused renewal loses the lease; so does a lease
-// that could not be renewed for the failover time (others consider it expired by then).
+// that will not have been renewed for the failover time by the next renewal, since other
+// workers may consider it expired by then.
 func (h *holder) renew(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -110,8 +111,10 @@ func (h *holder) renew(ctx context.Context) {
 		h.markLost("renewal refused: " + err.Error())
 	default:
 		h.c.log.Warn("renewing lease", "shard", h.key, "err", err)
-		if now.Sub(h.renewedAt) >= h.c.cfg.failover {
-			h.markLost("not renewed for the failover time")
+		// Stop before other workers may consider the lease expired: they count the failover
+		// time from when they saw the last renewal, so never before h.renewedAt.
+		if now.Add(h.c.cfg.renewInterval).Sub(h.renewedAt) >= h.c.cfg.failover {
+			h.markLost("not renewed within the failover time")
 		}
 	}
 }

@@ -58,8 +58,7 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		byID[aws.ToString(shards[i].ShardId)] = &shards[i]
 	}
 
-	// Decide parents before children; leased[id] says whether a shard has or gets a lease.
-	leased := make(map[string]bool, len(shards))
+	// Decide parents before children.
 	decided := make(map[string]bool, len(shards))
 	var errs []error
 	var decide func(id string)
@@ -77,7 +76,6 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 			decide(p)
 		}
 		if existing[id] {
-			leased[id] = true
 			return
 		}
 		start := ""
@@ -109,7 +107,6 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("creating lease for shard %s: %w", id, err))
 			return
 		}
-		leased[id] = true
 		if created {
 			c.log.Info("created lease", "shard", id, "checkpoint", start, "parents", parents)
 		}
