@@ -61,3 +61,10 @@ func requireProblem(t testing.TB, ps problems, want string) {
 	}
 	t.Errorf("no problem mentions %q; got %v", want, ps)
 }
+
+func osWriteFile(name, src string) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(name, []byte(src), 0o644)
+}

@@ -363,12 +363,15 @@ var scenarios = []tfScenario{
 		"transition_to_glacier_days": cty.NumberIntVal(0), "bucket_versioning": cty.StringVal("Enabled"),
 	}},
 	{"consumer creates its table", map[string]cty.Value{"allow_lease_table_creation": cty.True}},
-	{"existing KMS key, IRSA", map[string]cty.Value{
+	{"existing KMS key, every kind of trust", map[string]cty.Value{
 		"kms_key_arn":           cty.StringVal("arn:aws:kms:eu-west-1:123456789012:key/0b4c7a52-5c3f-4d2e-9f37-7d1c8d0e7a11"),
 		"eks_oidc_provider_arn": cty.StringVal("arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E"),
 		"producer_service_accounts": cty.ListVal([]cty.Value{cty.ObjectVal(map[string]cty.Value{
 			"namespace": cty.StringVal("shop"), "name": cty.StringVal("checkout"),
 		})}),
+		"producer_trusted_principal_arns": cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/app")}),
+		"producer_trusted_services":       cty.ListVal([]cty.Value{cty.StringVal("ecs-tasks.amazonaws.com")}),
+		"consumer_trusted_principal_arns": cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/ops")}),
 	}},
 }
 
