@@ -30,14 +30,16 @@ var dashboardMetrics = []string{
 	"kinlog_producer_records_put_total",
 	"kinlog_producer_records_retried_total",
 	"kinlog_producer_throttled_kinesis_records_total",
-	// ASSUMED: sinks/ exports no metrics yet; these names are the dashboard's guess.
+	// ASSUMED: sinks/s3 has not committed its metrics yet; these names are from its work in
+	// progress and are not checked against an exported collector.
+	"kinlog_sink_buffered_records",
 	"kinlog_sink_bytes_written_total",
-	"kinlog_sink_error_records_total",
+	"kinlog_sink_errors_total",
 	"kinlog_sink_flush_duration_seconds_bucket",
 	"kinlog_sink_objects_written_total",
-	"kinlog_sink_oldest_unflushed_age_seconds",
+	"kinlog_sink_oldest_unflushed_record_age_seconds",
 	"kinlog_sink_records_archived_total",
-	"kinlog_sink_s3_errors_total",
+	"kinlog_sink_records_errored_total",
 }
 
 type gridPos struct{ H, W, X, Y int }
@@ -164,7 +166,7 @@ func TestGrafanaDashboardChecksCatch(t *testing.T) {
 	src := string(readFile(t, "infra/grafana/kinlog-dashboard.json"))
 	for _, tc := range []struct{ name, old, new, want string }{
 		{"truncated", `"panels": [`, `"panels": [[`, "dashboard JSON"},
-		{"foreign metric", "kinlog_sink_s3_errors_total{", "s3_errors_total{", "lacks the kinlog_ prefix"},
+		{"foreign metric", "kinlog_sink_errors_total{", "sink_errors_total{", "lacks the kinlog_ prefix"},
 		{"unknown metric", "kinlog_consumer_leases_held{", "kinlog_consumer_leases_owned{", "not in dashboardMetrics"},
 		{"fixed datasource", `"uid": "${datasource}"`, `"uid": "prometheus-prod"`, "not the ${datasource} variable"},
 		{"overlap", `"x": 12,`, `"x": 0,`, "overlap"},
