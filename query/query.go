@@ -1,0 +1,354 @@
+package query
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/kinlog/kinlog/sinks/encode"
+	"github.com/kinlog/kinlog/sinks/prefix"
+)
+
+// S3API is the subset of the S3 client the query engine calls.
+type S3API interface {
+	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+// DefaultParallelism is how many objects a query reads at once unless told otherwise.
+const DefaultParallelism = 8
+
+// maxPruneSteps bounds the minutes a time range is walked to find its partitions; a longer
+// range lists the template's literal prefix and prunes keys one by one instead.
+const maxPruneSteps = 2_000_000
+
+// Request describes one query of the archive.
+type Request struct {
+	// Bucket holds the archive.
+	Bucket string
+	// Prefix is the archive's key template, as the sink was configured. Default:
+	// prefix.DefaultArchive.
+	Prefix string
+	// From and To bound the records' time, inclusive and exclusive; zero means unbounded.
+	From, To time.Time
+	// Where filters records; every condition must hold.
+	Where Filter
+	// Limit stops the query after this many matching records; 0 means no limit.
+	Limit int
+	// Parallelism is how many objects are fetched at once. Default: [DefaultParallelism].
+	Parallelism int
+	// TimeFields are the JSON members holding a record's time, tried in order. Default:
+	// encode.DefaultFields.Time.
+	TimeFields []string
+}
+
+// Stats counts the work one query did.
+type Stats struct {
+	Prefixes       int   // key prefixes listed
+	ObjectsListed  int   // archive objects found under them
+	ObjectsRead    int64 // objects fetched (after pruning)
+	BytesRead      int64 // stored (compressed) bytes fetched
+	RecordsScanned int64
+	RecordsMatched int64
+}
+
+// errLimit ends a query that reached its limit.
+var errLimit = errors.New("limit reached")
+
+// Run executes req against the archive and calls emit, from one goroutine and in key order,
+// with every matching record as one line of JSON (without the newline). It fetches
+// req.Parallelism objects at once and keeps at most that many decoded in memory.
+func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) error) (Stats, error) {
+	var st Stats
+	if req.Bucket == "" {
+		return st, errors.New("query: no bucket")
+	}
+	if req.Prefix == "" {
+		req.Prefix = prefix.DefaultArchive
+	}
+	if len(req.TimeFields) == 0 {
+		req.TimeFields = encode.DefaultFields.Time
+	}
+	if req.Parallelism <= 0 {
+		req.Parallelism = DefaultParallelism
+	}
+	if !req.From.IsZero() && !req.To.IsZero() && !req.From.Before(req.To) {
+		return st, fmt.Errorf("query: --from %s is not before --to %s", req.From.Format(time.RFC3339), req.To.Format(time.RFC3339))
+	}
+	tpl, err := prefix.Parse(req.Prefix, prefix.AllowTimestamp|prefix.AllowQuery)
+	if err != nil {
+		return st, fmt.Errorf("query: archive prefix: %w", err)
+	}
+	prefixes := Prefixes(tpl, req.From, req.To)
+	st.Prefixes = len(prefixes)
+	var keys []object
+	for _, p := range prefixes {
+		ks, err := listObjects(ctx, api, req.Bucket, p)
+		if err != nil {
+			return st, err
+		}
+		keys = append(keys, ks...)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].key < keys[j].key })
+	st.ObjectsListed = len(keys)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// An ordered pipeline: fetchers fill results in parallel, the caller's goroutine emits
+	// them in key order. The semaphore bounds objects fetched or held.
+	results := make([]chan objectResult, len(keys))
+	for i := range results {
+		results[i] = make(chan objectResult, 1)
+	}
+	sem := make(chan struct{}, req.Parallelism)
+	var wg sync.WaitGroup
+	var scanned, read, bytesRead atomic.Int64
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		for i, o := range keys {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				for _, ch := range results[i:] {
+					ch <- objectResult{err: ctx.Err()}
+				}
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				recs, n, err := readObject(ctx, api, req, o)
+				read.Add(1)
+				bytesRead.Add(n)
+				scanned.Add(int64(len(recs)))
+				results[i] <- objectResult{recs: recs, err: err}
+			}()
+		}
+	}()
+
+	var runErr error
+	for i := range keys {
+		r := <-results[i]
+		<-sem
+		if r.err != nil {
+			runErr = r.err
+			break
+		}
+		if err := emitAll(r.recs, &req, &st, emit); err != nil {
+			if !errors.Is(err, errLimit) {
+				runErr = err
+			}
+			break
+		}
+	}
+	// Stop fetching (a limit, an error, or the end), then wait for every goroutine.
+	cancel()
+	<-dispatched
+	wg.Wait()
+	st.ObjectsRead, st.BytesRead, st.RecordsScanned = read.Load(), bytesRead.Load(), scanned.Load()
+	return st, runErr
+}
+
+type object struct {
+	key  string
+	size int64
+}
+
+type objectResult struct {
+	recs [][]byte
+	err  error
+}
+
+func emitAll(recs [][]byte, req *Request, st *Stats, emit func([]byte) error) error {
+	var doc encode.Doc
+	timed := !req.From.IsZero() || !req.To.IsZero()
+	for _, rec := range recs {
+		if timed && doc.Parse(rec) == nil {
+			if t, _, ok := encode.TimeOf(&doc, req.TimeFields, encode.TimeAuto); ok {
+				if (!req.From.IsZero() && t.Before(req.From)) || (!req.To.IsZero() && !t.Before(req.To)) {
+					continue
+				}
+			}
+		}
+		if !req.Where.Match(rec) {
+			continue
+		}
+		st.RecordsMatched++
+		if err := emit(rec); err != nil {
+			return err
+		}
+		if req.Limit > 0 && st.RecordsMatched >= int64(req.Limit) {
+			return errLimit
+		}
+	}
+	return nil
+}
+
+// Prefixes returns the key prefixes that hold every object whose records' times fall in
+// [from, to): the template evaluated at each minute of the range, cut before its first
+// partitionKeyFromQuery value, without duplicates or prefixes covered by shorter ones.
+// An unbounded or very long range gives the template's literal prefix.
+func Prefixes(tpl *prefix.Template, from, to time.Time) []string {
+	if from.IsZero() || to.IsZero() || to.Sub(from)/time.Minute > maxPruneSteps {
+		return []string{tpl.LiteralPrefix()}
+	}
+	// A field value no record can have: EscapeValue turns NUL into "%00", where the
+	// rendered key is cut.
+	fields := make([]string, len(tpl.Fields()))
+	for i := range fields {
+		fields[i] = "\x00"
+	}
+	seen := map[string]bool{}
+	var out []string
+	var buf []byte
+	for t := from.UTC().Truncate(time.Minute); t.Before(to); t = t.Add(time.Minute) {
+		buf = tpl.Append(buf[:0], &prefix.Values{Time: t, Fields: fields})
+		p := string(buf)
+		if i := strings.Index(p, "%00"); i >= 0 {
+			p = p[:i]
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	// Drop prefixes that a shorter listed prefix already covers.
+	kept := out[:0]
+	for _, p := range out {
+		if n := len(kept); n > 0 && strings.HasPrefix(p, kept[n-1]) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
+}
+
+// archiveExt reports whether a key names an archive object the engine can read.
+func archiveExt(key string) bool {
+	for _, ext := range []string{".json", ".json.gz", ".json.zst", ".json.snappy", ".parquet"} {
+		if strings.HasSuffix(key, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+func listObjects(ctx context.Context, api S3API, bucket, pfx string) ([]object, error) {
+	var out []object
+	var token *string
+	for {
+		resp, err := api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(pfx), ContinuationToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("listing s3://%s/%s: %w", bucket, pfx, err)
+		}
+		for _, o := range resp.Contents {
+			if k := aws.ToString(o.Key); archiveExt(k) {
+				out = append(out, object{key: k, size: aws.ToInt64(o.Size)})
+			}
+		}
+		if !aws.ToBool(resp.IsTruncated) || resp.NextContinuationToken == nil {
+			return out, nil
+		}
+		token = resp.NextContinuationToken
+	}
+}
+
+// readObject fetches and decodes one object into JSON records. It returns the stored bytes
+// read.
+func readObject(ctx context.Context, api S3API, req Request, o object) ([][]byte, int64, error) {
+	resp, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(o.key)})
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, int64(len(data)), fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+	}
+	var recs [][]byte
+	if strings.HasSuffix(o.key, ".parquet") {
+		recs, err = parquetRecords(data)
+	} else {
+		recs, err = ndjsonRecords(o.key, data)
+	}
+	if err != nil {
+		return nil, int64(len(data)), fmt.Errorf("decoding s3://%s/%s: %w", req.Bucket, o.key, err)
+	}
+	return recs, int64(len(data)), nil
+}
+
+func ndjsonRecords(key string, data []byte) ([][]byte, error) {
+	c := encode.CompressionNone
+	switch {
+	case strings.HasSuffix(key, ".gz"):
+		c = encode.CompressionGzip
+	case strings.HasSuffix(key, ".zst"):
+		c = encode.CompressionZstd
+	case strings.HasSuffix(key, ".snappy"):
+		c = encode.CompressionSnappy
+	}
+	raw, err := encode.Decompress(data, c)
+	if err != nil {
+		return nil, err
+	}
+	var recs [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, len(raw)+1)
+	for sc.Scan() {
+		if line := sc.Bytes(); len(line) > 0 {
+			recs = append(recs, line)
+		}
+	}
+	return recs, sc.Err()
+}
+
+// parquetRecords turns rows of the Parquet log schema back into JSON records: the
+// attributes' members, then time, level, service and msg, and the Kinesis metadata under
+// "kinesis".
+func parquetRecords(data []byte) ([][]byte, error) {
+	rows, err := encode.ReadParquet(data)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([][]byte, 0, len(rows))
+	for _, r := range rows {
+		m := map[string]any{}
+		if r.Attributes != "" {
+			if err := json.Unmarshal([]byte(r.Attributes), &m); err != nil {
+				return nil, fmt.Errorf("row %s/%d: attributes: %w", r.Sequence, r.SubSequence, err)
+			}
+		}
+		if r.Time != nil {
+			m["time"] = r.Time.UTC().Format(time.RFC3339Nano)
+		}
+		for k, v := range map[string]string{"level": r.Level, "service": r.Service, "msg": r.Message} {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		m["kinesis"] = map[string]any{
+			"shard": r.Shard, "sequence": r.Sequence, "sub_sequence": r.SubSequence,
+			"arrival_time": r.ArrivalTime.UTC().Format(time.RFC3339Nano), "partition_key": r.PartitionKey,
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, b)
+	}
+	return recs, nil
+}
