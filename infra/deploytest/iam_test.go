@@ -23,6 +23,7 @@ import (
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
 	"github.com/kinlog/kinlog/consumer"
 	"github.com/kinlog/kinlog/producer"
+	"github.com/kinlog/kinlog/query"
 )
 
 // The IAM check: the actions the policies grant must be exactly the actions the code needs.
@@ -45,7 +46,8 @@ type awsClient struct {
 }
 
 // roleClients says which code runs under which IAM role: the producer role for apps that
-// embed producer/, the consumer role for `kinlog consume` (consumer, lease store, S3 sink).
+// embed producer/, the consumer role for `kinlog consume` (consumer, lease store, S3 sink),
+// the reader role for `kinlog query`.
 var roleClients = map[string][]awsClient{
 	"producer": {
 		{dir: "producer", name: "Client", typ: reflect.TypeFor[producer.Client]()},
@@ -62,12 +64,16 @@ var roleClients = map[string][]awsClient{
 			"s3:PutObject", "s3:CreateMultipartUpload", "s3:UploadPart", "s3:CompleteMultipartUpload", "s3:AbortMultipartUpload",
 		}},
 	},
+	"reader": {
+		{dir: "query", name: "S3API", typ: reflect.TypeFor[query.S3API]()},
+	},
 }
 
 // roleDirs are the source trees whose code runs under each role.
 var roleDirs = map[string][]string{
 	"producer": {"producer"},
 	"consumer": {"consumer", "checkpoint", "sinks"},
+	"reader":   {"query"},
 }
 
 // sdkOp is one SDK operation, e.g. {kinesis PutRecords}.
@@ -239,6 +245,8 @@ var policyDocs = map[string]string{
 	"consumer":        "permissions",
 	"producer_assume": "trust",
 	"consumer_assume": "trust",
+	"reader":          "permissions",
+	"reader_assume":   "trust",
 	"archive_bucket":  "deny",
 }
 

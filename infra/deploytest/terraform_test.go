@@ -372,6 +372,7 @@ var scenarios = []tfScenario{
 		"producer_trusted_principal_arns": cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/app")}),
 		"producer_trusted_services":       cty.ListVal([]cty.Value{cty.StringVal("ecs-tasks.amazonaws.com")}),
 		"consumer_trusted_principal_arns": cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/ops")}),
+		"reader_trusted_principal_arns":   cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/analyst")}),
 	}},
 }
 

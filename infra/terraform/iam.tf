@@ -2,7 +2,7 @@
 #
 # Each policy grants exactly the API calls the code makes: infra/deploytest derives the
 # action lists from the small AWS client interfaces of producer/, consumer/,
-# checkpoint/dynamodb and sinks/s3 and fails when these lists and the code disagree. Every
+# checkpoint/dynamodb, sinks/s3 and query/ and fails when these lists and the code disagree. Every
 # statement names the module's own resources; none uses "*".
 #
 # The policies are standalone managed policies, so they can be attached to roles made
@@ -15,6 +15,7 @@ locals {
 
   producer_trusted = (length(var.producer_service_accounts) > 0 && var.eks_oidc_provider_arn != null) || length(var.producer_trusted_principal_arns) > 0 || length(var.producer_trusted_services) > 0
   consumer_trusted = var.eks_oidc_provider_arn != null || length(var.consumer_trusted_principal_arns) > 0
+  reader_trusted   = length(var.reader_trusted_principal_arns) > 0
 
   # The key is only usable through these services (the SSE of the stream and the bucket).
   kms_via_services = [
@@ -221,4 +222,74 @@ resource "aws_iam_role_policy_attachment" "consumer" {
 
   role       = aws_iam_role.consumer[0].name
   policy_arn = aws_iam_policy.consumer.arn
+}
+
+# ---- Reader: people and jobs that run `kinlog query` on the archive --------------------------
+
+data "aws_iam_policy_document" "reader" {
+  # Listing finds the objects of the partitions a query's time range selects.
+  statement {
+    sid       = "ListArchive"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.archive.arn]
+  }
+
+  statement {
+    sid       = "ReadArchiveObjects"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.archive.arn}/*"]
+  }
+
+  # SSE-KMS objects are decrypted on the reader's behalf.
+  dynamic "statement" {
+    for_each = var.s3_sse_algorithm == "aws:kms" ? [1] : []
+    content {
+      sid       = "DecryptArchive"
+      actions   = ["kms:Decrypt"]
+      resources = [local.kms_key_arn]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["s3.${data.aws_region.current.region}.amazonaws.com"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_policy" "reader" {
+  name        = "${var.name}-reader"
+  description = "kinlog query: read the archive in ${local.bucket_name}."
+  policy      = data.aws_iam_policy_document.reader.json
+  tags        = var.tags
+}
+
+data "aws_iam_policy_document" "reader_assume" {
+  dynamic "statement" {
+    for_each = length(var.reader_trusted_principal_arns) > 0 ? [1] : []
+    content {
+      sid     = "TrustedPrincipals"
+      actions = ["sts:AssumeRole"]
+      principals {
+        type        = "AWS"
+        identifiers = var.reader_trusted_principal_arns
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "reader" {
+  count = local.reader_trusted ? 1 : 0
+
+  name               = "${var.name}-reader"
+  description        = "kinlog query: read the archive in ${local.bucket_name}."
+  assume_role_policy = data.aws_iam_policy_document.reader_assume.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "reader" {
+  count = local.reader_trusted ? 1 : 0
+
+  role       = aws_iam_role.reader[0].name
+  policy_arn = aws_iam_policy.reader.arn
 }

@@ -43,6 +43,11 @@ output "consumer_policy_arn" {
   value       = aws_iam_policy.consumer.arn
 }
 
+output "reader_policy_arn" {
+  description = "Managed policy with exactly the permissions of `kinlog query` on the archive."
+  value       = aws_iam_policy.reader.arn
+}
+
 output "producer_role_arn" {
   description = "Producer role ARN, or null when nothing is trusted to assume it."
   value       = try(aws_iam_role.producer[0].arn, null)
@@ -51,6 +56,11 @@ output "producer_role_arn" {
 output "consumer_role_arn" {
   description = "Consumer role ARN (the eks.amazonaws.com/role-arn annotation of the kinlog ServiceAccount), or null when nothing is trusted to assume it."
   value       = try(aws_iam_role.consumer[0].arn, null)
+}
+
+output "reader_role_arn" {
+  description = "Reader role ARN, or null when nothing is trusted to assume it."
+  value       = try(aws_iam_role.reader[0].arn, null)
 }
 
 output "glue_database_name" {

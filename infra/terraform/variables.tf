@@ -277,3 +277,9 @@ variable "producer_trusted_services" {
   type        = list(string)
   default     = []
 }
+
+variable "reader_trusted_principal_arns" {
+  description = "IAM principals (roles, accounts) allowed to assume the reader role, which runs `kinlog query` on the archive. Default: none."
+  type        = list(string)
+  default     = []
+}
