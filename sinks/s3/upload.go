@@ -1,0 +1,153 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// PutError is the error of one failed attempt to write an object.
+type PutError struct {
+	Key string
+	// Code is the S3 error code when the service answered (AccessDenied, NoSuchBucket, ...).
+	Code string
+	Err  error
+}
+
+func (e *PutError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("writing s3 object %s: %s: %v", e.Key, e.Code, e.Err)
+	}
+	return fmt.Sprintf("writing s3 object %s: %v", e.Key, e.Err)
+}
+
+func (e *PutError) Unwrap() error { return e.Err }
+
+// put writes one object, retrying with jittered exponential backoff until S3 confirms it or
+// ctx ends. A bucket that refuses every write therefore stalls acknowledgements (the
+// consumer's lag grows, nothing is lost); every failed attempt is counted and logged.
+func (s *Sink) put(ctx context.Context, log *slog.Logger, o *object) error {
+	bo := backoff{min: s.cfg.retryMin, max: s.cfg.retryMax}
+	for attempt := 1; ; attempt++ {
+		err := s.putOnce(ctx, o)
+		if err == nil {
+			s.met.objects.WithLabelValues(o.kind).Inc()
+			s.met.bytes.WithLabelValues(o.kind).Add(float64(len(o.body)))
+			if attempt > 1 {
+				log.Info("s3 write succeeded after retries", "key", o.key, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		s.met.errors.WithLabelValues(errTypePut).Inc()
+		pe := &PutError{Key: o.key, Err: err}
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			pe.Code = ae.ErrorCode()
+		}
+		wait := bo.next()
+		log.Warn("s3 write failed; records stay unacknowledged until it succeeds", "key", o.key, "attempt", attempt, "retry_in", wait, "err", pe)
+		if err := sleep(ctx, s.cfg.clock, wait); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Sink) putOnce(ctx context.Context, o *object) error {
+	in := &awss3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(o.key),
+		Body:          bytes.NewReader(o.body),
+		ContentLength: aws.Int64(int64(len(o.body))),
+		ContentType:   aws.String(o.contentType),
+		Metadata:      o.metadata(),
+	}
+	switch s.cfg.sse {
+	case SSES3:
+		in.ServerSideEncryption = types.ServerSideEncryptionAes256
+	case SSEKMS:
+		in.ServerSideEncryption = types.ServerSideEncryptionAwsKms
+		if s.cfg.kmsKeyID != "" {
+			in.SSEKMSKeyId = aws.String(s.cfg.kmsKeyID)
+		}
+	}
+	if s.cfg.storageClass != "" {
+		in.StorageClass = s.cfg.storageClass
+	}
+	if len(o.body) >= s.cfg.multipartAt {
+		// The manager computes a checksum per part; S3 checks each and the whole.
+		in.ChecksumAlgorithm = types.ChecksumAlgorithm(s.cfg.checksum)
+		in.ContentLength = nil
+		up := manager.NewUploader(s.client, func(u *manager.Uploader) {
+			u.PartSize = int64(s.cfg.partSize)
+			u.Concurrency = 1 // objects of a flush already upload in parallel
+		})
+		_, err := up.Upload(ctx, in)
+		return err
+	}
+	// A precomputed checksum: S3 refuses the body unless it matches.
+	switch s.cfg.checksum {
+	case ChecksumCRC32C:
+		in.ChecksumCRC32C = aws.String(crc(o.body, crc32.MakeTable(crc32.Castagnoli)))
+	case ChecksumCRC32:
+		in.ChecksumCRC32 = aws.String(crc(o.body, crc32.IEEETable))
+	case ChecksumSHA256:
+		sum := sha256.Sum256(o.body)
+		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	_, err := s.client.PutObject(ctx, in)
+	return err
+}
+
+func crc(b []byte, t *crc32.Table) string {
+	var out [4]byte
+	binary.BigEndian.PutUint32(out[:], crc32.Checksum(b, t))
+	return base64.StdEncoding.EncodeToString(out[:])
+}
+
+// backoff is a jittered exponential backoff: each wait is drawn from [d/2, d) where d
+// doubles from min up to max.
+type backoff struct {
+	min, max time.Duration
+	cur      time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	switch {
+	case b.cur == 0:
+		b.cur = b.min
+	case b.cur < b.max:
+		b.cur = min(2*b.cur, b.max)
+	}
+	half := b.cur / 2
+	if half <= 0 {
+		return b.cur
+	}
+	return half + rand.N(half)
+}
+
+// sleep waits d on clk, or until ctx ends (returning its cause).
+func sleep(ctx context.Context, clk Clock, d time.Duration) error {
+	select {
+	case <-clk.After(d):
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
