@@ -16,10 +16,11 @@
 //     variables' defaults and against other values.
 //   - IAM: every action in every policy document of the module is extracted and compared,
 //     role by role, with the set derived from the code: the methods of the small AWS client
-//     interfaces that producer/, consumer/, checkpoint/dynamodb, sinks/s3 and query/ declare, read by
-//     reflection and mapped to IAM actions. A new SDK call in the code without a matching
-//     grant (or a grant the code no longer needs) fails the test.
-//   - infra/grafana: the dashboard JSON parses and every query uses kinlog_ metrics.
+//     interfaces that producer/, consumer/, checkpoint/dynamodb, sinks/s3 and query/
+//     declare, read by reflection and mapped to IAM actions. A new SDK call in the code
+//     without a matching grant (or a grant the code no longer needs) fails the test.
+//   - infra/grafana: the dashboard JSON parses, every query uses kinlog_ metrics, and the
+//     producer and consumer metrics it queries are ones their collectors describe.
 //
 // # Failing checks
 //
