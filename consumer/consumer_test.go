@@ -24,7 +24,11 @@ func TestMain(m *testing.M) {
 	if maybeRunWorkerProcess() {
 		return
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// Idle keep-alive connections of the AWS SDK's HTTP client (integration tests).
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	)
 }
 
 // These tests run inside testing/synctest bubbles: time is virtual, synctest.Wait returns

@@ -1,0 +1,530 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/kinlog/kinlog/checkpoint"
+	ckdynamo "github.com/kinlog/kinlog/checkpoint/dynamodb"
+	"github.com/kinlog/kinlog/internal/testenv"
+	"github.com/kinlog/kinlog/producer"
+)
+
+// Integration tests: kinesalite and dynalite from the local stack, the DynamoDB lease store.
+
+// leaseTable returns a lease store on a fresh dynalite table, deleted when the test ends.
+func leaseTable(t testing.TB) (*ckdynamo.Store, string) {
+	t.Helper()
+	client := testenv.DynamoDBClient(t)
+	table := testenv.Name(t, "leases")
+	s, err := ckdynamo.New(client, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureTable(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = client.DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	return s, table
+}
+
+// eventually polls cond every 20ms until it holds, failing the test after timeout. It waits
+// for state in external services, which offer nothing to block on.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// putAll puts the records with PutRecords, 500 at a time, retrying failed entries.
+func putAll(t testing.TB, kc *kinesis.Client, stream string, entries []ktypes.PutRecordsRequestEntry) {
+	t.Helper()
+	ctx := context.Background()
+	for len(entries) > 0 {
+		n := min(500, len(entries))
+		out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries[:n]})
+		if err != nil {
+			t.Fatalf("putting records: %v", err)
+		}
+		var retry []ktypes.PutRecordsRequestEntry
+		for i, r := range out.Records {
+			if r.ErrorCode != nil {
+				retry = append(retry, entries[i])
+			}
+		}
+		entries = append(retry, entries[n:]...)
+	}
+}
+
+func entry(pk, data string) ktypes.PutRecordsRequestEntry {
+	return ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(pk), Data: []byte(data)}
+}
+
+func integrationLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func ownerCounts(t testing.TB, store checkpoint.Store) map[string]int {
+	t.Helper()
+	ls, err := store.ListLeases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int{}
+	for _, l := range ls {
+		m[l.Owner]++
+	}
+	return m
+}
+
+func TestIntegrationBalance16Shards(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	store, _ := leaseTable(t)
+	stream := testenv.Name(t, "balance")
+	testenv.CreateStream(t, kc, stream, 16)
+	const failover = time.Second
+	pl := newProcLog(true)
+	var workers []*Consumer
+	var stops []func() error
+	start := func(id string) {
+		c, err := New(kc, store, stream, pl.factory(), WithWorkerID(id), WithFailoverTime(failover), WithLogger(integrationLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		workers = append(workers, c)
+		stops = append(stops, started(t, c))
+	}
+	takes := func() (n float64) {
+		for _, c := range workers {
+			n += counterValue(c.met.leaseTakes)
+		}
+		return n
+	}
+	stable := func() {
+		t.Helper()
+		before, counts := takes(), ownerCounts(t, store)
+		<-time.After(3 * failover) // an observation window: nothing may move in it
+		if after := takes(); after != before {
+			t.Fatalf("%v takes in %v after balancing (%v -> %v): thrashing", after-before, 3*failover, counts, ownerCounts(t, store))
+		}
+	}
+
+	start("w1")
+	eventually(t, 10*time.Second, "w1 to take all 16 shards", func() bool { return len(workers[0].Status().Shards) == 16 })
+	start("w2")
+	eventually(t, 30*time.Second, "8 shards each on 2 workers", func() bool {
+		m := ownerCounts(t, store)
+		return m["w1"] == 8 && m["w2"] == 8
+	})
+	stable()
+	start("w3")
+	eventually(t, 30*time.Second, "16 shards spread 6/5/5 on 3 workers", func() bool {
+		m := ownerCounts(t, store)
+		n := []int{m["w1"], m["w2"], m["w3"]}
+		return n[0]+n[1]+n[2] == 16 && slices.Max(n)-slices.Min(n) <= 1
+	})
+	stable()
+	t.Logf("leases: %v", ownerCounts(t, store))
+	for _, stop := range stops {
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := ownerCounts(t, store); m[""] != 16 {
+		t.Fatalf("after graceful shutdown: %v, want all 16 released", m)
+	}
+}
+
+// streamFeeder puts numbered records with a few partition keys until stopped, in order per
+// key, and remembers them.
+type streamFeeder struct {
+	t      testing.TB
+	kc     *kinesis.Client
+	stream string
+	keys   int
+	stop   chan struct{}
+	done   chan struct{}
+
+	mu   sync.Mutex
+	sent map[string]bool
+	next map[string]int
+}
+
+func feed(t testing.TB, kc *kinesis.Client, stream string, keys int, every time.Duration) *streamFeeder {
+	f := &streamFeeder{t: t, kc: kc, stream: stream, keys: keys, stop: make(chan struct{}), done: make(chan struct{}), sent: map[string]bool{}, next: map[string]int{}}
+	go func() {
+		defer close(f.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			f.putRound()
+			select {
+			case <-f.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return f
+}
+
+// putRound puts one record per key, each carrying "key:n".
+func (f *streamFeeder) putRound() {
+	f.mu.Lock()
+	var es []ktypes.PutRecordsRequestEntry
+	var data []string
+	for k := range f.keys {
+		key := fmt.Sprint("key-", k)
+		d := fmt.Sprintf("%s:%d", key, f.next[key])
+		f.next[key]++
+		es = append(es, entry(key, d))
+		data = append(data, d)
+	}
+	f.mu.Unlock()
+	putAll(f.t, f.kc, f.stream, es)
+	f.mu.Lock()
+	for _, d := range data {
+		f.sent[d] = true
+	}
+	f.mu.Unlock()
+}
+
+func (f *streamFeeder) finish() map[string]bool {
+	close(f.stop)
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.sent)
+}
+
+func TestIntegrationSIGKILLFailover(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	store, table := leaseTable(t)
+	stream := testenv.Name(t, "failover")
+	testenv.CreateStream(t, kc, stream, 4)
+	const failover = 3 * time.Second
+	f := feed(t, kc, stream, 16, 20*time.Millisecond)
+
+	// a checkpoints every 2s, so that it dies with records processed after its last
+	// checkpoint: those, and only those, must be delivered again.
+	a := startWorkerProcess(t, workerSpec{Stream: stream, Table: table, WorkerID: "a", Failover: failover, CheckpointInterval: 2 * time.Second})
+	eventually(t, 20*time.Second, "worker a to hold and checkpoint all 4 shards", func() bool {
+		ls, err := store.ListLeases(context.Background())
+		if err != nil || len(ls) != 4 {
+			return false
+		}
+		for _, l := range ls {
+			if l.Owner != "a" || l.Checkpoint.Sequence == checkpoint.TrimHorizon {
+				return false
+			}
+		}
+		return true
+	})
+	pl := newProcLog(true)
+	b, err := New(kc, store, stream, pl.factory(), WithWorkerID("b"), WithFailoverTime(failover), WithLogger(integrationLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB := started(t, b)
+	eventually(t, 20*time.Second, "2 shards each", func() bool {
+		m := ownerCounts(t, store)
+		return m["a"] == 2 && m["b"] == 2
+	})
+	<-time.After(time.Second) // let both work on their shards for a while
+
+	a.kill(t)
+	killedAt := time.Now()
+	ls, err := store.ListLeases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	atKill := map[string]checkpoint.Checkpoint{} // a's shards and their last checkpoints
+	for _, l := range ls {
+		if l.Owner == "a" {
+			atKill[l.Key] = l.Checkpoint
+		}
+	}
+	if len(atKill) != 2 {
+		t.Fatalf("a held %d shards when killed, want 2", len(atKill))
+	}
+	readAgain := func() bool {
+		for shard, cp := range atKill {
+			rs := pl.records(shard)
+			if !slices.ContainsFunc(rs, func(r Record) bool { return r.Position().Compare(cp) > 0 }) {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, failover+10*time.Second, "b to read a's shards again", readAgain)
+	took := time.Since(killedAt)
+	t.Logf("a's shards read again by b %v after SIGKILL (failover time %v)", took, failover)
+	if took > failover+2*time.Second {
+		t.Errorf("takeover took %v, want within failover time + 2s (%v)", took, failover+2*time.Second)
+	}
+
+	sent := f.finish()
+	seen := func() map[string]int {
+		m := map[string]int{}
+		for _, r := range a.processed(t) {
+			m[string(r.Data)]++
+		}
+		for _, r := range pl.records("") {
+			m[string(r.Data)]++
+		}
+		return m
+	}
+	eventually(t, 30*time.Second, "every record sent to be processed", func() bool {
+		got := seen()
+		for d := range sent {
+			if got[d] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	// b restarted each of a's shards right after a's last checkpoint: nothing at or before
+	// it was delivered again.
+	for shard, cp := range atKill {
+		var first *Record
+		for _, r := range pl.records(shard) {
+			if r.Position().Compare(cp) <= 0 {
+				t.Errorf("shard %s: b redelivered %s, at or before a's last checkpoint %s", shard, r.Position(), cp)
+			}
+			if first == nil {
+				first = &r
+			}
+		}
+		var fromA []Record
+		for _, r := range a.processed(t) {
+			if r.ShardID == shard && r.Position().Compare(cp) > 0 {
+				fromA = append(fromA, r)
+			}
+		}
+		if len(fromA) == 0 {
+			t.Errorf("shard %s: a processed nothing after its last checkpoint: the test proves nothing about redelivery", shard)
+		} else if first == nil || first.Position() != fromA[0].Position() {
+			t.Errorf("shard %s: b started at %v, want the first record after the checkpoint, %s", shard, first, fromA[0].Position())
+		}
+		t.Logf("shard %s: a's checkpoint %s, %d records a processed after it (redelivered by b)", shard, cp, len(fromA))
+	}
+	var dups int
+	for _, n := range seen() {
+		if n > 1 {
+			dups++
+		}
+	}
+	t.Logf("%d records sent, %d processed twice", len(sent), dups)
+}
+
+// reshardGate records, at each shard's Initialize, any parent lease not at SHARD_END.
+type reshardGate struct {
+	store      checkpoint.Store
+	mu         sync.Mutex
+	violations []string
+}
+
+func (g *reshardGate) check(ctx context.Context, in InitInput) error {
+	l, err := g.store.GetLease(ctx, in.ShardID)
+	if err != nil {
+		return err
+	}
+	for _, p := range l.ParentShardIDs {
+		pl, err := g.store.GetLease(ctx, p)
+		if err == nil && pl.Checkpoint.Sequence != checkpoint.ShardEnd {
+			g.mu.Lock()
+			g.violations = append(g.violations, fmt.Sprintf("%s started while parent %s was at %s", in.ShardID, p, pl.Checkpoint))
+			g.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func waitActive(t testing.TB, kc *kinesis.Client, stream string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := testenv.WaitStreamActive(ctx, kc, stream); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIntegrationSplitAndMergeDuringConsumption(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	store, _ := leaseTable(t)
+	stream := testenv.Name(t, "reshard")
+	testenv.CreateStream(t, kc, stream, 2)
+	const failover = 3 * time.Second
+	pl := newProcLog(true)
+	gate := &reshardGate{store: store}
+	pl.onInit = gate.check
+	for _, id := range []string{"w1", "w2"} {
+		c, err := New(kc, store, stream, pl.factory(), WithWorkerID(id), WithFailoverTime(failover), WithLogger(integrationLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		started(t, c)
+	}
+	f := feed(t, kc, stream, 20, 20*time.Millisecond)
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "records from both shards", func() bool {
+		return len(pl.records("shardId-000000000000")) > 0 && len(pl.records("shardId-000000000001")) > 0
+	})
+
+	// Split shard 0 at a quarter of the hash space: children 2 (lower) and 3 (upper).
+	quarter := new(big.Int).Lsh(big.NewInt(1), 126)
+	if _, err := kc.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(stream), ShardToSplit: aws.String("shardId-000000000000"), NewStartingHashKey: aws.String(quarter.String())}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kc, stream)
+	eventually(t, 20*time.Second, "records from both children of the split", func() bool {
+		return len(pl.records("shardId-000000000002")) > 0 && len(pl.records("shardId-000000000003")) > 0
+	})
+	// Merge child 3 with its neighbour, shard 1: child 4.
+	if _, err := kc.MergeShards(ctx, &kinesis.MergeShardsInput{StreamName: aws.String(stream), ShardToMerge: aws.String("shardId-000000000003"), AdjacentShardToMerge: aws.String("shardId-000000000001")}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kc, stream)
+	eventually(t, 20*time.Second, "records from the merged shard", func() bool { return len(pl.records("shardId-000000000004")) > 0 })
+	<-time.After(500 * time.Millisecond) // a little more traffic on the merged shard
+	sent := f.finish()
+
+	eventually(t, 30*time.Second, "every record sent to be delivered", func() bool {
+		got := map[string]bool{}
+		for _, r := range pl.records("") {
+			got[string(r.Data)] = true
+		}
+		for d := range sent {
+			if !got[d] {
+				return false
+			}
+		}
+		return true
+	})
+	// Per key, records arrive in the order they were put, across the split and the merge.
+	// (A lease moved between the workers replays from its checkpoint: redeliveries of
+	// records already seen are at-least-once duplicates, not reordering.)
+	last := map[string]int{}
+	delivered := map[string]bool{}
+	dups := 0
+	for _, r := range pl.records("") {
+		if delivered[string(r.Data)] {
+			dups++
+			continue
+		}
+		delivered[string(r.Data)] = true
+		key, n, _ := strings.Cut(string(r.Data), ":")
+		i, _ := strconv.Atoi(n)
+		if prev, ok := last[key]; ok && i <= prev {
+			t.Fatalf("key %s: record %d delivered after %d", key, i, prev)
+		}
+		last[key] = i
+	}
+	for _, p := range []string{"shardId-000000000000", "shardId-000000000001", "shardId-000000000003"} {
+		if l, err := store.GetLease(ctx, p); err != nil || l.Checkpoint.Sequence != checkpoint.ShardEnd {
+			t.Errorf("parent %s: %+v %v, want SHARD_END", p, l, err)
+		}
+	}
+	if len(gate.violations) > 0 {
+		t.Fatal(gate.violations)
+	}
+	t.Logf("%d records across the split and merge, per-key order kept; %d redelivered", len(sent), dups)
+}
+
+func TestIntegrationKPLSubSequenceCheckpoint(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	store, _ := leaseTable(t)
+	stream := testenv.Name(t, "kpl")
+	testenv.CreateStream(t, kc, stream, 1)
+	ctx := context.Background()
+	p, err := producer.New(kc, stream, producer.WithAggregation(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if err := p.Put(ctx, producer.Record{PartitionKey: "same-key", Data: []byte(fmt.Sprintf("user-record-%02d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first worker makes 20 user records durable and stops.
+	const durable = 20
+	first := newProcLog(false)
+	first.onRecords = func(_ context.Context, _ string, b *Batch) error {
+		b.AckThrough(durable)
+		return nil
+	}
+	c1, err := New(kc, store, stream, first.factory(), WithWorkerID("w1"), WithLogger(integrationLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := started(t, c1)
+	eventually(t, 10*time.Second, "the first delivery", func() bool { return len(first.records("")) >= durable })
+	if err := stop1(); err != nil {
+		t.Fatal(err)
+	}
+	got := first.records("")
+	want := got[durable-1].Position()
+	if !got[durable-1].Aggregated || want.SubSequence == 0 {
+		t.Fatalf("record %d is %+v: the producer did not aggregate", durable-1, got[durable-1])
+	}
+	l, err := store.GetLease(ctx, "shardId-000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Checkpoint != want {
+		t.Fatalf("checkpoint %v, want the 20th user record %v", l.Checkpoint, want)
+	}
+
+	// The next worker resumes inside the aggregate.
+	second := newProcLog(true)
+	c2, err := New(kc, store, stream, second.factory(), WithWorkerID("w2"), WithLogger(integrationLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2 := started(t, c2)
+	eventually(t, 10*time.Second, "the rest of the records", func() bool { return len(second.records("")) >= n-durable })
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	rest := second.records("")
+	if len(rest) != n-durable {
+		t.Fatalf("second worker got %d records, want %d", len(rest), n-durable)
+	}
+	for i, r := range rest {
+		if wantData := fmt.Sprintf("user-record-%02d", durable+i); string(r.Data) != wantData {
+			t.Fatalf("second worker's record %d is %q at %v, want %q", i, r.Data, r.Position(), wantData)
+		}
+	}
+	t.Logf("checkpoint %v inside an aggregate; resumed at %v", l.Checkpoint, rest[0].Position())
+}
