@@ -23,20 +23,19 @@ type shard struct {
 	rng     kpl.HashKeyRange
 	ehk     string // decimal starting hash key: the explicit hash key of its aggregates
 	removed bool   // dropped from the map by a refresh
-	agg     *kpl.Aggregator
-	aggRecs []entry
+	agg     kpl.Aggregator // the open aggregate, reused for every aggregate of the shard
+	aggRecs []entry        // the user records in agg
 	ready   []*kentry // sealed Kinesis records waiting for a request, in order
 	lim     bucket
 }
 
 // kentry is one Kinesis record: a KPL aggregate or a single user record.
 type kentry struct {
-	shard     *shard          // predicted shard
-	agg       *kpl.Aggregator // non-nil for an aggregate; encoded by the sender
-	buf       []byte          // reusable encoding buffer
-	data      []byte
-	encoded   bool
-	pk, ehk   string // routing keys sent with the Kinesis record
+	shard      *shard // predicted shard
+	aggregated bool   // data is a KPL aggregate of recs
+	buf        []byte // reusable encoding buffer
+	data       []byte
+	pk, ehk    string // routing keys sent with the Kinesis record
 	recs      []entry
 	size      int // bytes counted toward the request limit
 	oldest    int64
@@ -99,7 +98,6 @@ type pipeline struct {
 	closing     bool
 	aborting    bool
 
-	freeAggs []*kpl.Aggregator
 	freeKEs  []*kentry
 	freeReqs []*request
 	lat      [len(latencyBounds) + 1]uint64
@@ -273,9 +271,6 @@ func (pl *pipeline) add(e entry) {
 		return
 	}
 	kr := kpl.Record{PartitionKey: e.rec.PartitionKey, ExplicitHashKey: e.rec.ExplicitHashKey, Data: e.rec.Data}
-	if s.agg == nil {
-		s.agg = pl.newAgg()
-	}
 	if s.agg.TryAdd(kr, pl.cfg.maxAggregateSize) {
 		s.aggRecs = append(s.aggRecs, e)
 		return
@@ -285,7 +280,6 @@ func (pl *pipeline) add(e entry) {
 		return
 	}
 	pl.seal(s)
-	s.agg = pl.newAgg()
 	if s.agg.TryAdd(kr, pl.cfg.maxAggregateSize) {
 		s.aggRecs = append(s.aggRecs, e)
 		return
@@ -305,7 +299,7 @@ func (pl *pipeline) single(s *shard, e entry) {
 
 func (ke *kentry) setSingle() {
 	e := &ke.recs[0]
-	ke.agg = nil
+	ke.aggregated = false
 	ke.data = e.rec.Data
 	ke.pk, ke.ehk = e.rec.PartitionKey, e.rec.ExplicitHashKey
 	ke.size = len(ke.data) + len(ke.pk) + len(ke.ehk)
@@ -326,15 +320,16 @@ func (pl *pipeline) seal(s *shard) {
 	}
 	if n == 1 {
 		// The KPL sends a lone record unaggregated; so do we.
-		pl.freeAgg(s.agg)
 		ke.setSingle()
 	} else {
-		ke.agg = s.agg
+		ke.aggregated = true
+		ke.buf = s.agg.AppendEncode(ke.buf[:0])
+		ke.data = ke.buf
 		ke.pk = ke.recs[0].rec.PartitionKey
 		ke.ehk = s.ehk
-		ke.size = ke.agg.Size() + len(ke.pk) + len(ke.ehk)
+		ke.size = len(ke.data) + len(ke.pk) + len(ke.ehk)
 	}
-	s.agg = nil
+	s.agg.Reset()
 	pl.pushReady(s, ke)
 }
 
@@ -443,18 +438,12 @@ func (p *Producer) sender() {
 	}
 }
 
-// prepare encodes the request's aggregates (here, off the pipeline goroutine) and fills in
-// the PutRecords input.
+// prepare fills in the PutRecords input.
 func (r *request) prepare(p *Producer) {
 	r.input.StreamName = p.streamName
 	r.input.StreamARN = p.streamARN
 	recs := r.input.Records[:0]
 	for _, ke := range r.kes {
-		if ke.agg != nil && !ke.encoded {
-			ke.buf = ke.agg.AppendEncode(ke.buf[:0])
-			ke.data = ke.buf
-			ke.encoded = true
-		}
 		e := types.PutRecordsRequestEntry{Data: ke.data, PartitionKey: &ke.pk}
 		if ke.ehk != "" {
 			e.ExplicitHashKey = &ke.ehk
@@ -549,7 +538,7 @@ func (pl *pipeline) success(ke *kentry, shardID, seq string, now int64) {
 		if !known {
 			pl.requestRefresh(now)
 		}
-		if ke.agg != nil {
+		if ke.aggregated {
 			if !known {
 				pl.suspects = append(pl.suspects, suspect{ke: ke, shardID: shardID, seq: seq})
 				return
@@ -575,7 +564,7 @@ func allInRange(recs []entry, rng kpl.HashKeyRange) bool {
 // deliver reports the user records of a delivered Kinesis record.
 func (pl *pipeline) deliver(ke *kentry, shardID, seq string, now int64) {
 	p := pl.p
-	aggregated := ke.agg != nil
+	aggregated := ke.aggregated
 	var bytes int64
 	for i := range ke.recs {
 		e := &ke.recs[i]
@@ -776,25 +765,6 @@ func (pl *pipeline) flushLatency() {
 
 // --- free lists (pipeline goroutine only) ---
 
-func (pl *pipeline) newAgg() *kpl.Aggregator {
-	if n := len(pl.freeAggs); n > 0 {
-		a := pl.freeAggs[n-1]
-		pl.freeAggs = pl.freeAggs[:n-1]
-		return a
-	}
-	return new(kpl.Aggregator)
-}
-
-func (pl *pipeline) freeAgg(a *kpl.Aggregator) {
-	if a == nil {
-		return
-	}
-	a.Reset()
-	if len(pl.freeAggs) < 4*pl.cfg.maxInFlight+64 {
-		pl.freeAggs = append(pl.freeAggs, a)
-	}
-}
-
 func (pl *pipeline) newKE() *kentry {
 	if n := len(pl.freeKEs); n > 0 {
 		ke := pl.freeKEs[n-1]
@@ -805,7 +775,6 @@ func (pl *pipeline) newKE() *kentry {
 }
 
 func (pl *pipeline) freeKE(ke *kentry) {
-	pl.freeAgg(ke.agg)
 	clear(ke.recs)
 	*ke = kentry{buf: ke.buf[:0], recs: ke.recs[:0]}
 	if len(pl.freeKEs) < 1024 {

@@ -134,8 +134,7 @@ func (pl *pipeline) applyMap(r refreshResult) {
 	for _, s := range orphans {
 		recs := s.aggRecs
 		s.aggRecs = nil
-		pl.freeAgg(s.agg)
-		s.agg = nil
+		s.agg.Reset()
 		for i := range recs {
 			pl.add(recs[i])
 		}
