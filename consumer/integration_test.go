@@ -48,8 +48,14 @@ func leaseTable(t testing.TB) (*ckdynamo.Store, string) {
 // for state in external services, which offer nothing to block on.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	pollUntil(t, timeout, 20*time.Millisecond, what, cond)
+}
+
+// pollUntil polls cond every interval until it holds, failing the test after timeout.
+func pollUntil(t testing.TB, timeout, every time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {

@@ -40,8 +40,9 @@ type shardWorker struct {
 	h    *holder
 	acks *ackTracker
 
-	rng      kpl.HashKeyRange
-	hasRange bool
+	rng       kpl.HashKeyRange
+	hasRange  bool
+	fullRange bool // the whole hash space: every key is inside
 
 	// workCtx ends when the lease is lost or the shutdown timeout passes; processor
 	// callbacks get it. readCtx, its child, also ends when shutdown begins; reads and
@@ -75,6 +76,7 @@ func newShardWorker(c *Consumer, life context.Context, l checkpoint.Lease) *shar
 			c.log.Warn("ignoring unparseable hash key range of lease", "shard", l.Key, "err", err)
 		} else {
 			w.rng, w.hasRange = rng, true
+			w.fullRange = rng == kpl.HashKeyRange{End: kpl.MaxHashKey}
 		}
 	}
 	return w
@@ -424,62 +426,92 @@ func (w *shardWorker) iterator(ctx context.Context, start checkpoint.Checkpoint,
 // (the checkpoint reading resumed from) are dropped; *skip is cleared once passed. KPL
 // aggregates whose user records are not all inside the shard's hash-key range are dropped
 // whole, as the KCL does after a reshard. It also returns the records' total data size.
+//
+// All aggregates are decoded first into the worker's reusable scratch slice, so that the
+// result is allocated once, at its exact size.
 func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoint) ([]Record, int) {
-	out := make([]Record, 0, len(in))
-	size := 0
+	type span struct {
+		floor      int64 // user records with a sub-sequence number up to floor are skipped
+		start, end int   // decoded user records in w.scratch; start < 0 for a plain record
+		drop       bool
+	}
+	spans := make([]span, len(in))
+	scratch := w.scratch[:0]
+	size, total := 0, 0
 	for i := range in {
 		r := &in[i]
 		size += len(r.Data)
-		seq := aws.ToString(r.SequenceNumber)
-		floor := int64(-1) // user records with a sub-sequence number up to floor are skipped
+		sp := &spans[i]
+		sp.floor = -1
 		if s := *skip; s != nil {
-			switch (checkpoint.Checkpoint{Sequence: seq}).Compare(checkpoint.Checkpoint{Sequence: s.Sequence}) {
+			switch (checkpoint.Checkpoint{Sequence: aws.ToString(r.SequenceNumber)}).Compare(checkpoint.Checkpoint{Sequence: s.Sequence}) {
 			case -1:
+				sp.drop = true
 				continue
 			case 0:
-				floor = int64(s.SubSequence)
+				sp.floor = int64(s.SubSequence)
 			default:
 				*skip = nil
 			}
 		}
-		arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
-		users, ok := kpl.AppendDecode(w.scratch[:0], r.Data)
-		if ok {
-			w.scratch = users
-			if w.hasRange && !kpl.AllInRange(users, w.rng) {
-				w.c.met.dropped.Add(float64(len(users)))
-				w.c.log.Debug("dropping aggregate outside the shard's hash key range", "shard", w.id, "sequence", seq, "records", len(users))
-				continue
+		start := len(scratch)
+		var ok bool
+		scratch, ok = kpl.AppendDecode(scratch, r.Data)
+		if !ok {
+			sp.start = -1
+			if sp.floor >= 0 {
+				sp.drop = true // the plain record the checkpoint names
+			} else {
+				total++
 			}
-			for j := range users {
-				if int64(j) <= floor {
-					continue
-				}
-				out = append(out, Record{
-					ShardID:           w.id,
-					SequenceNumber:    seq,
-					SubSequenceNumber: uint64(j),
-					Aggregated:        true,
-					PartitionKey:      users[j].PartitionKey,
-					ExplicitHashKey:   users[j].ExplicitHashKey,
-					ArrivalTime:       arrival,
-					Data:              users[j].Data,
-				})
-			}
-			clear(users)
 			continue
 		}
-		if floor >= 0 {
-			continue // the plain record the checkpoint names
+		sp.start, sp.end = start, len(scratch)
+		users := scratch[start:]
+		if w.hasRange && !w.fullRange && !kpl.AllInRange(users, w.rng) {
+			w.c.met.dropped.Add(float64(len(users)))
+			w.c.log.Debug("dropping aggregate outside the shard's hash key range", "shard", w.id, "sequence", aws.ToString(r.SequenceNumber), "records", len(users))
+			sp.drop = true
+			continue
 		}
-		out = append(out, Record{
-			ShardID:        w.id,
-			SequenceNumber: seq,
-			PartitionKey:   aws.ToString(r.PartitionKey),
-			ArrivalTime:    arrival,
-			Data:           r.Data,
-		})
+		total += len(users) - int(min(max(sp.floor+1, 0), int64(len(users))))
 	}
+	out := make([]Record, 0, total)
+	for i := range in {
+		r, sp := &in[i], &spans[i]
+		if sp.drop {
+			continue
+		}
+		seq := aws.ToString(r.SequenceNumber)
+		arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
+		if sp.start < 0 {
+			out = append(out, Record{
+				ShardID:        w.id,
+				SequenceNumber: seq,
+				PartitionKey:   aws.ToString(r.PartitionKey),
+				ArrivalTime:    arrival,
+				Data:           r.Data,
+			})
+			continue
+		}
+		for j, u := range scratch[sp.start:sp.end] {
+			if int64(j) <= sp.floor {
+				continue
+			}
+			out = append(out, Record{
+				ShardID:           w.id,
+				SequenceNumber:    seq,
+				SubSequenceNumber: uint64(j),
+				Aggregated:        true,
+				PartitionKey:      u.PartitionKey,
+				ExplicitHashKey:   u.ExplicitHashKey,
+				ArrivalTime:       arrival,
+				Data:              u.Data,
+			})
+		}
+	}
+	clear(scratch) // drop references to this response's data
+	w.scratch = scratch[:0]
 	return out, size
 }
 
