@@ -21,11 +21,11 @@ import (
 type shard struct {
 	id      string
 	rng     kpl.HashKeyRange
-	ehk     string // decimal starting hash key: the explicit hash key of its aggregates
-	removed bool   // dropped from the map by a refresh
+	ehk     string         // decimal starting hash key: the explicit hash key of its aggregates
+	removed bool           // dropped from the map by a refresh
 	agg     kpl.Aggregator // the open aggregate, reused for every aggregate of the shard
 	aggRecs []entry        // the user records in agg
-	ready   []*kentry // sealed Kinesis records waiting for a request, in order
+	ready   []*kentry      // sealed Kinesis records waiting for a request, in order
 	lim     bucket
 }
 
@@ -36,12 +36,12 @@ type kentry struct {
 	buf        []byte // reusable encoding buffer
 	data       []byte
 	pk, ehk    string // routing keys sent with the Kinesis record
-	recs      []entry
-	size      int // bytes counted toward the request limit
-	oldest    int64
-	attempts  int
-	notBefore int64
-	lastErr   error
+	recs       []entry
+	size       int // bytes counted toward the request limit
+	oldest     int64
+	attempts   int
+	notBefore  int64
+	lastErr    error
 }
 
 // request is one PutRecords call.
