@@ -360,8 +360,9 @@ func Unmarshal(r io.Reader) ([]Row, error) {
 
 func collapsingStore() store.Store { return store.NewCollapsingLowestDenseStore(SketchBins) }
 
-// Extension is the name suffix of rollup objects (gzip-compressed NDJSON).
-const Extension = ".json.gz"
+// Extension is the name suffix of rollup objects (gzip-compressed NDJSON). It differs from
+// every archive extension, so a rollup object never shares a key with an archive object.
+const Extension = ".rollup.json.gz"
 
 // ContentType is the MIME type of rollup objects.
 const ContentType = "application/x-ndjson"

@@ -92,9 +92,6 @@ func New(client API, bucket, stream string, opts ...Option) (*Sink, error) {
 			return nil, fmt.Errorf("s3 sink: %w", err)
 		}
 	}
-	if err := s.checkPrefixes(); err != nil {
-		return nil, err
-	}
 	s.met = newMetrics(stream, s.oldestAge, s.bufferedRecords)
 	if cfg.reg != nil {
 		for _, c := range s.met.collectors() {
@@ -104,23 +101,6 @@ func New(client API, bucket, stream string, opts ...Option) (*Sink, error) {
 		}
 	}
 	return s, nil
-}
-
-// checkPrefixes refuses prefixes whose keys could collide across kinds: archive, error and
-// analytics objects must be told apart by their literal prefixes.
-func (s *Sink) checkPrefixes() error {
-	lits := map[string]string{"archive": s.pfx.LiteralPrefix(), "error": s.errPfx.LiteralPrefix()}
-	if s.anaPfx != nil {
-		lits["analytics"] = s.anaPfx.LiteralPrefix()
-	}
-	for a, la := range lits {
-		for b, lb := range lits {
-			if a < b && (len(la) <= len(lb) && lb[:len(la)] == la || len(lb) <= len(la) && la[:len(lb)] == lb) {
-				return fmt.Errorf("s3 sink: the %s prefix %q and the %s prefix %q must differ in their literal beginnings, or their objects could collide", a, la, b, lb)
-			}
-		}
-	}
-	return nil
 }
 
 // Collectors returns the sink's Prometheus metrics, for callers that register them
