@@ -2,4 +2,87 @@
 // checkpoint store, reads them, deaggregates KPL records and hands batches of user records
 // to per-shard processors, checkpointing only positions every record below which the
 // processor acknowledged as durable.
+//
+// Build a worker with [New] — a Kinesis client ([KinesisAPI]), a [checkpoint.Store] (the
+// KCL-compatible checkpoint/dynamodb in production), the stream and a [ProcessorFactory] —
+// and call [Consumer.Run]. Run several replicas with distinct worker ids; they share the
+// shards through the lease table.
+//
+// # Leases
+//
+// One lease per shard, fenced by owner and lease counter (see [checkpoint.Store]). Every
+// failover/10 (1s at the default failover time of 10s; [WithFailoverTime]) a worker
+// lists the lease table and, if it holds fewer than its fair share — ⌈shards needing work /
+// live workers⌉, counting the distinct owners of unexpired leases plus itself — takes every
+// available lease up to that share at once: unowned ones, ones it owned in an earlier life,
+// then expired ones. A lease is expired when its counter has not moved for the failover
+// time on the observer's own clock ([checkpoint.Tracker]); no clocks are compared across
+// machines. When nothing is available and the most loaded worker holds at least two leases
+// more than this one, it steals at most [WithMaxLeasesToStealAtOnce] (default 1) per cycle
+// from it; a steal always narrows the spread, so workers never trade a lease back and forth.
+//
+// Held leases are renewed every failover/3 by a goroutine of their own, independently of
+// processing: a slow processor keeps its lease. A renewal refused by the store, or a lease
+// that could not be renewed in time before peers may consider it expired, stops the shard
+// at once: the processor gets LeaseLost and nothing it acknowledges afterwards is
+// checkpointed. All writes of one lease (renewal, checkpoint, prepared boundary, release)
+// are serialized by one owner of its state and pass the lease returned by the previous
+// write.
+//
+// # Shard discovery and resharding
+//
+// At start, every [WithShardSyncInterval] (default 1 minute) and whenever a shard ends, the
+// worker lists the shards (ListShards, paginated), creates leases for new shards — with their
+// parents and hash-key range — and deletes the leases of shards gone from the stream. New
+// shards start at the initial position ([WithInitialPosition]: [TrimHorizon] by default,
+// [Latest] or [AtTimestamp]); the children of a shard that already has a lease start at
+// TRIM_HORIZON. A child is not taken until every parent's lease is at SHARD_END (a parent
+// whose lease is gone counts as done), so the records of a partition key keep their order
+// across a split or a merge.
+//
+// # Reading
+//
+// One reader per held shard polls GetRecords ([WithMaxRecords], default 10000): at once
+// after the lease is taken, then no more than 5 calls per second and 2 MB/s per shard. When
+// the shard is caught up (an empty response with MillisBehindLatest 0) the wait doubles from
+// 200ms up to [WithIdleTimeBetweenReads] (default 1s) and drops back when records arrive.
+// ProvisionedThroughputExceeded backs off exponentially with jitter; an expired iterator is
+// replaced by one AFTER_SEQUENCE_NUMBER of the last record received. A checkpoint is resumed
+// AT its sequence number, skipping user records at or before it, as the KCL does.
+//
+// KPL aggregates are split into user records numbered by sub-sequence; records that are not
+// aggregates — or whose magic, digest or protobuf is wrong — pass through as plain records.
+// An aggregate with a user record whose hash key lies outside the shard's range is dropped
+// whole, as the KCL does after a reshard (counted in records_dropped_total).
+//
+// # Checkpoints and backpressure
+//
+// A processor acknowledges records, possibly later and from another goroutine
+// ([Batch.AckThrough], [Batch.Ack]). The worker stores the highest position below which
+// every delivered record is acknowledged — at (sequence, sub-sequence) granularity — as
+// soon as it moves and at most once per [WithCheckpointInterval] (default 1s). At most
+// [WithMaxBatchesInFlight] batches (default 1000) may be delivered and not yet fully
+// acknowledged, counted from the oldest: a full shard stops reading until acknowledgements
+// free room. [Preparer] writes the two-phase pendingCheckpoint of the KCL; while a boundary
+// is pending, checkpoints below it are held back so that it survives until its batch is
+// durable.
+//
+// # Shutdown
+//
+// When Run's context ends, readers stop, processors get Shutdown (within
+// [WithShutdownTimeout], default 30s, with leases still renewed), acknowledged positions
+// are checkpointed and leases released so that other workers take them at their next
+// lease cycle. A shard that reached its end gets ShardEnded; once every record is
+// acknowledged the worker writes SHARD_END and releases the lease, which lets the children
+// start. A processor error releases the lease after Shutdown and keeps this worker off the
+// shard for the failover time.
+//
+// # Metrics
+//
+// With [WithRegisterer], the worker registers, all labelled with the stream:
+// kinlog_consumer_leases_held, _lease_takes_total, _lease_steals_total, _lease_losses_total,
+// _records_processed_total, _bytes_processed_total, _records_dropped_total,
+// _checkpoints_total, _processor_errors_total, _read_errors_total{kind}, and per held shard
+// _millis_behind_latest, _checkpoint_age_seconds and _batches_in_flight. [Consumer.Status]
+// returns the same state for status endpoints.
 package consumer

@@ -517,6 +517,9 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 
 // deliver hands one batch to the processor once there is room for it in flight.
 func (w *shardWorker) deliver(ctx context.Context, proc Processor, recs []Record, lag int64, size int) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if err := w.acks.acquire(ctx); err != nil {
 		return err
 	}
