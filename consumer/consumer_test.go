@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -804,6 +805,89 @@ func TestUnrenewableLeaseDroppedBeforeOthersMayTakeIt(t *testing.T) {
 			t.Fatalf("callbacks %v by the failover time, want init, records, lost", got)
 		}
 		store.broken.Store(false)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// manualClock is a Clock that moves only when the test advances it.
+type manualClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []manualWaiter
+}
+
+type manualWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, manualWaiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- c.now
+	}
+	c.waiters = kept
+}
+
+func TestInjectedClockGovernsLeaseExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestStream()
+		id := s.addShards(1)[0]
+		store := memory.New()
+		ctx := context.Background()
+		if _, err := store.CreateLease(ctx, checkpoint.Lease{Key: id, Checkpoint: checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.TakeLease(ctx, lease(t, store, id), "dead-worker"); err != nil {
+			t.Fatal(err)
+		}
+		clk := &manualClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		c := newTestConsumer(t, s.api(), store, newProcLog(true), WithClock(clk))
+		begin := time.Now()
+		stop := started(t, c)
+		synctest.Wait()
+		for range 9 { // 9 lease cycles of the injected clock: 9s, not yet expired
+			clk.Advance(c.cfg.takeInterval)
+			synctest.Wait()
+		}
+		if got := lease(t, store, id).Owner; got != "dead-worker" {
+			t.Fatalf("lease taken by %q before the injected clock passed the failover time", got)
+		}
+		clk.Advance(c.cfg.takeInterval)
+		synctest.Wait()
+		if got := lease(t, store, id).Owner; got != "w1" {
+			t.Fatalf("lease owned by %q once the injected clock passed the failover time, want w1", got)
+		}
+		if d := time.Since(begin); d != 0 {
+			t.Fatalf("the consumer waited %v on the system clock", d)
+		}
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
