@@ -32,14 +32,11 @@ func ReadRollups(ctx context.Context, api S3API, bucket, analyticsPrefix string,
 	var rows []rollup.Row
 	for _, p := range Prefixes(tpl, from, to) {
 		st.Prefixes++
-		objs, err := listObjects(ctx, api, bucket, p)
+		objs, err := listKeys(ctx, api, bucket, p, func(k string) bool { return strings.HasSuffix(k, rollup.Extension) })
 		if err != nil {
 			return nil, st, err
 		}
 		for _, o := range objs {
-			if !strings.HasSuffix(o.key, rollup.Extension) {
-				continue
-			}
 			st.ObjectsListed++
 			resp, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(o.key)})
 			if err != nil {

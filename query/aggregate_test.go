@@ -94,7 +94,7 @@ func TestRollupsMatchScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api.objects["analytics/dt=2026-11-22/hour=09/s-0-1.json.gz"] = obj
+	api.objects["analytics/dt=2026-11-22/hour=09/s-0-1"+rollup.Extension] = obj
 	from := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 22, 10, 10, 0, 0, time.UTC)
 	stored, st, err := ReadRollups(context.Background(), api, "b", "", from, to)

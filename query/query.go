@@ -1,7 +1,6 @@
 package query
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
+	"github.com/kinlog/kinlog/sinks/rollup"
 )
 
 // S3API is the subset of the S3 client the query engine calls.
@@ -237,8 +237,12 @@ func Prefixes(tpl *prefix.Template, from, to time.Time) []string {
 	return kept
 }
 
-// archiveExt reports whether a key names an archive object the engine can read.
+// archiveExt reports whether a key names an archive object the engine can read (rollup
+// objects are not archive objects, even under the same prefix).
 func archiveExt(key string) bool {
+	if strings.HasSuffix(key, rollup.Extension) {
+		return false
+	}
 	for _, ext := range []string{".json", ".json.gz", ".json.zst", ".json.snappy", ".parquet"} {
 		if strings.HasSuffix(key, ext) {
 			return true
@@ -248,6 +252,11 @@ func archiveExt(key string) bool {
 }
 
 func listObjects(ctx context.Context, api S3API, bucket, pfx string) ([]object, error) {
+	return listKeys(ctx, api, bucket, pfx, archiveExt)
+}
+
+// listKeys lists the objects under pfx whose keys satisfy keep.
+func listKeys(ctx context.Context, api S3API, bucket, pfx string, keep func(string) bool) ([]object, error) {
 	var out []object
 	var token *string
 	for {
@@ -256,7 +265,7 @@ func listObjects(ctx context.Context, api S3API, bucket, pfx string) ([]object, 
 			return nil, fmt.Errorf("listing s3://%s/%s: %w", bucket, pfx, err)
 		}
 		for _, o := range resp.Contents {
-			if k := aws.ToString(o.Key); archiveExt(k) {
+			if k := aws.ToString(o.Key); keep(k) {
 				out = append(out, object{key: k, size: aws.ToInt64(o.Size)})
 			}
 		}
@@ -305,15 +314,20 @@ func ndjsonRecords(key string, data []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Lines are sub-slices of raw, which nothing reuses: no copy per record.
 	var recs [][]byte
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, len(raw)+1)
-	for sc.Scan() {
-		if line := sc.Bytes(); len(line) > 0 {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) > 0 {
 			recs = append(recs, line)
 		}
 	}
-	return recs, sc.Err()
+	return recs, nil
 }
 
 // parquetRecords turns rows of the Parquet log schema back into JSON records: the

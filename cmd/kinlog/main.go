@@ -23,6 +23,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run the pipeline on the local stack (infra/local) and show what it did", runDemo},
+		{"consume", "run the worker: lease shards, archive records to S3 with rollups, checkpoint", runConsume},
+		{"produce", "ship lines from stdin or files to a stream (one record per line)", runProduce},
+		{"query", "query the S3 archive: time range, filters, projections, counts, stats", runQuery},
 		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
 	}
 }

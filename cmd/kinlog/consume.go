@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kinlog/kinlog/checkpoint"
+	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
+	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/sinks/encode"
+	"github.com/kinlog/kinlog/sinks/prefix"
+	"github.com/kinlog/kinlog/sinks/rollup"
+	s3sink "github.com/kinlog/kinlog/sinks/s3"
+)
+
+// consumeConfig is the configuration of `kinlog consume`. Every key can be set in the YAML
+// file, overridden by KINLOG_<KEY> (dots become underscores: KINLOG_SINK_S3_BUCKET) and by
+// --set key=value. Zero values mean the documented defaults.
+type consumeConfig struct {
+	// Stream is the Kinesis stream name or ARN to consume. Required.
+	Stream string `yaml:"stream"`
+	// Application names this group of workers. Default: kinlog.
+	Application string `yaml:"application"`
+	HTTP        struct {
+		// Listen is the address of /healthz, /readyz, /metrics and /status. Default: :8080.
+		// Empty string after an override ("-") turns the server off.
+		Listen string `yaml:"listen"`
+	} `yaml:"http"`
+	Shutdown struct {
+		// Timeout bounds the graceful shutdown on SIGTERM/SIGINT. Default: 30s.
+		Timeout Duration `yaml:"timeout"`
+	} `yaml:"shutdown"`
+	Log struct {
+		// Format is json or text. Default: text on a terminal, json otherwise.
+		Format string `yaml:"format"`
+		// Level is debug, info, warn or error. Default: info.
+		Level string `yaml:"level"`
+	} `yaml:"log"`
+	Consumer struct {
+		// LeaseTable is the DynamoDB lease table (KCL schema). Default: <application>-leases.
+		LeaseTable string `yaml:"lease_table"`
+		// CreateLeaseTable creates the table (on-demand) when missing. Default: false.
+		CreateLeaseTable bool `yaml:"create_lease_table"`
+		// WorkerID identifies this worker in the lease table. Default: host name + random.
+		WorkerID string `yaml:"worker_id"`
+		// InitialPosition is TRIM_HORIZON, LATEST or AT_TIMESTAMP=<RFC 3339>. Default:
+		// TRIM_HORIZON.
+		InitialPosition string `yaml:"initial_position"`
+		// FailoverTime: a lease whose counter has not moved this long is taken over.
+		// Default: 10s.
+		FailoverTime Duration `yaml:"failover_time"`
+		// MaxRecords per GetRecords. Default: 10000.
+		MaxRecords int `yaml:"max_records"`
+		// IdleTimeBetweenReads is the longest pause between polls of a caught-up shard.
+		// Default: 1s.
+		IdleTimeBetweenReads Duration `yaml:"idle_time_between_reads"`
+		// ShardSyncInterval is how often shards are listed. Default: 1m.
+		ShardSyncInterval Duration `yaml:"shard_sync_interval"`
+		// CheckpointInterval is the shortest time between checkpoints of a shard. Default: 1s.
+		CheckpointInterval Duration `yaml:"checkpoint_interval"`
+		// MaxBatchesInFlight per shard before reading pauses. Default: 1000.
+		MaxBatchesInFlight int `yaml:"max_batches_in_flight"`
+	} `yaml:"consumer"`
+	Sink struct {
+		S3 struct {
+			// Bucket is the archive bucket. Required.
+			Bucket string `yaml:"bucket"`
+			// Prefix is the key template of archive objects. Default: Hive-style
+			// logs/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/.
+			Prefix string `yaml:"prefix"`
+			// ErrorPrefix is the key template of records that failed. Default:
+			// errors/!{firehose:error-output-type}/dt=.../hour=.../.
+			ErrorPrefix string `yaml:"error_prefix"`
+			// Encoding is ndjson or parquet. Default: ndjson.
+			Encoding string `yaml:"encoding"`
+			// Compression is gzip, zstd, snappy or none. Default: gzip (zstd for parquet).
+			Compression string `yaml:"compression"`
+			// FlushSize is the buffered size that triggers a flush. Default: 5MiB.
+			FlushSize ByteSize `yaml:"flush_size"`
+			// FlushInterval is the age of the oldest buffered record that triggers a flush.
+			// Default: 60s.
+			FlushInterval Duration `yaml:"flush_interval"`
+			// TimeField takes each record's time from a JSON member instead of the arrival
+			// time; TimeFormat says how to read it (auto, rfc3339, unix, unix_ms, …).
+			TimeField  string `yaml:"time_field"`
+			TimeFormat string `yaml:"time_format"`
+			// MaxOpenPartitions per flush. Default: 500.
+			MaxOpenPartitions int `yaml:"max_open_partitions"`
+			// SSE is "", AES256 or aws:kms (with KMSKeyID, or the account's aws/s3 key when
+			// empty). Default: the bucket's default encryption.
+			SSE      string `yaml:"sse"`
+			KMSKeyID string `yaml:"kms_key_id"`
+			// StorageClass of archive objects, e.g. STANDARD_IA. Default: STANDARD.
+			StorageClass string `yaml:"storage_class"`
+			// PathStyle addressing (MinIO and other S3-compatible stores). Default: false.
+			PathStyle bool `yaml:"path_style"`
+		} `yaml:"s3"`
+	} `yaml:"sink"`
+	Analytics struct {
+		// Enabled writes rollups beside the archive. Default: true.
+		Enabled *bool `yaml:"enabled"`
+		// Prefix is the key template of rollup objects. Default:
+		// analytics/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/.
+		Prefix string `yaml:"prefix"`
+		// Window is the tumbling window. Default: 1m.
+		Window Duration `yaml:"window"`
+		// Dimensions grouped by. Default: service, level, status.
+		Dimensions []string `yaml:"dimensions"`
+		// NumericFields summarized with count/sum/min/max and quantile sketches.
+		NumericFields []string `yaml:"numeric_fields"`
+	} `yaml:"analytics"`
+}
+
+func defaultConsumeConfig() consumeConfig {
+	var c consumeConfig
+	c.Application = "kinlog"
+	c.HTTP.Listen = ":8080"
+	c.Shutdown.Timeout = Duration(30 * time.Second)
+	c.Log.Level = "info"
+	c.Consumer.InitialPosition = "TRIM_HORIZON"
+	c.Consumer.FailoverTime = Duration(consumer.DefaultFailoverTime)
+	c.Consumer.MaxRecords = consumer.DefaultMaxRecords
+	c.Consumer.IdleTimeBetweenReads = Duration(consumer.DefaultIdleTimeBetweenReads)
+	c.Consumer.ShardSyncInterval = Duration(consumer.DefaultShardSyncInterval)
+	c.Consumer.CheckpointInterval = Duration(consumer.DefaultCheckpointInterval)
+	c.Consumer.MaxBatchesInFlight = consumer.DefaultMaxBatchesInFlight
+	c.Sink.S3.Prefix = prefix.DefaultArchive
+	c.Sink.S3.ErrorPrefix = prefix.DefaultError
+	c.Sink.S3.Encoding = "ndjson"
+	c.Sink.S3.FlushSize = ByteSize(s3sink.DefaultBufferSize)
+	c.Sink.S3.FlushInterval = Duration(s3sink.DefaultBufferInterval)
+	c.Sink.S3.MaxOpenPartitions = s3sink.DefaultMaxOpenPartitions
+	c.Analytics.Prefix = prefix.DefaultAnalytics
+	c.Analytics.Window = Duration(rollup.DefaultWindow)
+	return c
+}
+
+// built is everything `consume` runs, made from a validated config.
+type built struct {
+	log      *slog.Logger
+	store    checkpoint.Store
+	ensure   bool
+	consumer *consumer.Consumer
+	registry *prometheus.Registry
+}
+
+// validate checks values the libraries would only reject without naming the key.
+func (c *consumeConfig) validate() error {
+	bad := func(key string, err error) error { return &ConfigError{Key: key, Source: "value", Err: err} }
+	if c.Stream == "" {
+		return bad("stream", errors.New("required"))
+	}
+	if c.Sink.S3.Bucket == "" {
+		return bad("sink.s3.bucket", errors.New("required"))
+	}
+	if _, err := initialPosition(c.Consumer.InitialPosition); err != nil {
+		return bad("consumer.initial_position", err)
+	}
+	if _, err := encode.ParseFormat(c.Sink.S3.Encoding); err != nil {
+		return bad("sink.s3.encoding", err)
+	}
+	if c.Sink.S3.Compression != "" {
+		if _, err := encode.ParseCompression(c.Sink.S3.Compression); err != nil {
+			return bad("sink.s3.compression", err)
+		}
+	}
+	for key, tpl := range map[string]struct {
+		s     string
+		allow prefix.Namespaces
+	}{
+		"sink.s3.prefix":       {c.Sink.S3.Prefix, prefix.AllowTimestamp | prefix.AllowQuery},
+		"sink.s3.error_prefix": {c.Sink.S3.ErrorPrefix, prefix.AllowTimestamp | prefix.AllowErrorType},
+		"analytics.prefix":     {c.Analytics.Prefix, prefix.AllowTimestamp},
+	} {
+		if _, err := prefix.Parse(tpl.s, tpl.allow); err != nil {
+			return bad(key, err)
+		}
+	}
+	switch c.Sink.S3.SSE {
+	case "", "AES256", "aws:kms":
+	default:
+		return bad("sink.s3.sse", fmt.Errorf("want AES256 or aws:kms, got %q", c.Sink.S3.SSE))
+	}
+	switch strings.ToLower(c.Log.Format) {
+	case "", "json", "text":
+	default:
+		return bad("log.format", fmt.Errorf("want json or text, got %q", c.Log.Format))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return bad("log.level", err)
+	}
+	if c.Shutdown.Timeout <= 0 {
+		return bad("shutdown.timeout", errors.New("must be positive"))
+	}
+	if c.Analytics.Window > 0 && (time.Duration(c.Analytics.Window) < time.Second || time.Hour%time.Duration(c.Analytics.Window) != 0) {
+		return bad("analytics.window", errors.New("must be at least 1s and divide one hour"))
+	}
+	return nil
+}
+
+func initialPosition(s string) (consumer.InitialPosition, error) {
+	switch {
+	case s == "" || strings.EqualFold(s, checkpoint.TrimHorizon):
+		return consumer.TrimHorizon, nil
+	case strings.EqualFold(s, checkpoint.Latest):
+		return consumer.Latest, nil
+	}
+	if at, ok := strings.CutPrefix(s, "AT_TIMESTAMP="); ok {
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return consumer.InitialPosition{}, fmt.Errorf("AT_TIMESTAMP needs an RFC 3339 time: %w", err)
+		}
+		return consumer.AtTimestamp(t), nil
+	}
+	return consumer.InitialPosition{}, fmt.Errorf("want TRIM_HORIZON, LATEST or AT_TIMESTAMP=<RFC 3339>, got %q", s)
+}
+
+func newLogger(format, level string, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	text := strings.EqualFold(format, "text")
+	if format == "" {
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				text = true
+			}
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("config", os.Getenv("KINLOG_CONFIG"), "YAML config file (default $KINLOG_CONFIG)")
+	var sets stringList
+	fs.Var(&sets, "set", "override a config key: --set sink.s3.bucket=logs (repeatable)")
+	check := fs.Bool("check", false, "validate the configuration, print it with defaults filled in, and exit")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg := defaultConsumeConfig()
+	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *check {
+		return yaml.NewEncoder(stdout).Encode(&cfg)
+	}
+	log := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
+
+	// The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits at once.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Info("shutting down", "signal", s.String(), "deadline", time.Duration(cfg.Shutdown.Timeout).String())
+			stop()
+		case <-runCtx.Done():
+			return
+		}
+		if s, ok := <-sigs; ok {
+			log.Error("second signal: exiting without a graceful shutdown", "signal", s.String())
+			os.Exit(1)
+		}
+	}()
+
+	b, err := build(runCtx, &cfg, log)
+	if err != nil {
+		return err
+	}
+	if b.ensure {
+		if err := b.store.EnsureTable(runCtx); err != nil {
+			return fmt.Errorf("creating lease table: %w", err)
+		}
+	}
+	var srv *http.Server
+	if cfg.HTTP.Listen != "" && cfg.HTTP.Listen != "-" {
+		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		p := &probes{
+			ready: func(ctx context.Context) error {
+				if runCtx.Err() != nil {
+					return errors.New("shutting down")
+				}
+				if _, err := b.store.GetLease(ctx, "kinlog-readiness-probe"); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+					return fmt.Errorf("lease table: %w", err)
+				}
+				return nil
+			},
+			status:   func() any { return b.consumer.Status() },
+			gatherer: b.registry,
+		}
+		srv = &http.Server{Handler: p.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		log.Info("serving probes and metrics", "addr", ln.Addr().String())
+	}
+	log.Info("consuming", "stream", cfg.Stream, "worker", b.consumer.WorkerID(), "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket)
+	runErr := b.consumer.Run(runCtx)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// build makes the clients, store, sink and consumer of a validated config.
+func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, error) {
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS config: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	table := cfg.Consumer.LeaseTable
+	if table == "" {
+		table = cfg.Application + "-leases"
+		cfg.Consumer.LeaseTable = table
+	}
+	store, err := ddbstore.New(dynamodb.NewFromConfig(awsCfg), table)
+	if err != nil {
+		return nil, err
+	}
+
+	sc := cfg.Sink.S3
+	format, _ := encode.ParseFormat(sc.Encoding)
+	enc := encode.Config{Format: format}
+	if sc.Compression != "" {
+		enc.Compression, _ = encode.ParseCompression(sc.Compression)
+	}
+	opts := []s3sink.Option{
+		s3sink.WithEncoding(enc),
+		s3sink.WithPrefix(sc.Prefix),
+		s3sink.WithErrorPrefix(sc.ErrorPrefix),
+		s3sink.WithBufferSize(int(sc.FlushSize)),
+		s3sink.WithBufferInterval(time.Duration(sc.FlushInterval)),
+		s3sink.WithMaxOpenPartitions(sc.MaxOpenPartitions),
+		s3sink.WithLogger(log.With("component", "sink")),
+		s3sink.WithRegisterer(reg),
+	}
+	if sc.TimeField != "" {
+		opts = append(opts, s3sink.WithTimeField(sc.TimeField, sc.TimeFormat))
+	}
+	switch sc.SSE {
+	case "AES256":
+		opts = append(opts, s3sink.WithSSES3())
+	case "aws:kms":
+		opts = append(opts, s3sink.WithSSEKMS(sc.KMSKeyID))
+	}
+	if sc.StorageClass != "" {
+		opts = append(opts, s3sink.WithStorageClass(s3types.StorageClass(sc.StorageClass)))
+	}
+	if a := cfg.Analytics; a.Enabled == nil || *a.Enabled {
+		opts = append(opts, s3sink.WithAnalyticsPrefix(a.Prefix), s3sink.WithRollups(rollup.Config{
+			Window: time.Duration(a.Window), Dimensions: a.Dimensions, Numeric: a.NumericFields,
+		}))
+	} else {
+		opts = append(opts, s3sink.WithoutRollups())
+	}
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = sc.PathStyle })
+	sink, err := s3sink.New(s3c, sc.Bucket, cfg.Stream, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sink.s3: %w", err)
+	}
+
+	pos, _ := initialPosition(cfg.Consumer.InitialPosition)
+	cc := cfg.Consumer
+	copts := []consumer.Option{
+		consumer.WithInitialPosition(pos),
+		consumer.WithFailoverTime(time.Duration(cc.FailoverTime)),
+		consumer.WithMaxRecords(cc.MaxRecords),
+		consumer.WithIdleTimeBetweenReads(time.Duration(cc.IdleTimeBetweenReads)),
+		consumer.WithShardSyncInterval(time.Duration(cc.ShardSyncInterval)),
+		consumer.WithCheckpointInterval(time.Duration(cc.CheckpointInterval)),
+		consumer.WithMaxBatchesInFlight(cc.MaxBatchesInFlight),
+		consumer.WithShutdownTimeout(time.Duration(cfg.Shutdown.Timeout)),
+		consumer.WithLogger(log.With("component", "consumer")),
+		consumer.WithRegisterer(reg),
+	}
+	if cc.WorkerID != "" {
+		copts = append(copts, consumer.WithWorkerID(cc.WorkerID))
+	}
+	c, err := consumer.New(kinesis.NewFromConfig(awsCfg), store, cfg.Stream, sink.NewProcessor, copts...)
+	if err != nil {
+		return nil, err
+	}
+	return &built{log: log, store: store, ensure: cc.CreateLeaseTable, consumer: c, registry: reg}, nil
+}

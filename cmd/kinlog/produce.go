@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/tidwall/gjson"
+
+	"github.com/kinlog/kinlog/producer"
+)
+
+// runProduce ships lines from stdin or files to a stream, one record per line.
+func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	stream := fs.String("stream", os.Getenv("KINLOG_STREAM"), "stream name or ARN (default $KINLOG_STREAM)")
+	keyField := fs.String("partition-key-field", "", "JSON member whose value is the partition key (default: random, for an even spread)")
+	aggregate := fs.Bool("aggregate", true, "KPL-aggregate records")
+	maxRecord := fs.Int("max-record-size", producer.DefaultMaxRecordSize, "largest record accepted, in bytes")
+	ttl := fs.Duration("record-ttl", producer.DefaultRecordTTL, "give up on a record not delivered within this time (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *stream == "" {
+		return fmt.Errorf("%w: --stream is required", errUsage)
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("loading AWS config: %w", err)
+	}
+	var (
+		mu       sync.Mutex
+		failed   int
+		firstErr error
+	)
+	p, err := producer.New(kinesis.NewFromConfig(cfg), *stream,
+		producer.WithAggregation(*aggregate),
+		producer.WithMaxRecordSize(*maxRecord),
+		producer.WithRecordTTL(*ttl),
+		producer.WithResultHandler(func(r producer.Result) {
+			if r.Err == nil {
+				return
+			}
+			mu.Lock()
+			failed++
+			if firstErr == nil {
+				firstErr = r.Err
+			}
+			mu.Unlock()
+		}))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rejected := 0
+	var readErr error
+	for _, name := range files {
+		if err := produceFile(ctx, p, name, *keyField, *maxRecord, stderr, &rejected); err != nil {
+			readErr = err
+			break
+		}
+	}
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *ttl+30*time.Second)
+	defer cancel()
+	closeErr := p.Close(closeCtx)
+	st := p.Stats()
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintf(stdout, "sent %d records in %d Kinesis records (%.1f per record) in %s; %d failed, %d rejected\n",
+		st.RecordsDelivered, st.KinesisRecords, float64(st.RecordsDelivered)/max(1, float64(st.KinesisRecords)),
+		elapsed.Round(time.Millisecond), failed, rejected)
+	switch {
+	case readErr != nil:
+		return readErr
+	case closeErr != nil:
+		return fmt.Errorf("closing producer: %w", closeErr)
+	case failed > 0 || rejected > 0:
+		if firstErr != nil {
+			return fmt.Errorf("%d records failed; first error: %w", failed+rejected, firstErr)
+		}
+		return fmt.Errorf("%d records rejected", rejected)
+	}
+	return nil
+}
+
+func produceFile(ctx context.Context, p *producer.Producer, name, keyField string, maxRecord int, stderr io.Writer, rejected *int) error {
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	line := 0
+	var rec []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		rec = append(rec, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(rec) > maxRecord+1 {
+				// Keep reading to the end of the line, but do not hold it.
+				rec = rec[:maxRecord+2]
+			}
+			continue
+		}
+		if len(rec) > 0 {
+			line++
+			data := rec
+			if data[len(data)-1] == '\n' {
+				data = data[:len(data)-1]
+			}
+			if len(data) > 0 && data[len(data)-1] == '\r' {
+				data = data[:len(data)-1]
+			}
+			if len(data) > 0 {
+				if perr := p.Put(ctx, producer.Record{PartitionKey: partitionKey(data, keyField), Data: data}); perr != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					*rejected++
+					fmt.Fprintf(stderr, "kinlog produce: %s:%d: %v\n", name, line, perr)
+				}
+			}
+			rec = rec[:0]
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+	}
+}
+
+func partitionKey(data []byte, field string) string {
+	if field != "" {
+		if v := gjson.GetBytes(data, field); v.Exists() && v.String() != "" {
+			k := v.String()
+			if r := []rune(k); len(r) > producer.MaxPartitionKeyLength {
+				k = string(r[:producer.MaxPartitionKeyLength])
+			}
+			return k
+		}
+	}
+	return strconv.FormatUint(rand.Uint64(), 36)
+}
