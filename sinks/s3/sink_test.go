@@ -31,7 +31,12 @@ import (
 	"github.com/kinlog/kinlog/sinks/rollup"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The SDK's HTTP client keeps idle connections to the local stack open.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+}
 
 const shard = "shardId-000000000007"
 
