@@ -237,6 +237,9 @@ func (c *Consumer) held() map[string]*shardWorker {
 	return m
 }
 
+// maxConcurrentLeaseWrites bounds the concurrent renewals and takes of one worker.
+const maxConcurrentLeaseWrites = 32
+
 // renewLoop renews every held lease every failover/3, independently of processing.
 func (c *Consumer) renewLoop(life context.Context, stop <-chan struct{}) {
 	for {
@@ -246,8 +249,11 @@ func (c *Consumer) renewLoop(life context.Context, stop <-chan struct{}) {
 		case <-c.cfg.clock.After(c.cfg.renewInterval):
 		}
 		var wg sync.WaitGroup
+		sem := make(chan struct{}, maxConcurrentLeaseWrites)
 		for _, w := range c.held() {
+			sem <- struct{}{}
 			wg.Go(func() {
+				defer func() { <-sem }()
 				ctx, cancel := context.WithTimeout(life, c.cfg.renewInterval)
 				defer cancel()
 				w.h.renew(ctx)
@@ -416,8 +422,11 @@ func (c *Consumer) take(ctx, life context.Context, leases []checkpoint.Lease, st
 		wg  sync.WaitGroup
 		won atomic.Int64
 	)
+	sem := make(chan struct{}, maxConcurrentLeaseWrites)
 	for _, l := range leases {
+		sem <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			got, err := c.store.TakeLease(ctx, l, c.cfg.workerID)
 			if err != nil {
 				if !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) && ctx.Err() == nil {
