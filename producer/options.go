@@ -63,6 +63,7 @@ type config struct {
 	backoff            time.Duration
 	maxBackoff         time.Duration
 	onResult           func(Result)
+	sdkSerializer      bool
 }
 
 func defaultConfig() config {
@@ -143,6 +144,13 @@ func WithRetryBackoff(first, max time.Duration) Option {
 // serial, from the producer's own goroutine: the function must return quickly and must not
 // call Put, Flush or Close. The default is none (outcomes are only counted in [Stats]).
 func WithResultHandler(f func(Result)) Option { return func(c *config) { c.onResult = f } }
+
+// WithSDKSerializer makes PutRecords requests go through the SDK's own request serializer.
+// By default the producer writes the JSON body of PutRecords itself — the same document —
+// into a reused, exactly sized buffer, which costs a fraction of the CPU; it does so only
+// when the client speaks the awsJson1_1 protocol, and leaves every other call and every
+// response to the SDK.
+func WithSDKSerializer() Option { return func(c *config) { c.sdkSerializer = true } }
 
 func (c *config) validate() error {
 	var errs []error

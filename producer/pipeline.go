@@ -431,9 +431,20 @@ func (pl *pipeline) build(now int64) *request {
 // sender runs PutRecords calls; maxInFlight of them run.
 func (p *Producer) sender() {
 	defer p.workers.Done()
+	var proto *putRecordsProtocol
+	var opts []func(*kinesis.Options)
+	if !p.cfg.sdkSerializer {
+		proto = newPutRecordsProtocol()
+		opts = []func(*kinesis.Options){proto.optFn}
+	}
 	for req := range p.reqCh {
 		req.prepare(p)
-		req.out, req.err = p.client.PutRecords(p.lifeCtx, &req.input)
+		req.out, req.err = p.client.PutRecords(p.lifeCtx, &req.input, opts...)
+		if req.err != nil && proto != nil {
+			// The HTTP transport may still be reading a failed request's body: do not
+			// reuse the buffer.
+			proto.buf = nil
+		}
 		p.doneCh <- req // never blocks: capacity is maxInFlight
 	}
 }

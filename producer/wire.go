@@ -1,0 +1,173 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// putRecordsProtocol wraps the Kinesis client's awsJson1_1 protocol and writes the JSON
+// body of PutRecords requests itself, straight into one exactly sized buffer that the sender
+// reuses for every request — instead of the SDK's generic serializer, which grows a fresh
+// buffer step by step and so copies a multi-megabyte body many times per call. The document
+// is the one the SDK would send; responses, and every other operation, go through the
+// wrapped protocol unchanged. It is installed per call through PutRecords's option
+// functions, only when the client speaks awsJson1_1.
+//
+// Each sender goroutine owns one putRecordsProtocol; calls on it are sequential.
+type putRecordsProtocol struct {
+	smithyhttp.ClientProtocol
+	buf    []byte
+	reader bytes.Reader
+	optFn  func(*kinesis.Options)
+}
+
+var awsJSON11 = smithy.ShapeID{Namespace: "aws.protocols", Name: "awsJson1_1"}
+
+func newPutRecordsProtocol() *putRecordsProtocol {
+	p := &putRecordsProtocol{}
+	p.optFn = func(o *kinesis.Options) {
+		if o.Protocol == nil || o.Protocol.ID() != awsJSON11 {
+			return
+		}
+		p.ClientProtocol = o.Protocol
+		o.Protocol = p
+	}
+	return p
+}
+
+func isPutRecords(schema *smithy.OperationSchema) bool { return schema.ID().Name == "PutRecords" }
+
+// SerializeRequest implements smithyhttp.ClientProtocol.
+func (p *putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
+	input, ok := in.(*kinesis.PutRecordsInput)
+	if !ok || !isPutRecords(schema) {
+		return p.ClientProtocol.SerializeRequest(ctx, schema, in, req)
+	}
+	req.Method = http.MethodPost
+	if len(req.URL.Path) == 0 {
+		req.URL.Path = "/"
+	}
+	req.Header.Set("X-Amz-Target", "Kinesis_20131202.PutRecords")
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	p.buf = appendPutRecordsJSON(p.buf[:0], input)
+	p.reader.Reset(p.buf)
+	sreq, err := req.SetStream(&p.reader)
+	if err != nil {
+		return fmt.Errorf("set stream: %w", err)
+	}
+	*req = *sreq
+	return nil
+}
+
+// --- JSON ---
+
+// putRecordsJSONSize returns (an upper bound of) the size appendPutRecordsJSON writes.
+func putRecordsJSONSize(in *kinesis.PutRecordsInput) int {
+	n := len(`{"Records":[]}`)
+	for i := range in.Records {
+		e := &in.Records[i]
+		n += len(`{"Data":""},`) + base64.StdEncoding.EncodedLen(len(e.Data))
+		if e.PartitionKey != nil {
+			n += len(`,"PartitionKey":`) + jsonStringSize(*e.PartitionKey)
+		}
+		if e.ExplicitHashKey != nil {
+			n += len(`,"ExplicitHashKey":`) + jsonStringSize(*e.ExplicitHashKey)
+		}
+	}
+	if in.StreamName != nil {
+		n += len(`,"StreamName":`) + jsonStringSize(*in.StreamName)
+	}
+	if in.StreamARN != nil {
+		n += len(`,"StreamARN":`) + jsonStringSize(*in.StreamARN)
+	}
+	return n
+}
+
+// appendPutRecordsJSON appends the awsJson1_1 body of a PutRecords request.
+func appendPutRecordsJSON(dst []byte, in *kinesis.PutRecordsInput) []byte {
+	dst = grow(dst, putRecordsJSONSize(in))
+	dst = append(dst, `{"Records":[`...)
+	for i := range in.Records {
+		e := &in.Records[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"Data":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, e.Data)
+		dst = append(dst, '"')
+		if e.ExplicitHashKey != nil {
+			dst = append(dst, `,"ExplicitHashKey":`...)
+			dst = appendJSONString(dst, *e.ExplicitHashKey)
+		}
+		if e.PartitionKey != nil {
+			dst = append(dst, `,"PartitionKey":`...)
+			dst = appendJSONString(dst, *e.PartitionKey)
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, ']')
+	if in.StreamARN != nil {
+		dst = append(dst, `,"StreamARN":`...)
+		dst = appendJSONString(dst, *in.StreamARN)
+	}
+	if in.StreamName != nil {
+		dst = append(dst, `,"StreamName":`...)
+		dst = appendJSONString(dst, *in.StreamName)
+	}
+	return append(dst, '}')
+}
+
+func grow(dst []byte, need int) []byte {
+	if cap(dst)-len(dst) >= need {
+		return dst
+	}
+	grown := make([]byte, len(dst), len(dst)+need)
+	copy(grown, dst)
+	return grown
+}
+
+// jsonStringSize returns the size of s as a JSON string written by appendJSONString.
+func jsonStringSize(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20:
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
+}
+
+// appendJSONString appends s as a JSON string (the slog handler's escaping).
+func appendJSONString(dst []byte, s string) []byte {
+	e := encoder{buf: dst}
+	e.string(s)
+	return e.buf
+}
