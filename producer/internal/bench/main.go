@@ -51,6 +51,7 @@ func run() error {
 	keys := flag.Int("keys", 1024, "distinct random partition keys")
 	verify := flag.Bool("verify", true, "read the stream back and check every line arrived once on its own shard")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile to this file")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -97,6 +98,16 @@ func run() error {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
+	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	runtime.GC()
 	var ms0, ms1 runtime.MemStats
