@@ -576,7 +576,18 @@ func checkManifests(ms *manifests) problems {
 }
 
 func TestManifests(t *testing.T) {
-	requireNone(t, "infra/k8s", checkManifests(loadManifests(t)))
+	ms := loadManifests(t)
+	requireNone(t, "infra/k8s", checkManifests(ms))
+
+	// The Glue table (infra/terraform) projects the sink's default layout; the example
+	// config must use it.
+	cfg, err := ms.kinlogConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sink.S3.Prefix != archivePrefix {
+		t.Errorf("ConfigMap sink.s3.prefix %q differs from the layout the Glue table projects, %q", cfg.Sink.S3.Prefix, archivePrefix)
+	}
 }
 
 // TestManifestChecksCatch breaks one thing at a time in a fresh copy of the manifests and

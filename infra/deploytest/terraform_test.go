@@ -19,6 +19,8 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	"github.com/kinlog/kinlog/sinks/prefix"
 )
 
 // tfModule is infra/terraform, parsed. Expressions are evaluated by the tests themselves:
@@ -564,9 +566,9 @@ func checkTerraform(m *tfModule, sc tfScenario) problems {
 	return ps
 }
 
-// archivePrefix is kinlog's default archive prefix (sinks/s3, and the ConfigMap); the Glue
+// archivePrefix is the sink's default archive prefix (also the ConfigMap's); the Glue
 // table's projection must produce exactly these partition locations.
-const archivePrefix = "logs/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/"
+const archivePrefix = prefix.DefaultArchive
 
 func checkGlue(m *tfModule, ctx *hcl.EvalContext) problems {
 	var ps problems
