@@ -131,7 +131,7 @@ func TestTimeFormat(t *testing.T) {
 		if err := d.Parse([]byte(`{"t":` + tt.value + `}`)); err != nil {
 			t.Fatal(err)
 		}
-		got, err := f.Parse(d.Fields[0])
+		got, err := f.Parse(d.Field(0))
 		if err != nil || !got.Equal(tt.want) {
 			t.Errorf("format %q value %s = %v, %v; want %v", tt.format, tt.value, got, err, tt.want)
 		}
@@ -142,7 +142,7 @@ func TestTimeFormat(t *testing.T) {
 	f, _ := ParseTimeFormat("rfc3339")
 	var d Doc
 	_ = d.Parse([]byte(`{"t":"14/03/2026"}`))
-	if _, err := f.Parse(d.Fields[0]); err == nil {
+	if _, err := f.Parse(d.Field(0)); err == nil {
 		t.Error("rfc3339 accepted 14/03/2026")
 	}
 }

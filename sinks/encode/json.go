@@ -3,6 +3,7 @@ package encode
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -59,13 +60,6 @@ func (f *Field) Name() string {
 	return unquote(f.Key)
 }
 
-func (f *Field) nameIs(name string) bool {
-	if !f.escaped {
-		return string(f.Key) == name
-	}
-	return unquote(f.Key) == name
-}
-
 // Text returns a scalar value as text: a string unquoted, a number or boolean as written.
 // Other kinds return "", false.
 func (f *Field) Text() (string, bool) {
@@ -102,14 +96,41 @@ var errSyntax = errors.New("invalid JSON")
 // order. A Doc points into the input; it is reused across calls to [Doc.Parse] to avoid
 // allocations.
 type Doc struct {
-	Kind   Kind
-	Fields []Field
+	Kind Kind
 	// Multiline reports whether the document contains a line break (CR or LF) outside
 	// strings, i.e. it must be compacted to fit on one line.
 	Multiline bool
 	// UTF8 reports whether every string is valid UTF-8 (JSON outside strings is ASCII), so
 	// that the whole document is.
 	UTF8 bool
+
+	data  []byte
+	spans []span // top-level members of an object
+}
+
+// span locates one member in Doc.data without pointers (cheap to append).
+type span struct {
+	ks, ke, vs, ve int32 // key contents (between the quotes) and value
+	kind           Kind
+	esc            bool
+}
+
+// Len returns the number of top-level members of an object.
+func (d *Doc) Len() int { return len(d.spans) }
+
+// Field returns the i-th top-level member, in input order.
+func (d *Doc) Field(i int) Field {
+	sp := &d.spans[i]
+	return Field{Key: d.data[sp.ks:sp.ke], Value: d.data[sp.vs:sp.ve], Kind: sp.kind, escaped: sp.esc}
+}
+
+// nameIs reports whether the i-th member is called name.
+func (d *Doc) nameIs(i int, name string) bool {
+	sp := &d.spans[i]
+	if !sp.esc {
+		return string(d.data[sp.ks:sp.ke]) == name
+	}
+	return unquote(d.data[sp.ks:sp.ke]) == name
 }
 
 // Parse validates data as one JSON value (surrounding whitespace allowed) with the grammar
@@ -118,7 +139,8 @@ type Doc struct {
 // not valid UTF-8, and reports them through d.UTF8.
 func (d *Doc) Parse(data []byte) error {
 	d.Kind = Invalid
-	d.Fields = d.Fields[:0]
+	d.spans = d.spans[:0]
+	d.data = data
 	d.Multiline = false
 	d.UTF8 = false
 	i := skipSpace(data, 0)
@@ -132,12 +154,8 @@ func (d *Doc) Parse(data []byte) error {
 	} else {
 		k, i = scanValue(data, i, 1, &utf8OK)
 	}
-	if i < 0 {
-		d.Fields = d.Fields[:0]
-		return errSyntax
-	}
-	if skipSpace(data, i) != len(data) {
-		d.Fields = d.Fields[:0]
+	if i < 0 || skipSpace(data, i) != len(data) {
+		d.spans = d.spans[:0]
 		return errSyntax
 	}
 	d.Kind = k
@@ -149,9 +167,9 @@ func (d *Doc) Parse(data []byte) error {
 
 // Get returns the top-level member called name (the first one if repeated).
 func (d *Doc) Get(name string) (Field, bool) {
-	for i := range d.Fields {
-		if d.Fields[i].nameIs(name) {
-			return d.Fields[i], true
+	for i := range d.spans {
+		if d.nameIs(i, name) {
+			return d.Field(i), true
 		}
 	}
 	return Field{}, false
@@ -279,14 +297,17 @@ const (
 	msb = 0x8080808080808080
 )
 
-// hasSpecial reports whether any byte of the 8-byte word w is special (see strSpecial).
-// SWAR: each test sets the high bit of a byte that matches; a byte of 0x80 or more has it
-// set already.
-func hasSpecial(w uint64) bool {
+// specialMask sets the high bit of every special byte (see strSpecial) of the 8-byte
+// little-endian word w. Borrows only run towards later bytes, so the lowest set bit always
+// marks the first special byte exactly (later ones may be false positives).
+func specialMask(w uint64) uint64 {
 	q := w ^ (lsb * '"')
 	b := w ^ (lsb * '\\')
-	return ((q-lsb)&^q|(b-lsb)&^b|(w-lsb*0x20)&^w|w)&msb != 0
+	return ((q-lsb)&^q | (b-lsb)&^b | (w-lsb*0x20)&^w | w) & msb
 }
+
+// hasSpecial reports whether any byte of w is special.
+func hasSpecial(w uint64) bool { return specialMask(w) != 0 }
 
 // scanString scans a string starting at its opening quote and reports whether it contains
 // escapes. It clears *utf8OK when the string holds invalid UTF-8.
@@ -294,11 +315,18 @@ func scanString(d []byte, i int, utf8OK *bool) (int, bool) {
 	escaped := false
 	i++
 	for {
-		for i+8 <= len(d) && !hasSpecial(binary.LittleEndian.Uint64(d[i:])) {
+		for {
+			if i+8 > len(d) {
+				for i < len(d) && !strSpecial[d[i]] {
+					i++
+				}
+				break
+			}
+			if m := specialMask(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
-		}
-		for i < len(d) && !strSpecial[d[i]] {
-			i++
 		}
 		if i >= len(d) {
 			return -1, escaped
@@ -341,7 +369,7 @@ func isHex(c byte) bool {
 }
 
 // scanObject scans an object starting at '{'. When doc is not nil, its members are
-// appended to doc.Fields.
+// recorded in doc.
 func scanObject(d []byte, i int, doc *Doc, depth int, u *bool) int {
 	if depth > maxDepth {
 		return -1
@@ -379,7 +407,7 @@ func scanObject(d []byte, i int, doc *Doc, depth int, u *bool) int {
 			return -1
 		}
 		if doc != nil {
-			doc.Fields = append(doc.Fields, Field{Key: d[ks+1 : ke-1], Value: d[vs:i], Kind: k, escaped: esc})
+			doc.spans = append(doc.spans, span{ks: int32(ks + 1), ke: int32(ke - 1), vs: int32(vs), ve: int32(i), kind: k, esc: esc})
 		}
 		if i < len(d) && isSpace(d[i]) {
 			i = skipSpace(d, i)

@@ -2,6 +2,7 @@ package encode
 
 import (
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -49,8 +50,9 @@ func TestDocParse(t *testing.T) {
 				return
 			}
 			var got []string
-			for i := range d.Fields {
-				got = append(got, d.Fields[i].Name()+"="+string(d.Fields[i].Value))
+			for i := range d.Len() {
+				f := d.Field(i)
+				got = append(got, f.Name()+"="+string(f.Value))
 			}
 			if strings.Join(got, "|") != strings.Join(tt.fields, "|") {
 				t.Errorf("fields = %q, want %q", got, tt.fields)
@@ -90,6 +92,25 @@ func TestDocLookup(t *testing.T) {
 	}
 }
 
+func TestSpecialMaskFindsFirst(t *testing.T) {
+	// Every word of two special bytes among ordinary ones: the lowest set bit is the first.
+	specials := []byte{'"', '\\', 0, 0x1f, '\n', 0x80, 0xff}
+	for _, a := range specials {
+		for _, b := range specials {
+			for pa := 0; pa < 8; pa++ {
+				for pb := pa + 1; pb < 8; pb++ {
+					w := uint64(lsb * 'a')
+					w &^= 0xff<<(8*pa) | 0xff<<(8*pb)
+					w |= uint64(a)<<(8*pa) | uint64(b)<<(8*pb)
+					if got := bits.TrailingZeros64(specialMask(w)) >> 3; got != pa {
+						t.Fatalf("bytes %#x@%d %#x@%d: first special at %d", a, pa, b, pb, got)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestHasSpecial(t *testing.T) {
 	for c := 0; c < 256; c++ {
 		for pos := 0; pos < 8; pos++ {
@@ -124,10 +145,11 @@ func FuzzDocParse(f *testing.F) {
 			t.Fatalf("encoding/json rejects an object the scanner accepted: %v", err)
 		}
 		seen := map[string]bool{}
-		for i := range d.Fields {
-			seen[d.Fields[i].Name()] = true
-			if !json.Valid(d.Fields[i].Value) {
-				t.Fatalf("member value %q is not valid JSON", d.Fields[i].Value)
+		for i := range d.Len() {
+			f := d.Field(i)
+			seen[f.Name()] = true
+			if !json.Valid(f.Value) {
+				t.Fatalf("member value %q is not valid JSON", f.Value)
 			}
 		}
 		for k := range m {

@@ -250,11 +250,11 @@ func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 	n := 0
 	take := func(names []string, text func(Field) (string, bool)) string {
 		for _, name := range names {
-			for i := range d.Fields {
-				if !d.Fields[i].nameIs(name) {
+			for i := range d.spans {
+				if !d.nameIs(i, name) {
 					continue
 				}
-				if s, ok := text(d.Fields[i]); ok {
+				if s, ok := text(d.Field(i)); ok {
 					consumed[n] = i
 					n++
 					return s
@@ -267,8 +267,8 @@ func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 	if t, member, ok := TimeOf(d, f.Time, f.TimeFormat); ok {
 		tt := t
 		l.Time = &tt
-		for i := range d.Fields {
-			if d.Fields[i].nameIs(member) {
+		for i := range d.spans {
+			if d.nameIs(i, member) {
 				consumed[n] = i
 				n++
 				break
@@ -286,12 +286,12 @@ func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 		}
 		return string(v.Value), true
 	})
-	if n == len(d.Fields) {
+	if n == len(d.spans) {
 		return buf, nil
 	}
 	buf = append(buf[:0], '{')
 	first := true
-	for i := range d.Fields {
+	for i := range d.spans {
 		skip := false
 		for _, c := range consumed[:n] {
 			if c == i {
@@ -306,9 +306,10 @@ func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 		}
 		first = false
 		buf = append(buf, '"')
-		buf = append(buf, d.Fields[i].Key...)
+		f := d.Field(i)
+		buf = append(buf, f.Key...)
 		buf = append(buf, '"', ':')
-		buf = append(buf, d.Fields[i].Value...)
+		buf = append(buf, f.Value...)
 	}
 	buf = append(buf, '}')
 	if d.Multiline {
