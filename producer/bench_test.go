@@ -23,16 +23,17 @@ import (
 // benchmark measures the producer.
 type benchClient struct {
 	shards []fakeShard
-	ids    map[string]string // explicit hash key (a shard's start) -> shard id
-	out    []types.PutRecordsResultEntry
+	ids    []string       // shard ids, addressable so results can point at them
+	byEHK  map[string]int // explicit hash key (a shard's start) -> shard index
 	list   *kinesis.ListShardsOutput
 }
 
 func newBenchClient(n int) *benchClient {
 	fs := newFakeStream(n)
-	c := &benchClient{shards: fs.shards, ids: map[string]string{}}
-	for _, s := range fs.shards {
-		c.ids[s.rng.Start.String()] = s.id
+	c := &benchClient{shards: fs.shards, byEHK: map[string]int{}}
+	for i, s := range fs.shards {
+		c.ids = append(c.ids, s.id)
+		c.byEHK[s.rng.Start.String()] = i
 	}
 	c.list, _ = fs.listShards(context.Background(), nil)
 	return c
@@ -42,19 +43,19 @@ func (c *benchClient) PutRecords(_ context.Context, in *kinesis.PutRecordsInput,
 	out := make([]types.PutRecordsResultEntry, len(in.Records))
 	seq := aws.String("49600000000000000000000000000000000000000000000000000001")
 	for i, e := range in.Records {
-		var id string
+		idx, ok := 0, false
 		if e.ExplicitHashKey != nil {
-			id = c.ids[*e.ExplicitHashKey]
+			idx, ok = c.byEHK[*e.ExplicitHashKey]
 		}
-		if id == "" {
+		if !ok {
 			h := kpl.PartitionKeyHash(*e.PartitionKey)
-			for _, s := range c.shards {
+			for j, s := range c.shards {
 				if s.rng.Contains(h) {
-					id = s.id
+					idx = j
 				}
 			}
 		}
-		out[i] = types.PutRecordsResultEntry{ShardId: &id, SequenceNumber: seq}
+		out[i] = types.PutRecordsResultEntry{ShardId: &c.ids[idx], SequenceNumber: seq}
 	}
 	return &kinesis.PutRecordsOutput{Records: out, FailedRecordCount: aws.Int32(0)}, nil
 }

@@ -84,7 +84,6 @@ type pipeline struct {
 	refreshErr int
 	suspects   []suspect
 
-	incoming    []entry
 	retries     []*kentry
 	expired     []*kentry
 	inflight    int
@@ -100,6 +99,7 @@ type pipeline struct {
 
 	freeKEs  []*kentry
 	freeReqs []*request
+	hashes   hashCache
 	lat      [len(latencyBounds) + 1]uint64
 }
 
@@ -224,15 +224,34 @@ func (pl *pipeline) nextWake() int64 {
 func (pl *pipeline) drain(now int64) {
 	p := pl.p
 	p.mu.Lock()
-	batch := p.queue
-	p.queue = pl.incoming[:0]
+	head := p.qHead
+	p.qHead, p.qTail = nil, nil
 	p.mu.Unlock()
-	for i := range batch {
-		batch[i].enq = now
-		pl.add(batch[i])
+	if head == nil {
+		return
 	}
-	clear(batch)
-	pl.incoming = batch[:0]
+	for b := head; b != nil; b = b.next {
+		for i := range b.entries[:b.n] {
+			e := &b.entries[i]
+			e.enq = now
+			if !e.hashed {
+				e.hash = pl.hashes.get(e.rec.PartitionKey)
+				e.hashed = true
+			}
+			pl.add(*e)
+		}
+		clear(b.entries[:b.n])
+		b.n = 0
+	}
+	p.mu.Lock()
+	for b := head; b != nil && p.nFree < maxFreeBlocks; {
+		next := b.next
+		b.next = p.freeBlocks
+		p.freeBlocks = b
+		p.nFree++
+		b = next
+	}
+	p.mu.Unlock()
 }
 
 // route returns the shard a hash key maps to, or the unmapped pseudo-shard.
@@ -745,6 +764,49 @@ func (pl *pipeline) abortAll() {
 	for pl.inflight > 0 {
 		pl.complete(<-p.doneCh)
 	}
+}
+
+// hashCache remembers partition keys' hashes: logs often reuse keys (a user id, a pool of
+// random keys), and a map lookup costs a fraction of an MD5. When keys rarely repeat, the
+// cache turns itself off for a while.
+type hashCache struct {
+	m       map[string]kpl.HashKey
+	lookups int
+	hits    int
+	bypass  int
+}
+
+const (
+	hashCacheMax    = 1 << 16
+	hashCacheWindow = 4096
+)
+
+func (c *hashCache) get(pk string) kpl.HashKey {
+	if c.bypass > 0 {
+		c.bypass--
+		return kpl.PartitionKeyHash(pk)
+	}
+	c.lookups++
+	h, ok := c.m[pk]
+	if ok {
+		c.hits++
+	} else {
+		h = kpl.PartitionKeyHash(pk)
+		if c.m == nil {
+			c.m = make(map[string]kpl.HashKey)
+		} else if len(c.m) >= hashCacheMax {
+			clear(c.m)
+		}
+		c.m[pk] = h
+	}
+	if c.lookups == hashCacheWindow {
+		if c.hits < hashCacheWindow/4 {
+			c.bypass = 16 * hashCacheWindow
+			clear(c.m)
+		}
+		c.lookups, c.hits = 0, 0
+	}
+	return h
 }
 
 // --- latency ---

@@ -63,7 +63,10 @@ type Producer struct {
 
 	// mu guards the hand-off from Put to the pipeline and the buffer accounting.
 	mu         sync.Mutex
-	queue      []entry // records put since the pipeline last drained
+	qHead      *block // records put since the pipeline last drained, in order
+	qTail      *block
+	freeBlocks *block // drained blocks for reuse
+	nFree      int
 	arena      []byte  // current chunk that Put copies small records into
 	bufBytes   int64   // bytes of records accepted and not yet reported
 	bufRecords int64   // records accepted and not yet reported
@@ -104,6 +107,7 @@ type entry struct {
 	enq      int64 // nanoseconds since the producer's epoch when the pipeline took it
 	size     int32 // len(PartitionKey)+len(Data), the buffer accounting unit
 	attempts int32
+	hashed   bool        // hash is set (explicit hash keys are parsed by Put)
 	sync     chan Result // PutSync's waiter, or nil
 }
 
@@ -208,7 +212,8 @@ func (p *Producer) validate(rec *Record) (kpl.HashKey, int, error) {
 		}
 		return h, size, nil
 	}
-	return kpl.PartitionKeyHash(pk), size, nil
+	// The partition key's hash is computed by the pipeline, which caches it.
+	return kpl.HashKey{}, size, nil
 }
 
 func (p *Producer) put(ctx context.Context, rec Record, block bool, sync chan Result) error {
@@ -243,13 +248,46 @@ func (p *Producer) put(ctx context.Context, rec Record, block bool, sync chan Re
 		p.mu.Lock()
 	}
 	rec.Data = p.copyLocked(rec.Data)
-	p.queue = append(p.queue, entry{rec: rec, hash: hash, size: int32(size), sync: sync})
+	b := p.qTail
+	if b == nil || b.n == len(b.entries) {
+		b = p.newBlockLocked()
+	}
+	b.entries[b.n] = entry{rec: rec, hash: hash, hashed: rec.ExplicitHashKey != "", size: int32(size), sync: sync}
+	b.n++
 	p.bufBytes += int64(size)
 	p.bufRecords++
 	p.mu.Unlock()
 	p.stats.put.Add(1)
 	p.signal()
 	return nil
+}
+
+// block is a fixed-size chunk of the queue from Put to the pipeline; blocks are reused, so
+// the queue never reallocates and copies as it grows.
+const maxFreeBlocks = 64
+
+type block struct {
+	entries [256]entry
+	n       int
+	next    *block
+}
+
+func (p *Producer) newBlockLocked() *block {
+	b := p.freeBlocks
+	if b != nil {
+		p.freeBlocks = b.next
+		p.nFree--
+		b.next = nil
+	} else {
+		b = new(block)
+	}
+	if p.qTail == nil {
+		p.qHead = b
+	} else {
+		p.qTail.next = b
+	}
+	p.qTail = b
+	return b
 }
 
 // copyLocked copies b into the arena (small records) or a fresh slice.
