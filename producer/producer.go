@@ -67,9 +67,9 @@ type Producer struct {
 	qTail      *block
 	freeBlocks *block // drained blocks for reuse
 	nFree      int
-	arena      []byte  // current chunk that Put copies small records into
-	bufBytes   int64   // bytes of records accepted and not yet reported
-	bufRecords int64   // records accepted and not yet reported
+	arena      []byte // current chunk that Put copies small records into
+	bufBytes   int64  // bytes of records accepted and not yet reported
+	bufRecords int64  // records accepted and not yet reported
 	closed     bool
 	changed    chan struct{} // closed when buffered counts drop; nil when nobody waits
 	failed     uint64        // records reported failed so far
