@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,7 +88,7 @@ func logLine(i int) []byte {
 // Each reports its headline figure as a custom metric; ns/op includes per-iteration setup
 // (a fresh lease table) only where noted.
 
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quietLog = slog.New(slog.NewTextHandler(benchLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 // countingProc acknowledges every batch at once and counts user records, noting the time of
 // the first.
@@ -323,4 +324,13 @@ func waitOwners(b *testing.B, store checkpoint.Store, want map[string]int) {
 		}
 		return true
 	})
+}
+
+// benchLogOutput is where integration benchmarks log warnings: stderr with
+// KINLOG_BENCH_LOG=1, else nowhere.
+func benchLogOutput() io.Writer {
+	if os.Getenv("KINLOG_BENCH_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

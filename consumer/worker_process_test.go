@@ -79,7 +79,7 @@ func runWorkerProcess(raw string) error {
 	}
 	c, err := New(kinesis.NewFromConfig(cfg), store, spec.Stream, factory,
 		WithWorkerID(spec.WorkerID), WithFailoverTime(spec.Failover), WithCheckpointInterval(spec.CheckpointInterval),
-		WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+		WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	if err != nil {
 		return err
 	}
