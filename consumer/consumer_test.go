@@ -893,3 +893,29 @@ func TestInjectedClockGovernsLeaseExpiry(t *testing.T) {
 		}
 	})
 }
+
+func TestReleasedLeaseChangingIsNotALoss(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	if _, err := store.CreateLease(ctx, checkpoint.Lease{Key: "s", Checkpoint: checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := store.TakeLease(ctx, lease(t, store, "s"), "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestConsumer(t, newTestStream().api(), store, newProcLog(true))
+	stopped := false
+	h := newHolder(c, l, func(string) { stopped = true })
+	if err := h.release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A lease cycle then sees the lease unowned at a higher counter.
+	h.markLost("changed after release")
+	if stopped || counterValue(c.met.leaseLosses) != 0 {
+		t.Fatal("a released lease counted as lost")
+	}
+	if err := h.checkpoint(ctx, checkpoint.Checkpoint{Sequence: "5"}); !errors.Is(err, errReleased) {
+		t.Fatalf("checkpoint after release: %v, want errReleased", err)
+	}
+}

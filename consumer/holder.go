@@ -27,6 +27,7 @@ type holder struct {
 	key string
 
 	lost     atomic.Bool
+	gone     atomic.Bool // released: a later change of the lease is not a loss
 	lostOnce sync.Once
 	onLost   func(reason string)
 	onStored func(cp checkpoint.Checkpoint) // called, under mu, after every stored checkpoint
@@ -54,6 +55,9 @@ func isLeaseGone(err error) bool {
 
 // markLost records that the lease is no longer this worker's; it stops the shard (once).
 func (h *holder) markLost(reason string) {
+	if h.gone.Load() {
+		return
+	}
 	h.lost.Store(true)
 	h.lostOnce.Do(func() {
 		h.c.met.leaseLosses.Inc()
@@ -198,6 +202,7 @@ func (h *holder) release(ctx context.Context) error {
 		return err
 	}
 	h.released = true
+	h.gone.Store(true)
 	if err := h.c.store.ReleaseLease(ctx, h.lease); err != nil {
 		if isLeaseGone(err) {
 			h.lost.Store(true)
@@ -205,11 +210,4 @@ func (h *holder) release(ctx context.Context) error {
 		return fmt.Errorf("releasing lease %s: %w", h.key, err)
 	}
 	return nil
-}
-
-// abandon stops the holder from writing without releasing (the lease then expires).
-func (h *holder) abandon() {
-	h.mu.Lock()
-	h.released = true
-	h.mu.Unlock()
 }

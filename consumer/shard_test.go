@@ -117,6 +117,9 @@ func TestChildWaitsForParentAfterSplit(t *testing.T) {
 		if len(gate.violations) > 0 {
 			t.Fatal(gate.violations)
 		}
+		if n := counterValue(c.met.leaseLosses); n != 0 {
+			t.Fatalf("%v lease losses counted: releasing a finished parent is not a loss", n)
+		}
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
