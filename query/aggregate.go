@@ -194,11 +194,11 @@ type Bucket struct {
 	Count int64
 }
 
-// HistogramWidth picks a bucket width giving at most about 60 bars over [from, to).
+// HistogramWidth picks a bucket width giving at most 30 bars over [from, to).
 func HistogramWidth(from, to time.Time) time.Duration {
 	span := to.Sub(from)
 	for _, w := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 6 * time.Hour, 24 * time.Hour} {
-		if span/w <= 60 {
+		if span/w <= 30 {
 			return w
 		}
 	}

@@ -78,8 +78,8 @@ func TestAggregates(t *testing.T) {
 	if buf.String() != want {
 		t.Fatalf("rendered\n%s\nwant\n%s", buf.String(), want)
 	}
-	if w := HistogramWidth(time.Time{}, time.Time{}.Add(3*time.Hour)); w != 5*time.Minute {
-		t.Fatalf("HistogramWidth(3h) = %v", w)
+	if w := HistogramWidth(time.Time{}, time.Time{}.Add(3*time.Hour)); w != 15*time.Minute {
+		t.Fatalf("HistogramWidth(3h) = %v, want 15m", w)
 	}
 }
 

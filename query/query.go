@@ -49,8 +49,11 @@ type Request struct {
 	Limit int
 	// Parallelism is how many objects are fetched at once. Default: [DefaultParallelism].
 	Parallelism int
-	// TimeFields are the JSON members holding a record's time, tried in order. Default:
-	// encode.DefaultFields.Time.
+	// TimeFields are the JSON members holding a record's time, tried in order, for an exact
+	// From/To filter on each record. Set them to what the sink partitions by (its time
+	// field). Default: none — the sink's default partitions by arrival time, which NDJSON
+	// records do not carry, so the range is applied to partitions only (hour granularity
+	// with the default template). Records without a readable time are kept.
 	TimeFields []string
 }
 
@@ -77,9 +80,6 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 	}
 	if req.Prefix == "" {
 		req.Prefix = prefix.DefaultArchive
-	}
-	if len(req.TimeFields) == 0 {
-		req.TimeFields = encode.DefaultFields.Time
 	}
 	if req.Parallelism <= 0 {
 		req.Parallelism = DefaultParallelism
@@ -174,7 +174,7 @@ type objectResult struct {
 
 func emitAll(recs [][]byte, req *Request, st *Stats, emit func([]byte) error) error {
 	var doc encode.Doc
-	timed := !req.From.IsZero() || !req.To.IsZero()
+	timed := len(req.TimeFields) > 0 && (!req.From.IsZero() || !req.To.IsZero())
 	for _, rec := range recs {
 		if timed && doc.Parse(rec) == nil {
 			if t, _, ok := encode.TimeOf(&doc, req.TimeFields, encode.TimeAuto); ok {

@@ -164,6 +164,12 @@ func TestRunPrunesByTime(t *testing.T) {
 	from := time.Date(2026, 11, 22, 10, 10, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 22, 11, 30, 0, 0, time.UTC)
 	got, st := runQuery(t, api, Request{Bucket: "b", From: from, To: to})
+	// Without time fields the range selects partitions: hours 10 and 11, all their records.
+	if msgs(got) != "cd?ef" {
+		t.Fatalf("partition-only range: records %q", msgs(got))
+	}
+	api.fetched = nil
+	got, st = runQuery(t, api, Request{Bucket: "b", From: from, To: to, TimeFields: []string{"time"}})
 	// Hours 10 and 11 are read; c (10:05) is in a read object but outside the range. The
 	// raw record has no time of its own: its partition (hour 10) is all we know, so it stays.
 	if msgs(got) != "d?ef" {

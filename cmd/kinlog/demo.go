@@ -1,146 +1,220 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/kinlog/kinlog/producer"
+	"github.com/kinlog/kinlog/query"
+	"github.com/kinlog/kinlog/sinks/rollup"
 )
 
-// runDemo exercises the services the pipeline uses: a 4-shard stream, a lease table and a
-// bucket, with a round trip through each. It grows into producer → consumer → S3 → query as
-// those parts land.
+func rollupConfigFor(dim string) rollup.Config { return rollup.Config{Dimensions: []string{dim}} }
+
+// objectsTotal counts the archive objects in the bucket (for the demo's pruning figure).
+func objectsTotal(ctx context.Context, sc *s3.Client, bucket string) int {
+	st, err := query.Run(ctx, sc, query.Request{Bucket: bucket, Limit: 1, Parallelism: 1}, func([]byte) error { return nil })
+	if err != nil {
+		return -1
+	}
+	return st.ObjectsListed
+}
+
+// runDemo runs the whole pipeline on whatever the AWS_ENDPOINT_URL_* variables point at
+// (the local stack under `make demo`): a 4-shard stream, a lease table and a bucket; synthetic
+// logs shipped through the slog handler; two workers archiving them; then queries.
 func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	records := fs.Int("records", 400, "number of log records to send")
-	pathStyle := fs.Bool("s3-path-style", true, "use path-style S3 addressing (MinIO needs it)")
+	records := fs.Int("records", 20000, "number of log records to produce")
+	pathStyle := fs.Bool("s3-path-style", true, "path-style S3 addressing (MinIO needs it)")
+	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	if *records < 1 {
+		return fmt.Errorf("%w: --records must be positive", errUsage)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	cfg, err := config.LoadDefaultConfig(ctx)
+	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("loading AWS config: %w", err)
 	}
-	suffix := time.Now().UTC().Format("20060102-150405")
-	stream, table, bucket := "kinlog-demo-"+suffix, "kinlog-demo-leases-"+suffix, "kinlog-demo-"+suffix
+	name := "kinlog-demo-" + time.Now().UTC().Format("20060102-150405")
+	kc := kinesis.NewFromConfig(awsCfg)
+	sc := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = *pathStyle })
 
-	kc := kinesis.NewFromConfig(cfg)
-	fmt.Fprintf(stdout, "creating stream %s (4 shards)\n", stream)
-	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(4)}); err != nil {
+	step := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
+	step("creating stream %s (4 shards) and bucket %s", name, name)
+	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(4)}); err != nil {
 		return fmt.Errorf("creating stream: %w", err)
 	}
 	if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
-		Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(stream)}, time.Minute); err != nil {
+		Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(name)}, time.Minute); err != nil {
 		return fmt.Errorf("waiting for stream: %w", err)
 	}
-	sent := 0
-	for sent < *records {
-		n := min(500, *records-sent)
-		entries := make([]ktypes.PutRecordsRequestEntry, n)
-		for i := range entries {
-			id := sent + i
-			entries[i] = ktypes.PutRecordsRequestEntry{
-				Data:         fmt.Appendf(nil, `{"time":%q,"level":"INFO","service":"demo","msg":"request served","id":%d}`, time.Now().UTC().Format(time.RFC3339Nano), id),
-				PartitionKey: aws.String(fmt.Sprintf("user-%d", id)),
-			}
-		}
-		out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
-		if err != nil {
-			return fmt.Errorf("putting records: %w", err)
-		}
-		if c := aws.ToInt32(out.FailedRecordCount); c > 0 {
-			return fmt.Errorf("putting records: %d failed", c)
-		}
-		sent += n
-	}
-	fmt.Fprintf(stdout, "put %d records\n", sent)
-	shards, err := kc.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
-	if err != nil {
-		return fmt.Errorf("listing shards: %w", err)
-	}
-	read := 0
-	for _, sh := range shards.Shards {
-		it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: sh.ShardId, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
-		if err != nil {
-			return fmt.Errorf("getting iterator: %w", err)
-		}
-		gr, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
-		if err != nil {
-			return fmt.Errorf("getting records: %w", err)
-		}
-		fmt.Fprintf(stdout, "  %s: %d records\n", aws.ToString(sh.ShardId), len(gr.Records))
-		read += len(gr.Records)
-	}
-	fmt.Fprintf(stdout, "read %d records back\n", read)
-
-	dc := dynamodb.NewFromConfig(cfg)
-	fmt.Fprintf(stdout, "creating lease table %s\n", table)
-	if _, err := dc.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String(table),
-		AttributeDefinitions: []dtypes.AttributeDefinition{{AttributeName: aws.String("leaseKey"), AttributeType: dtypes.ScalarAttributeTypeS}},
-		KeySchema:            []dtypes.KeySchemaElement{{AttributeName: aws.String("leaseKey"), KeyType: dtypes.KeyTypeHash}},
-		BillingMode:          dtypes.BillingModePayPerRequest,
-	}); err != nil {
-		return fmt.Errorf("creating table: %w", err)
-	}
-	put := func() error {
-		_, err := dc.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(table),
-			Item: map[string]dtypes.AttributeValue{
-				"leaseKey":     &dtypes.AttributeValueMemberS{Value: aws.ToString(shards.Shards[0].ShardId)},
-				"leaseCounter": &dtypes.AttributeValueMemberN{Value: "1"},
-			},
-			ConditionExpression:      aws.String("attribute_not_exists(#k)"),
-			ExpressionAttributeNames: map[string]string{"#k": "leaseKey"},
-		})
-		return err
-	}
-	if err := put(); err != nil {
-		return fmt.Errorf("creating lease: %w", err)
-	}
-	var ccf *dtypes.ConditionalCheckFailedException
-	if err := put(); !errors.As(err, &ccf) {
-		return fmt.Errorf("second create of the same lease: got %v, want a conditional check failure", err)
-	}
-	fmt.Fprintln(stdout, "lease created; a second create was refused by its condition (fencing works)")
-
-	sc := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = *pathStyle })
-	fmt.Fprintf(stdout, "creating bucket %s\n", bucket)
-	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		return fmt.Errorf("creating bucket: %w", err)
 	}
-	body := []byte(`{"msg":"archived"}` + "\n")
-	key := "logs/dt=" + time.Now().UTC().Format("2006-01-02") + "/demo.json"
-	if _, err := sc.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
-		return fmt.Errorf("writing object: %w", err)
-	}
-	obj, err := sc.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+
+	// Produce through the slog handler, as an application would log.
+	start := time.Now()
+	p, err := producer.New(kc, name)
 	if err != nil {
-		return fmt.Errorf("reading object: %w", err)
+		return err
 	}
-	got, err := io.ReadAll(obj.Body)
-	obj.Body.Close()
-	if err != nil || !bytes.Equal(got, body) {
-		return fmt.Errorf("object round trip: got %q, %v", got, err)
+	handler := producer.NewHandler(p, &producer.HandlerOptions{PartitionKey: "user"})
+	// The synthetic records are spread over the last hour (their "time" field), and the
+	// sink partitions by that field, so time-range queries have something to prune.
+	r := rand.New(rand.NewPCG(uint64(start.UnixNano()), 7))
+	services := []string{"api", "web", "billing"}
+	for i := range *records {
+		// Steady traffic over the hour, plus an incident 25 minutes ago: a 5-minute burst
+		// with many more errors.
+		at := start.Add(-time.Hour + time.Duration(r.Int64N(int64(time.Hour))))
+		errPct := 2
+		if r.IntN(5) == 0 {
+			at = start.Add(-25*time.Minute + time.Duration(r.Int64N(int64(5*time.Minute))))
+			errPct = 30
+		}
+		lvl, status := slog.LevelInfo, 200
+		switch x := r.IntN(100); {
+		case x < errPct:
+			lvl, status = slog.LevelError, 500+r.IntN(4)
+		case x < errPct+7:
+			lvl, status = slog.LevelWarn, 400+r.IntN(30)
+		}
+		rec := slog.NewRecord(at, lvl, "request served", 0)
+		rec.AddAttrs(slog.String("service", services[r.IntN(len(services))]), slog.Int("status", status),
+			slog.Int("latency_ms", int(r.ExpFloat64()*80)+1), slog.String("user", fmt.Sprintf("u%d", r.IntN(500))), slog.Int("seq", i))
+		if err := handler.Handle(ctx, rec); err != nil {
+			return fmt.Errorf("logging: %w", err)
+		}
 	}
-	fmt.Fprintf(stdout, "s3://%s/%s written and read back\n", bucket, key)
-	if read != sent {
-		return fmt.Errorf("read %d records, sent %d", read, sent)
+	if err := p.Close(ctx); err != nil {
+		return fmt.Errorf("closing producer: %w", err)
 	}
-	fmt.Fprintln(stdout, "demo ok")
+	ps := p.Stats()
+	step("produced %d log records through the slog handler in %s: %d Kinesis records (KPL aggregation, %.0f per record), %d failed",
+		ps.RecordsDelivered, time.Since(start).Round(time.Millisecond), ps.KinesisRecords,
+		float64(ps.RecordsDelivered)/max(1, float64(ps.KinesisRecords)), ps.RecordsFailed)
+	if ps.RecordsFailed > 0 || ps.RecordsDelivered != uint64(*records) {
+		return fmt.Errorf("producer delivered %d of %d records", ps.RecordsDelivered, *records)
+	}
+
+	// Two workers share the shards through the lease table and archive them to S3.
+	step("starting 2 workers (lease table %s-leases)", name)
+	cfg := defaultConsumeConfig()
+	cfg.Stream, cfg.Application = name, name
+	cfg.Consumer.CreateLeaseTable = true
+	cfg.Consumer.FailoverTime = Duration(5 * time.Second)
+	cfg.Consumer.IdleTimeBetweenReads = Duration(250 * time.Millisecond)
+	cfg.Sink.S3.Bucket, cfg.Sink.S3.PathStyle = name, *pathStyle
+	cfg.Sink.S3.FlushInterval = Duration(time.Second)
+	cfg.Sink.S3.TimeField, cfg.Sink.S3.TimeFormat = "time", "rfc3339"
+	cfg.Analytics.NumericFields = []string{"latency_ms"}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	workers := make([]*built, 2)
+	for i := range workers {
+		c := cfg
+		c.Consumer.WorkerID = fmt.Sprintf("demo-worker-%d", i+1)
+		b, err := build(ctx, &c, quiet)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			if err := b.store.EnsureTable(ctx); err != nil {
+				return fmt.Errorf("creating lease table: %w", err)
+			}
+		}
+		workers[i] = b
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.consumer.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- err
+			}
+		}()
+	}
+	archived := int64(0)
+	for archived < int64(*records) {
+		select {
+		case err := <-errs:
+			return fmt.Errorf("worker: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("archived %d of %d records before the timeout: %w", archived, *records, ctx.Err())
+		case <-time.After(time.Second): // progress report interval
+		}
+		st, err := query.Run(ctx, sc, query.Request{Bucket: name}, func([]byte) error { return nil })
+		if err != nil {
+			return err
+		}
+		archived = st.RecordsMatched
+		fmt.Fprintf(stdout, "    archived %d/%d records in %d objects; leases held: worker 1: %d, worker 2: %d\n",
+			archived, *records, st.ObjectsListed, len(workers[0].consumer.Status().Shards), len(workers[1].consumer.Status().Shards))
+	}
+	stopWorkers()
+	wg.Wait()
+	step("every record archived exactly once to s3://%s/logs/ (workers stopped gracefully: checkpointed and released)", name)
+
+	// Queries, as `kinlog query` answers them.
+	step("kinlog query --count-by level   (from the analytics rollups)")
+	rows, _, err := query.ReadRollups(ctx, sc, name, "", time.Time{}, time.Time{})
+	if err != nil {
+		return err
+	}
+	if err := printAggregate(stdout, rows, false, "level", "rollups", time.Time{}, time.Time{}); err != nil {
+		return err
+	}
+	step("kinlog query --stats")
+	if err := printAggregate(stdout, rows, true, "", "rollups", time.Time{}, time.Time{}); err != nil {
+		return err
+	}
+	step("kinlog query --where level=ERROR --where 'latency_ms>100' --select time,service,status,latency_ms --output table --limit 5")
+	where, err := query.ParseFilter([]string{"level=ERROR", "latency_ms>100"})
+	if err != nil {
+		return err
+	}
+	w, err := query.NewWriter(stdout, query.Table, []string{"time", "service", "status", "latency_ms"})
+	if err != nil {
+		return err
+	}
+	if _, err := query.Run(ctx, sc, query.Request{Bucket: name, Where: where, Limit: 5}, w.Write); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	step("kinlog query --count-by time --from -1h   (log volume over the hour the records span)")
+	if err := printAggregate(stdout, rows, false, "time", "rollups", start.Add(-time.Hour), start); err != nil {
+		return err
+	}
+	step("kinlog query --from -10m --time-field time --count-by service   (a time range reads only its partitions)")
+	recent, qst, err := query.ScanRollup(ctx, sc, query.Request{Bucket: name, From: start.Add(-10 * time.Minute), To: start, TimeFields: []string{"time"}}, rollupConfigFor("service"))
+	if err != nil {
+		return err
+	}
+	if err := printAggregate(stdout, recent, false, "service", "scan", time.Time{}, time.Time{}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "    read %d of %d archive objects (%d prefixes listed)\n", qst.ObjectsRead, objectsTotal(ctx, sc, name), qst.Prefixes)
+	step("demo ok: stream, bucket and lease table are named %s; try: kinlog query --bucket %s --s3-path-style --count-by service", name, name)
 	return nil
 }

@@ -185,7 +185,7 @@ analytics:
 		t.Errorf("sources: %q / %q", fromRollups, scanned)
 	}
 	stats, _ := q("--stats")
-	if !strings.Contains(stats, fmt.Sprintf("records  %d", n)) || !strings.Contains(stats, "latency_ms") || !strings.Contains(stats, fmt.Sprintf("errors   %d", levels["ERROR"])) {
+	if !regexp.MustCompile(fmt.Sprintf(`(?m)^records\s+%d$`, n)).MatchString(stats) || !strings.Contains(stats, "latency_ms") || !regexp.MustCompile(fmt.Sprintf(`(?m)^errors\s+%d `, levels["ERROR"])).MatchString(stats) {
 		t.Errorf("--stats:\n%s", stats)
 	}
 	hist, _ := q("--count-by", "time")

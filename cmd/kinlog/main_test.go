@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -78,13 +79,25 @@ func TestDemo(t *testing.T) {
 	testenv.Require(t, testenv.Kinesis, testenv.DynamoDB, testenv.S3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	stdout, stderr, code := runKinlog(t, ctx, "", "demo")
+	stdout, stderr, code := runKinlog(t, ctx, "", "demo", "--records", "5000")
 	if code != 0 {
 		t.Fatalf("kinlog demo exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"read 400 records back", "refused by its condition", "written and read back", "demo ok"} {
+	for _, want := range []string{
+		"produced 5000 log records through the slog handler",
+		"archived 5000/5000 records",
+		"every record archived exactly once",
+		"source rollups",
+		"█",
+		"demo ok",
+	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, re := range []string{`(?m)^records\s+5000$`, `(?m)^latency_ms\s+count 5000 `, `(?m)^errors\s+\d+ \(\d+\.\d+%\)$`} {
+		if !regexp.MustCompile(re).MatchString(stdout) {
+			t.Errorf("demo output does not match %s:\n%s", re, stdout)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limit := fs.Int("limit", 0, "stop after this many matching records (0: no limit)")
 	output := fs.String("output", "ndjson", "output format: ndjson, table or csv")
 	parallel := fs.Int("parallel", query.DefaultParallelism, "objects read at once")
-	timeFields := fs.String("time-field", "", "JSON members holding a record's time (default time,timestamp,ts,@timestamp)")
+	timeFields := fs.String("time-field", "", "JSON members holding a record's time, for an exact --from/--to on each record (set it to the sink's time_field; default: partitions only)")
 	stats := fs.Bool("stats", false, "print totals, error rate and numeric field quantiles instead of records")
 	countBy := fs.String("count-by", "", "count records by a field, or by time for a histogram")
 	numeric := fs.String("numeric", "", "numeric fields to summarize with --stats when scanning")
