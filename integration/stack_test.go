@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"os"
 	"testing"
 	"time"
 
@@ -179,5 +182,36 @@ func TestStackS3RoundTrip(t *testing.T) {
 	}
 	if !bytes.Equal(got, body) {
 		t.Fatalf("object body differs: got %d bytes, want %d", len(got), len(body))
+	}
+}
+
+// TestStackSurvivesAbortedRequests sends requests that stop in the middle of their bodies —
+// what a client killed with SIGKILL mid-PutRecords leaves behind — and checks that Kinesis
+// and DynamoDB still answer afterwards (the emulators crash on this unless guarded; see
+// infra/local/node-guard.js).
+func TestStackSurvivesAbortedRequests(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	dc := testenv.DynamoDBClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, v := range []testenv.Service{testenv.Kinesis, testenv.DynamoDB} {
+		u, err := url.Parse(os.Getenv(string(v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+			if err != nil {
+				t.Fatalf("%s: %v", v, err)
+			}
+			fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 100000\r\n\r\n{\"Records\":[", u.Host)
+			conn.Close()
+		}
+	}
+	if _, err := kc.ListStreams(ctx, &kinesis.ListStreamsInput{}); err != nil {
+		t.Fatalf("Kinesis after aborted requests: %v", err)
+	}
+	if _, err := dc.ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
+		t.Fatalf("DynamoDB after aborted requests: %v", err)
 	}
 }
