@@ -33,6 +33,7 @@ type shard struct {
 type kentry struct {
 	shard      *shard // predicted shard
 	aggregated bool   // data is a KPL aggregate of recs
+	summed     bool   // the aggregate's MD5 trailer is written (by the sender)
 	buf        []byte // reusable encoding buffer
 	data       []byte
 	pk, ehk    string // routing keys sent with the Kinesis record
@@ -166,6 +167,7 @@ func (pl *pipeline) shutdown() {
 		pl.refreshing = false
 	}
 	p.workers.Wait()
+	p.summer.Close()
 	close(p.stopped)
 }
 
@@ -342,7 +344,7 @@ func (pl *pipeline) seal(s *shard) {
 		ke.setSingle()
 	} else {
 		ke.aggregated = true
-		ke.buf = s.agg.AppendEncode(ke.buf[:0])
+		ke.buf = s.agg.AppendEncodeUnsummed(ke.buf[:0]) // the sender writes the MD5
 		ke.data = ke.buf
 		ke.pk = ke.recs[0].rec.PartitionKey
 		ke.ehk = s.ehk
@@ -456,7 +458,18 @@ func (p *Producer) sender() {
 		proto = newPutRecordsProtocol()
 		opts = []func(*kinesis.Options){proto.optFn}
 	}
+	var unsummed [][]byte
 	for req := range p.reqCh {
+		// Write the aggregates' MD5 trailers, many at once (see kpl.Summer).
+		unsummed = unsummed[:0]
+		for _, ke := range req.kes {
+			if ke.aggregated && !ke.summed {
+				unsummed = append(unsummed, ke.data)
+				ke.summed = true
+			}
+		}
+		p.summer.SumAll(unsummed)
+		clear(unsummed)
 		req.prepare(p)
 		req.out, req.err = p.client.PutRecords(p.lifeCtx, &req.input, opts...)
 		if req.err != nil && proto != nil {

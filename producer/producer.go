@@ -94,6 +94,7 @@ type Producer struct {
 	doneCh    chan *request
 	refreshCh chan refreshResult
 	workers   sync.WaitGroup
+	summer    *kpl.Summer
 
 	abandoned uint64 // records failed by an aborted Close; written by the pipeline before stopped closes
 
@@ -145,6 +146,7 @@ func New(client Client, stream string, opts ...Option) (*Producer, error) {
 		reqCh:     make(chan *request, cfg.maxInFlight),
 		doneCh:    make(chan *request, cfg.maxInFlight),
 		refreshCh: make(chan refreshResult, 1),
+		summer:    kpl.NewSummer(),
 	}
 	if strings.HasPrefix(stream, "arn:") {
 		p.streamARN = &p.stream

@@ -1,9 +1,12 @@
 package producer
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"reflect"
 	"strings"
@@ -135,4 +138,50 @@ func TestOtherOperationsUntouched(t *testing.T) {
 	if target != "Kinesis_20131202.ListShards" {
 		t.Fatalf("ListShards sent with target %q", target)
 	}
+}
+
+func TestAppendBase64MatchesStdlib(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 600 {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(rng.Uint32())
+		}
+		prefix := []byte("pre")
+		got := appendBase64(prefix, src)
+		want := base64.StdEncoding.AppendEncode([]byte("pre"), src)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("length %d: got %q, want %q", n, got, want)
+		}
+	}
+}
+
+func FuzzAppendBase64(f *testing.F) {
+	f.Add([]byte("hello, world"))
+	f.Add([]byte{0xff, 0xfe, 0, 1, 2, 3, 4, 5, 6})
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if got, want := appendBase64(nil, src), base64.StdEncoding.AppendEncode(nil, src); !bytes.Equal(got, want) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	})
+}
+
+func BenchmarkAppendBase64(b *testing.B) {
+	src := make([]byte, 51200)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	dst := make([]byte, 0, 80000)
+	b.Run("stdlib", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		for i := 0; i < b.N; i++ {
+			dst = base64.StdEncoding.AppendEncode(dst[:0], src)
+		}
+	})
+	b.Run("lut", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		for i := 0; i < b.N; i++ {
+			dst = appendBase64(dst[:0], src)
+		}
+	})
 }

@@ -2,6 +2,8 @@ package kpl
 
 import (
 	"fmt"
+	"syscall"
+	"time"
 	"strconv"
 	"testing"
 )
@@ -70,4 +72,39 @@ func BenchmarkParseHashKey(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func BenchmarkSum(b *testing.B) {
+	var a Aggregator
+	for i := 0; a.TryAdd(Record{PartitionKey: "user-" + strconv.Itoa(i), Data: logLine(i)}, DefaultMaxSize); i++ {
+	}
+	aggs := make([][]byte, 64)
+	for i := range aggs {
+		aggs[i] = a.AppendEncodeUnsummed(nil)
+	}
+	b.Run("crypto-md5", func(b *testing.B) {
+		b.SetBytes(int64(len(aggs[0])))
+		c0 := cpuTime()
+		for i := 0; i < b.N; i++ {
+			SetSum(aggs[i%len(aggs)])
+		}
+		b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/aggregate")
+	})
+	b.Run("summer-batch-64", func(b *testing.B) {
+		s := NewSummer()
+		defer s.Close()
+		b.SetBytes(int64(len(aggs[0])))
+		b.ReportAllocs()
+		c0 := cpuTime()
+		for i := 0; i < b.N; i += len(aggs) {
+			s.SumAll(aggs)
+		}
+		b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/aggregate")
+	})
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -182,12 +182,19 @@ func (a *Aggregator) commit(r Record, pk uint64, newPK bool, ehk int64, newEHK b
 // tables first, then records), MD5 of the protobuf — to dst and returns the extended slice.
 // It appends exactly [Aggregator.Size] bytes and allocates only if dst lacks capacity.
 func (a *Aggregator) AppendEncode(dst []byte) []byte {
+	dst = a.AppendEncodeUnsummed(dst)
+	SetSum(dst[len(dst)-a.Size():])
+	return dst
+}
+
+// AppendEncodeUnsummed is [Aggregator.AppendEncode] with the MD5 trailer left zero, for a
+// caller that computes many trailers at once with a [Summer] (or later with [SetSum]).
+func (a *Aggregator) AppendEncodeUnsummed(dst []byte) []byte {
 	if need := a.Size(); cap(dst)-len(dst) < need {
 		grown := make([]byte, len(dst), len(dst)+need)
 		copy(grown, dst)
 		dst = grown
 	}
-	start := len(dst)
 	dst = append(dst, Magic[:]...)
 	for _, s := range a.pks {
 		dst = append(dst, tagPKTable)
@@ -200,8 +207,15 @@ func (a *Aggregator) AppendEncode(dst []byte) []byte {
 		dst = append(dst, s...)
 	}
 	dst = append(dst, a.body...)
-	sum := md5.Sum(dst[start+len(Magic):])
-	return append(dst, sum[:]...)
+	var zero [md5.Size]byte
+	return append(dst, zero[:]...)
+}
+
+// SetSum writes the MD5 trailer of an encoded aggregate (magic, protobuf, 16 trailer
+// bytes): the digest of the protobuf. It panics if agg is shorter than [Overhead].
+func SetSum(agg []byte) {
+	sum := md5.Sum(agg[len(Magic) : len(agg)-md5.Size])
+	copy(agg[len(agg)-md5.Size:], sum[:])
 }
 
 // IsAggregate reports whether data carries the KPL magic, is long enough and has a matching

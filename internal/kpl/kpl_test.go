@@ -509,3 +509,32 @@ func TestEncodingMatchesProtobufLibrary(t *testing.T) {
 		t.Fatalf("library re-encoding differs from ours:\n lib % x\nours % x", libBody, body)
 	}
 }
+
+func TestSummerMatchesMD5(t *testing.T) {
+	s := NewSummer()
+	defer s.Close()
+	for _, n := range []int{0, 1, 2, 3, 8, 9, 17, 40} {
+		var want, aggs [][]byte
+		for i := range n {
+			var a Aggregator
+			for j := range 20 + i*13 {
+				a.Add(Record{PartitionKey: "k" + strconv.Itoa(j%7), Data: bytes.Repeat([]byte{byte(i + j)}, 100+j*i)})
+			}
+			want = append(want, a.AppendEncode(nil))
+			u := a.AppendEncodeUnsummed(nil)
+			if !bytes.Equal(u[:len(u)-16], want[i][:len(u)-16]) || !bytes.Equal(u[len(u)-16:], make([]byte, 16)) {
+				t.Fatal("AppendEncodeUnsummed differs from AppendEncode before the trailer, or left a non-zero trailer")
+			}
+			aggs = append(aggs, u)
+		}
+		s.SumAll(aggs)
+		for i := range aggs {
+			if !bytes.Equal(aggs[i], want[i]) {
+				t.Fatalf("batch of %d: aggregate %d has the wrong trailer", n, i)
+			}
+			if _, ok := Decode(aggs[i]); !ok {
+				t.Fatalf("batch of %d: aggregate %d does not decode", n, i)
+			}
+		}
+	}
+}
