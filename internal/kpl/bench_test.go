@@ -2,10 +2,10 @@ package kpl
 
 import (
 	"fmt"
-	"syscall"
-	"time"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // logLine returns a ~230-byte JSON log line.
