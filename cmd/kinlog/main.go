@@ -26,6 +26,7 @@ func commands() []command {
 		{"consume", "run the worker: lease shards, archive records to S3 with rollups, checkpoint", runConsume},
 		{"produce", "ship lines from stdin or files to a stream (one record per line)", runProduce},
 		{"query", "query the S3 archive: time range, filters, projections, counts, stats", runQuery},
+		{"athena-ddl", "print Athena CREATE TABLE statements with partition projection for the archive and rollups", runAthenaDDL},
 		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
 	}
 }

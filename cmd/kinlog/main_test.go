@@ -62,6 +62,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"help"}, 0, "commands:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"demo", "--no-such-flag"}, 2, "flag provided but not defined"},
+		{[]string{"athena-ddl"}, 2, "bucket is required"},
+		{[]string{"athena-ddl", "--bucket", "b", "--prefix", "logs/!{timestamp:EEE}/"}, 2, "Athena can project"},
+		{[]string{"athena-ddl", "--bucket", "b", "--columns", "nocolon"}, 2, "not name:type"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -70,6 +73,14 @@ func TestUsage(t *testing.T) {
 				t.Fatalf("kinlog %v: exit %d, stderr %q; want exit %d and %q", tt.args, code, stderr, tt.code, tt.inStderr)
 			}
 		})
+	}
+}
+
+func TestAthenaDDLCommand(t *testing.T) {
+	out, stderr, code := runKinlog(t, context.Background(), "", "athena-ddl", "--bucket", "arch", "--encoding", "parquet", "--table", "app")
+	if code != 0 || !strings.Contains(out, "CREATE EXTERNAL TABLE IF NOT EXISTS kinlog.app (") || !strings.Contains(out, "STORED AS PARQUET") ||
+		!strings.Contains(out, "'storage.location.template' = 's3://arch/logs/dt=${dt}/hour=${hour}/'") {
+		t.Fatalf("athena-ddl: exit %d\n%s%s", code, out, stderr)
 	}
 }
 

@@ -278,3 +278,41 @@ const (
 	// DefaultAnalytics is the default prefix of rollup objects.
 	DefaultAnalytics = "analytics/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/"
 )
+
+// PartKind says what a [Part] of a template is.
+type PartKind uint8
+
+// The kinds of template parts.
+const (
+	PartLiteral   PartKind = iota // literal text
+	PartTimestamp                 // !{timestamp:Pattern}
+	PartField                     // !{partitionKeyFromQuery:Field}
+	PartErrorType                 // !{firehose:error-output-type}
+)
+
+// Part is one piece of a template, for tools that map the layout onto other systems (for
+// example Athena partition projection).
+type Part struct {
+	Kind    PartKind
+	Literal string // PartLiteral: the text
+	Pattern string // PartTimestamp: the DateTimeFormatter pattern
+	Field   string // PartField: the JSON member path, without a leading dot
+}
+
+// Parts returns the template's pieces in order.
+func (t *Template) Parts() []Part {
+	out := make([]Part, len(t.parts))
+	for i, p := range t.parts {
+		switch p.kind {
+		case 0:
+			out[i] = Part{Kind: PartLiteral, Literal: p.lit}
+		case 1:
+			out[i] = Part{Kind: PartTimestamp, Pattern: p.ts.String()}
+		case 2:
+			out[i] = Part{Kind: PartField, Field: strings.TrimPrefix(t.fields[p.field], ".")}
+		case 3:
+			out[i] = Part{Kind: PartErrorType}
+		}
+	}
+	return out
+}

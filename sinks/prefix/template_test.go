@@ -196,3 +196,26 @@ func ExampleTemplate_Append() {
 	fmt.Println(string(key))
 	// Output: logs/service=api/2026/11/22/10/
 }
+
+func TestParts(t *testing.T) {
+	tpl := MustParse("logs/!{partitionKeyFromQuery:.app.name}/dt=!{timestamp:yyyy-MM-dd}/", AllowTimestamp|AllowQuery)
+	got := tpl.Parts()
+	want := []Part{
+		{Kind: PartLiteral, Literal: "logs/"},
+		{Kind: PartField, Field: "app.name"},
+		{Kind: PartLiteral, Literal: "/dt="},
+		{Kind: PartTimestamp, Pattern: "yyyy-MM-dd"},
+		{Kind: PartLiteral, Literal: "/"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Parts() = %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("part %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if p := MustParse(DefaultError, AllowTimestamp|AllowErrorType).Parts(); p[1].Kind != PartErrorType {
+		t.Errorf("error prefix parts = %+v", p)
+	}
+}
