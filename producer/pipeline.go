@@ -3,6 +3,7 @@ package producer
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -161,11 +162,18 @@ func (pl *pipeline) drained() bool {
 func (pl *pipeline) shutdown() {
 	p := pl.p
 	close(p.reqCh)
-	p.lifeCancel()
 	if pl.refreshing {
-		<-p.refreshCh
+		// Let a shard-map refresh finish rather than abort its request, unless Close
+		// gives up.
+		select {
+		case <-p.refreshCh:
+		case <-p.abort:
+			p.lifeCancel()
+			<-p.refreshCh
+		}
 		pl.refreshing = false
 	}
+	p.lifeCancel()
 	p.workers.Wait()
 	p.summer.Close()
 	close(p.stopped)
@@ -471,13 +479,49 @@ func (p *Producer) sender() {
 		p.summer.SumAll(unsummed)
 		clear(unsummed)
 		req.prepare(p)
+		if proto != nil {
+			proto.buf = p.bodies.get()
+		}
 		req.out, req.err = p.client.PutRecords(p.lifeCtx, &req.input, opts...)
-		if req.err != nil && proto != nil {
-			// The HTTP transport may still be reading a failed request's body: do not
-			// reuse the buffer.
+		if proto != nil {
+			if req.err == nil {
+				p.bodies.put(proto.buf)
+			}
+			// After an error the HTTP transport may still be reading the body: the
+			// buffer is not reused.
 			proto.buf = nil
 		}
 		p.doneCh <- req // never blocks: capacity is maxInFlight
+	}
+}
+
+// bufferPool keeps request-body buffers for reuse by any sender: a request body is several
+// megabytes, and senders take turns.
+type bufferPool struct {
+	mu   sync.Mutex
+	bufs [][]byte
+}
+
+func (b *bufferPool) get() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := len(b.bufs); n > 0 {
+		buf := b.bufs[n-1]
+		b.bufs[n-1] = nil
+		b.bufs = b.bufs[:n-1]
+		return buf[:0]
+	}
+	return nil
+}
+
+func (b *bufferPool) put(buf []byte) {
+	if buf == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.bufs) < 4 {
+		b.bufs = append(b.bufs, buf)
 	}
 }
 

@@ -95,6 +95,7 @@ type Producer struct {
 	refreshCh chan refreshResult
 	workers   sync.WaitGroup
 	summer    *kpl.Summer
+	bodies    bufferPool
 
 	abandoned uint64 // records failed by an aborted Close; written by the pipeline before stopped closes
 
