@@ -424,10 +424,18 @@ func (c *Consumer) take(ctx, life context.Context, leases []checkpoint.Lease, st
 	)
 	sem := make(chan struct{}, maxConcurrentLeaseWrites)
 	for _, l := range leases {
+		if ctx.Err() != nil {
+			break // shutting down: take nothing more
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			got, err := c.store.TakeLease(ctx, l, c.cfg.workerID)
+			// A take already sent runs under life, not ctx: if shutdown cancelled it, a
+			// write DynamoDB applied would leave a lease owned by this worker that nobody
+			// releases. Awaited, a lease won gets a shard worker, which shutdown releases.
+			tctx, cancel := context.WithTimeout(life, c.cfg.renewInterval)
+			defer cancel()
+			got, err := c.store.TakeLease(tctx, l, c.cfg.workerID)
 			if err != nil {
 				if !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) && ctx.Err() == nil {
 					c.log.Warn("taking lease", "shard", l.Key, "err", err)

@@ -919,3 +919,40 @@ func TestReleasedLeaseChangingIsNotALoss(t *testing.T) {
 		t.Fatalf("checkpoint after release: %v, want errReleased", err)
 	}
 }
+
+// lostResponseStore applies a take, then reports the caller's context error if that context
+// ended meanwhile — what a real store does when shutdown cancels a request whose write
+// DynamoDB already applied. onTake runs before the write.
+type lostResponseStore struct {
+	*memory.Store
+	onTake func()
+}
+
+func (s *lostResponseStore) TakeLease(ctx context.Context, l checkpoint.Lease, owner string) (checkpoint.Lease, error) {
+	s.onTake()
+	got, err := s.Store.TakeLease(context.Background(), l, owner)
+	if ctx.Err() != nil {
+		return checkpoint.Lease{}, ctx.Err()
+	}
+	return got, err
+}
+
+// TestShutdownDuringTakeReleasesTheLease checks that a shutdown arriving while a take is in
+// flight leaves no lease owned by the stopped worker: the take's outcome is awaited, and a
+// lease won is released like the others.
+func TestShutdownDuringTakeReleasesTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestStream()
+		id := s.addShards(1)[0]
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		store := &lostResponseStore{Store: memory.New(), onTake: cancel}
+		c := newTestConsumer(t, s.api(), store, newProcLog(true))
+		if err := c.Run(ctx); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if l := lease(t, store, id); l.Owner != "" {
+			t.Fatalf("lease still owned by %q after a shutdown during its take", l.Owner)
+		}
+	})
+}
