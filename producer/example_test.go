@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -44,6 +45,7 @@ func Example() {
 	ctx := context.Background()
 	var delivered int
 	p, err := producer.New(&oneShardStream{}, "app-logs",
+		producer.WithLinger(time.Second), // wait up to 1 s to fill aggregates and requests
 		producer.WithResultHandler(func(r producer.Result) {
 			if r.Err == nil {
 				delivered++ // handlers run serially: no lock needed for state only they touch

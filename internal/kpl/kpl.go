@@ -250,7 +250,7 @@ func AppendDecode(dst []Record, data []byte) (records []Record, ok bool) {
 	nrec := 0
 	for b := msg; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		if n < 0 || num > protowire.MaxValidNumber {
 			return dst, false
 		}
 		b = b[n:]
@@ -316,7 +316,7 @@ func decodeRecord(b []byte, pks, ehks []string) (Record, bool) {
 	)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		if n < 0 || num > protowire.MaxValidNumber {
 			return Record{}, false
 		}
 		b = b[n:]
@@ -377,7 +377,7 @@ func validTag(b []byte) bool {
 	haveKey := false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		if n < 0 || num > protowire.MaxValidNumber {
 			return false
 		}
 		b = b[n:]

@@ -155,6 +155,7 @@ func TestDecodeNotAggregate(t *testing.T) {
 		{"field number zero", withTrailer([]byte{0x02, 0x01, 'k'})},
 		{"bad inner record", withTrailer([]byte{0x0A, 0x01, 'k', 0x1A, 0x02, 0x08, 0x80})},
 		{"stray end group", withTrailer([]byte{0x0A, 0x01, 'k', 0x0C})},
+		{"field number above 2^29-1", withTrailer([]byte{0x0A, 0x01, 'k', 0xa5, 0xbb, 0xcc, 0x91, 0x30, 0x30})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
