@@ -343,6 +343,10 @@ func (pl *pipeline) seal(s *shard) {
 	ke := pl.newKE()
 	ke.shard = s
 	ke.recs, s.aggRecs = s.aggRecs, ke.recs[:0]
+	if cap(s.aggRecs) < n {
+		// Size the next aggregate's list like this one rather than growing it step by step.
+		s.aggRecs = make([]entry, 0, n)
+	}
 	ke.oldest = ke.recs[0].enq
 	for i := 1; i < n; i++ {
 		ke.oldest = min(ke.oldest, ke.recs[i].enq)
