@@ -38,6 +38,9 @@ const (
 	DefaultRateLimit = 150
 	// DefaultRecordTTL is the default time to live of a record (30 s, the KPL's RecordTtl).
 	DefaultRecordTTL = 30 * time.Second
+	// DefaultRequestTimeout bounds one PutRecords or ListShards call, retries inside the SDK
+	// included (30 s).
+	DefaultRequestTimeout = 30 * time.Second
 	// DefaultRetryBackoff and DefaultMaxRetryBackoff bound the jittered exponential backoff
 	// between retries (100 ms doubling up to 5 s).
 	DefaultRetryBackoff    = 100 * time.Millisecond
@@ -64,6 +67,7 @@ type config struct {
 	maxBackoff         time.Duration
 	onResult           func(Result)
 	sdkSerializer      bool
+	requestTimeout     time.Duration
 }
 
 func defaultConfig() config {
@@ -81,6 +85,7 @@ func defaultConfig() config {
 		ttl:                DefaultRecordTTL,
 		backoff:            DefaultRetryBackoff,
 		maxBackoff:         DefaultMaxRetryBackoff,
+		requestTimeout:     DefaultRequestTimeout,
 	}
 }
 
@@ -140,6 +145,11 @@ func WithRetryBackoff(first, max time.Duration) Option {
 	return func(c *config) { c.backoff, c.maxBackoff = first, max }
 }
 
+// WithRequestTimeout bounds each PutRecords and ListShards call (the SDK's own retries
+// included); a call that runs out of time is retried like a transport error. The default is
+// 30 s.
+func WithRequestTimeout(d time.Duration) Option { return func(c *config) { c.requestTimeout = d } }
+
 // WithResultHandler sets a function called with the outcome of every record. Calls are
 // serial, from the producer's own goroutine: the function must return quickly and must not
 // call Put, Flush or Close. The default is none (outcomes are only counted in [Stats]).
@@ -184,6 +194,9 @@ func (c *config) validate() error {
 	}
 	if c.rateLimit < 0 {
 		bad("negative rate limit %d", c.rateLimit)
+	}
+	if c.requestTimeout <= 0 {
+		bad("request timeout %v must be positive", c.requestTimeout)
 	}
 	if c.ttl < 0 {
 		bad("negative record TTL %v", c.ttl)

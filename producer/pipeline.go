@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -486,7 +487,9 @@ func (p *Producer) sender() {
 		if proto != nil {
 			proto.buf = p.bodies.get()
 		}
-		req.out, req.err = p.client.PutRecords(p.lifeCtx, &req.input, opts...)
+		ctx, cancel := context.WithTimeout(p.lifeCtx, p.cfg.requestTimeout)
+		req.out, req.err = p.client.PutRecords(ctx, &req.input, opts...)
+		cancel()
 		if proto != nil {
 			if req.err == nil {
 				p.bodies.put(proto.buf)

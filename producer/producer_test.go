@@ -94,6 +94,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"negative rate", []Option{WithRateLimit(-1)}},
 		{"negative ttl", []Option{WithRecordTTL(-time.Second)}},
 		{"backoff inverted", []Option{WithRetryBackoff(time.Second, time.Millisecond)}},
+		{"zero request timeout", []Option{WithRequestTimeout(0)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -565,6 +566,40 @@ func TestTransportErrorsAreRetried(t *testing.T) {
 	if st := p.Stats(); st.RequestErrors != 2 {
 		t.Fatalf("RequestErrors = %d, want 2", st.RequestErrors)
 	}
+}
+
+func TestHungRequestTimesOutAndIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fs := newFakeStream(1)
+		fc := fs.client()
+		var calls int
+		fc.putRecords = func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+			calls++
+			if calls == 1 {
+				<-ctx.Done() // the first call hangs until its timeout
+				return nil, &smithy.OperationError{ServiceID: "Kinesis", OperationName: "PutRecords", Err: ctx.Err()}
+			}
+			return fs.putRecords(ctx, in)
+		}
+		p, err := New(fc, "s", WithRequestTimeout(5*time.Second), WithLinger(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r, err := p.PutSync(context.Background(), Record{PartitionKey: "k", Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Attempts != 2 || calls != 2 {
+			t.Fatalf("%d attempts, %d calls; want the hung call abandoned after its timeout and retried", r.Attempts, calls)
+		}
+		if d := time.Since(start); d < 5*time.Second || d > 5*time.Second+DefaultMaxRetryBackoff {
+			t.Fatalf("delivered after %v, want the 5 s timeout plus a backoff", d)
+		}
+		if err := p.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestBackpressure(t *testing.T) {

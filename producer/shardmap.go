@@ -63,7 +63,9 @@ func (pl *pipeline) startRefresh() {
 	p.workers.Add(1)
 	go func() {
 		defer p.workers.Done()
-		p.refreshCh <- p.listShards(p.lifeCtx) // never blocks: one refresh at a time, capacity 1
+		ctx, cancel := context.WithTimeout(p.lifeCtx, p.cfg.requestTimeout)
+		defer cancel()
+		p.refreshCh <- p.listShards(ctx) // never blocks: one refresh at a time, capacity 1
 	}()
 }
 
