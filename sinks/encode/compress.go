@@ -145,8 +145,54 @@ func NewReader(r io.Reader, c Compression) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("encode: cannot decompress %v", c)
 }
 
-// Decompress returns the decompressed contents of src.
+// maxDeflateRatio bounds how much a deflate stream can expand (1032:1), so a gzip trailer's
+// size is trusted as a buffer hint only when it is plausible.
+const maxDeflateRatio = 1032
+
+var (
+	gzipReaders = sync.Pool{}
+	zstdDecOnce sync.Once
+	zstdDec     *zstd.Decoder
+)
+
+// Decompress returns the decompressed contents of src. It sizes the output once where the
+// format says how big it is (the gzip trailer, the zstd frame header) and reuses decoders.
 func Decompress(src []byte, c Compression) ([]byte, error) {
+	switch c {
+	case CompressionZstd:
+		zstdDecOnce.Do(func() {
+			var err error
+			zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+			if err != nil {
+				panic(err) // fixed, valid options
+			}
+		})
+		return zstdDec.DecodeAll(src, nil)
+	case CompressionGzip:
+		hint := 4 * len(src)
+		if n := len(src); n >= 18 {
+			isize := int(src[n-4]) | int(src[n-3])<<8 | int(src[n-2])<<16 | int(src[n-1])<<24
+			if isize > 0 && isize <= maxDeflateRatio*n {
+				hint = isize
+			}
+		}
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(bytes.NewReader(src))
+		} else {
+			err = zr.Reset(bytes.NewReader(src))
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer gzipReaders.Put(zr)
+		buf := bytes.NewBuffer(make([]byte, 0, hint+bytes.MinRead))
+		if _, err := buf.ReadFrom(zr); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
 	r, err := NewReader(bytes.NewReader(src), c)
 	if err != nil {
 		return nil, err
