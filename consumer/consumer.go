@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/kinlog/kinlog/checkpoint"
+	"github.com/kinlog/kinlog/internal/backoff"
 )
 
 // KinesisAPI is the part of the Kinesis client a [Consumer] uses. *kinesis.Client
@@ -152,7 +153,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // coordinate syncs shards and runs lease cycles until ctx ends.
 func (c *Consumer) coordinate(ctx, life context.Context) error {
 	clk := c.cfg.clock
-	bo := backoff{min: 100 * time.Millisecond, max: c.cfg.failover}
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: c.cfg.failover}
 	for {
 		err := c.syncShards(ctx)
 		if err == nil {
@@ -166,7 +167,7 @@ func (c *Consumer) coordinate(ctx, life context.Context) error {
 			return fmt.Errorf("starting consumer of stream %s: %w", c.stream, err)
 		}
 		c.log.Warn("syncing shards", "err", err)
-		if c.sleepUntil(ctx, clk.Now().Add(bo.next())) != nil {
+		if c.sleepUntil(ctx, clk.Now().Add(bo.Next())) != nil {
 			return nil
 		}
 	}

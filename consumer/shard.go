@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/kinlog/kinlog/checkpoint"
+	"github.com/kinlog/kinlog/internal/backoff"
 	"github.com/kinlog/kinlog/internal/kpl"
 )
 
@@ -292,7 +293,7 @@ func (w *shardWorker) read(proc Processor, start checkpoint.Checkpoint) error {
 		skip    *checkpoint.Checkpoint
 		idle    time.Duration
 		next    time.Time
-		bo      = backoff{min: MinGetRecordsInterval, max: cfg.failover}
+		bo      = backoff.Backoff{Min: MinGetRecordsInterval, Max: cfg.failover}
 	)
 	if start.Validate() == nil && isSequence(start.Sequence) {
 		s := start
@@ -310,7 +311,7 @@ func (w *shardWorker) read(proc Processor, start checkpoint.Checkpoint) error {
 				}
 				c.met.readErrors.WithLabelValues("iterator").Inc()
 				c.log.Warn("getting shard iterator", "shard", w.id, "err", err)
-				next = clk.Now().Add(bo.next())
+				next = clk.Now().Add(bo.Next())
 				continue
 			}
 			if it == "" {
@@ -338,18 +339,18 @@ func (w *shardWorker) read(proc Processor, start checkpoint.Checkpoint) error {
 				next = callAt.Add(MinGetRecordsInterval)
 			case errors.As(err, &throttled):
 				c.met.readErrors.WithLabelValues("throttled").Inc()
-				d := bo.next()
+				d := bo.Next()
 				c.log.Debug("GetRecords throttled", "shard", w.id, "backoff", d)
 				next = clk.Now().Add(d)
 			default:
 				c.met.readErrors.WithLabelValues("other").Inc()
 				c.log.Warn("getting records", "shard", w.id, "err", err)
 				iter = ""
-				next = clk.Now().Add(bo.next())
+				next = clk.Now().Add(bo.Next())
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		lag := aws.ToInt64(out.MillisBehindLatest)
 		w.lag.Store(lag)
 		recs, size := w.userRecords(out.Records, &skip)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kinlog/kinlog/checkpoint"
 	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/internal/backoff"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -268,7 +269,7 @@ func (p *processor) write(f *flush) error {
 
 // prepare records the flush's boundary, retrying errors other than a lost lease.
 func (p *processor) prepare(ctx context.Context, boundary checkpoint.Checkpoint) error {
-	bo := backoff{min: p.s.cfg.retryMin, max: p.s.cfg.retryMax}
+	bo := backoff.Backoff{Min: p.s.cfg.retryMin, Max: p.s.cfg.retryMax}
 	for attempt := 1; ; attempt++ {
 		err := p.prep.Prepare(ctx, boundary)
 		if err == nil {
@@ -284,7 +285,7 @@ func (p *processor) prepare(ctx context.Context, boundary checkpoint.Checkpoint)
 		}
 		p.s.met.errors.WithLabelValues(errTypePrepare).Inc()
 		p.log.Warn("preparing a flush boundary failed; retrying", "boundary", boundary.String(), "attempt", attempt, "err", err)
-		if err := sleep(ctx, p.s.cfg.clock, bo.next()); err != nil {
+		if err := sleep(ctx, p.s.cfg.clock, bo.Next()); err != nil {
 			return err
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,6 +17,8 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/kinlog/kinlog/internal/backoff"
 )
 
 // PutError is the error of one failed attempt to write an object.
@@ -41,7 +42,7 @@ func (e *PutError) Unwrap() error { return e.Err }
 // ctx ends. A bucket that refuses every write therefore stalls acknowledgements (the
 // consumer's lag grows, nothing is lost); every failed attempt is counted and logged.
 func (s *Sink) put(ctx context.Context, log *slog.Logger, o *object) error {
-	bo := backoff{min: s.cfg.retryMin, max: s.cfg.retryMax}
+	bo := backoff.Backoff{Min: s.cfg.retryMin, Max: s.cfg.retryMax}
 	for attempt := 1; ; attempt++ {
 		err := s.putOnce(ctx, o)
 		if err == nil {
@@ -61,7 +62,7 @@ func (s *Sink) put(ctx context.Context, log *slog.Logger, o *object) error {
 		if errors.As(err, &ae) {
 			pe.Code = ae.ErrorCode()
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		log.Warn("s3 write failed; records stay unacknowledged until it succeeds", "key", o.key, "attempt", attempt, "retry_in", wait, "err", pe)
 		if err := sleep(ctx, s.cfg.clock, wait); err != nil {
 			return err
@@ -119,27 +120,6 @@ func crc(b []byte, t *crc32.Table) string {
 	var out [4]byte
 	binary.BigEndian.PutUint32(out[:], crc32.Checksum(b, t))
 	return base64.StdEncoding.EncodeToString(out[:])
-}
-
-// backoff is a jittered exponential backoff: each wait is drawn from [d/2, d) where d
-// doubles from min up to max.
-type backoff struct {
-	min, max time.Duration
-	cur      time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.min
-	case b.cur < b.max:
-		b.cur = min(2*b.cur, b.max)
-	}
-	half := b.cur / 2
-	if half <= 0 {
-		return b.cur
-	}
-	return half + rand.N(half)
 }
 
 // sleep waits d on clk, or until ctx ends (returning its cause).
