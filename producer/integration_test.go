@@ -131,62 +131,74 @@ func line(i int) []byte {
 }
 
 func TestIntegrationShardAwareDelivery(t *testing.T) {
-	c := testenv.KinesisClient(t)
-	for _, agg := range []bool{true, false} {
-		t.Run("aggregation="+strconv.FormatBool(agg), func(t *testing.T) {
-			stream := testenv.Name(t, "producer-it")
-			testenv.CreateStream(t, c, stream, 4)
+	t.Run("kinesalite", func(t *testing.T) {
+		c := testenv.KinesisClient(t)
+		for _, agg := range []bool{true, false} {
 			n := 20000
 			if !agg {
 				n = 3000
 			}
-			keyOf := func(i int) string { return "user-" + strconv.Itoa(i%997) }
-			var failed atomic.Int64
-			p, err := producer.New(c, stream, producer.WithAggregation(agg), producer.WithRateLimit(0),
-				producer.WithResultHandler(func(r producer.Result) {
-					if r.Err != nil {
-						failed.Add(1)
-					}
-				}))
-			if err != nil {
-				t.Fatal(err)
+			t.Run("aggregation="+strconv.FormatBool(agg), func(t *testing.T) { shardAwareDelivery(t, c, agg, n) })
+		}
+	})
+	t.Run("kinesis-mock", func(t *testing.T) {
+		shardAwareDelivery(t, testenv.KinesisMockClient(t), true, 3000)
+	})
+}
+
+func shardAwareDelivery(t *testing.T, c *kinesis.Client, agg bool, n int) {
+	stream := testenv.Name(t, "producer-it")
+	testenv.CreateStream(t, c, stream, 4)
+	keyOf := func(i int) string { return "user-" + strconv.Itoa(i%997) }
+	var failed atomic.Int64
+	p, err := producer.New(c, stream, producer.WithAggregation(agg), producer.WithRateLimit(0),
+		producer.WithResultHandler(func(r producer.Result) {
+			if r.Err != nil {
+				failed.Add(1)
 			}
-			ctx := context.Background()
-			start := time.Now()
-			for i := range n {
-				if err := p.Put(ctx, producer.Record{PartitionKey: keyOf(i), Data: line(i)}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			if err := p.Close(cctx); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			elapsed := time.Since(start)
-			st := p.Stats()
-			t.Logf("aggregation=%v: %d records in %v (%.0f records/s), %d Kinesis records, %d requests",
-				agg, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), st.KinesisRecords, st.Requests)
-			if failed.Load() != 0 || st.RecordsDelivered != uint64(n) {
-				t.Fatalf("%d failed, %d delivered of %d", failed.Load(), st.RecordsDelivered, n)
-			}
-			if st.ShardMismatches != 0 {
-				t.Fatalf("%d Kinesis records landed on an unexpected shard", st.ShardMismatches)
-			}
-			byShard, kinesisRecords := readStream(t, c, stream)
-			checkExactlyOnce(t, c, stream, byShard, n, keyOf)
-			if agg && kinesisRecords*20 > n {
-				t.Fatalf("%d Kinesis records for %d user records: aggregation did not happen", kinesisRecords, n)
-			}
-			if len(byShard) != 4 {
-				t.Fatalf("records on %d shards, want 4", len(byShard))
-			}
-		})
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	for i := range n {
+		if err := p.Put(ctx, producer.Record{PartitionKey: keyOf(i), Data: line(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := p.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	elapsed := time.Since(start)
+	st := p.Stats()
+	t.Logf("aggregation=%v: %d records in %v (%.0f records/s), %d Kinesis records, %d requests",
+		agg, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), st.KinesisRecords, st.Requests)
+	if failed.Load() != 0 || st.RecordsDelivered != uint64(n) {
+		t.Fatalf("%d failed, %d delivered of %d", failed.Load(), st.RecordsDelivered, n)
+	}
+	if st.ShardMismatches != 0 {
+		t.Fatalf("%d Kinesis records landed on an unexpected shard", st.ShardMismatches)
+	}
+	byShard, kinesisRecords := readStream(t, c, stream)
+	checkExactlyOnce(t, c, stream, byShard, n, keyOf)
+	if agg && kinesisRecords*20 > n {
+		t.Fatalf("%d Kinesis records for %d user records: aggregation did not happen", kinesisRecords, n)
+	}
+	if len(byShard) != 4 {
+		t.Fatalf("records on %d shards, want 4", len(byShard))
 	}
 }
 
 func TestIntegrationSplitShardWhileProducing(t *testing.T) {
-	c := testenv.KinesisClient(t)
+	t.Run("kinesalite", func(t *testing.T) { splitWhileProducing(t, testenv.KinesisClient(t), 30000) })
+	// kinesis-mock is the faithful emulator (and slow): fewer records.
+	t.Run("kinesis-mock", func(t *testing.T) { splitWhileProducing(t, testenv.KinesisMockClient(t), 3000) })
+}
+
+func splitWhileProducing(t *testing.T, c *kinesis.Client, n int) {
 	stream := testenv.Name(t, "producer-split")
 	testenv.CreateStream(t, c, stream, 2)
 	keyOf := func(i int) string { return "k" + strconv.Itoa(i) }
@@ -204,7 +216,6 @@ func TestIntegrationSplitShardWhileProducing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	const n = 30000
 	// The first third goes out before the split, the second while SplitShard is under way,
 	// the last after the stream is ACTIVE again.
 	third, splitting, split := make(chan struct{}), make(chan struct{}), make(chan struct{})
