@@ -36,8 +36,17 @@
 // and whole requests failing with a transport error or server fault, are retried with
 // jittered exponential backoff until the record's time to live (30 s, [WithRecordTTL])
 // runs out, when the record is reported with [ErrRecordExpired]. Other errors (stream not
-// found, access denied, KMS errors) are reported at once. PutRecords bodies are written by
-// the producer into a reused buffer (see [WithSDKSerializer]).
+// found, access denied, KMS errors) are reported at once. Each call is bounded by
+// [WithRequestTimeout] (30 s).
+//
+// # Cost
+//
+// The path from Put to a PutRecords request allocates nothing per record in steady state:
+// records are copied into shared chunks, queued in reused blocks, aggregated into one
+// reused aggregator per shard, and encoded into recycled buffers. Partition-key hashes are
+// cached, the aggregates' MD5 trailers are computed eight at a time with SIMD, and
+// PutRecords bodies are written by the producer into reused buffers (see
+// [WithSDKSerializer]).
 //
 // # Validation
 //
