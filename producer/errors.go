@@ -18,8 +18,8 @@ var (
 	ErrClosed = errors.New("producer: closed")
 	// ErrBufferFull is returned by TryPut when the buffer has no room for the record.
 	ErrBufferFull = errors.New("producer: buffer full")
-	// ErrInvalidPartitionKey is returned for an empty partition key or one longer than 256
-	// characters.
+	// ErrInvalidPartitionKey is returned for an empty partition key, one longer than 256
+	// characters, or one that is not valid UTF-8.
 	ErrInvalidPartitionKey = errors.New("producer: invalid partition key")
 	// ErrInvalidExplicitHashKey is returned for an explicit hash key that is not a decimal
 	// integer in 0 .. 2^128-1.

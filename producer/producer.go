@@ -204,6 +204,11 @@ func (p *Producer) validate(rec *Record) (kpl.HashKey, int, error) {
 			return kpl.HashKey{}, 0, fmt.Errorf("%w: %d characters, more than %d", ErrInvalidPartitionKey, n, MaxPartitionKeyLength)
 		}
 	}
+	if !utf8.ValidString(pk) {
+		// Kinesis hashes the key as Unicode text: invalid UTF-8 would be altered on the way
+		// and land elsewhere than predicted.
+		return kpl.HashKey{}, 0, fmt.Errorf("%w: not valid UTF-8", ErrInvalidPartitionKey)
+	}
 	size := len(pk) + len(rec.Data)
 	if size > p.cfg.maxRecordSize {
 		return kpl.HashKey{}, 0, fmt.Errorf("%w: %d bytes (partition key and data), more than %d", ErrRecordTooLarge, size, p.cfg.maxRecordSize)

@@ -132,6 +132,7 @@ func TestPutValidation(t *testing.T) {
 		{"empty partition key", Record{Data: []byte("x")}, ErrInvalidPartitionKey},
 		{"257 characters", Record{PartitionKey: strings.Repeat("k", 257), Data: []byte("x")}, ErrInvalidPartitionKey},
 		{"257 multibyte characters", Record{PartitionKey: strings.Repeat("é", 257), Data: []byte("x")}, ErrInvalidPartitionKey},
+		{"invalid UTF-8", Record{PartitionKey: "user-\xff", Data: []byte("x")}, ErrInvalidPartitionKey},
 		{"too large", Record{PartitionKey: "k", Data: make([]byte, DefaultMaxRecordSize)}, ErrRecordTooLarge},
 		{"bad explicit hash key", Record{PartitionKey: "k", ExplicitHashKey: "12x", Data: []byte("x")}, ErrInvalidExplicitHashKey},
 		{"explicit hash key too big", Record{PartitionKey: "k", ExplicitHashKey: "340282366920938463463374607431768211456", Data: []byte("x")}, ErrInvalidExplicitHashKey},

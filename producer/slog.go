@@ -231,7 +231,7 @@ func keyOf(a slog.Attr, key string) string {
 	}
 	v := a.Value.Resolve()
 	s := v.String() // no allocation for string values
-	if utf8.RuneCountInString(s) > MaxPartitionKeyLength {
+	if utf8.RuneCountInString(s) > MaxPartitionKeyLength || !utf8.ValidString(s) {
 		return "" // unusable as a partition key: fall back to a random one
 	}
 	return s

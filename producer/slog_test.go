@@ -158,12 +158,14 @@ func TestHandlerPutsRecords(t *testing.T) {
 	logger.Info("no key", "n", 2)
 	logger.Info("random 1")
 	logger.Info("random 2")
+	logger.Info("unusable key", "user", "bad\xff")
+	logger.Info("too long key", "user", strings.Repeat("x", 300))
 	logger.Debug("filtered out")
 	mustClose(t, p)
 
 	got := res.snapshot()
-	if len(got) != 6 {
-		t.Fatalf("%d records put, want 6", len(got))
+	if len(got) != 8 {
+		t.Fatalf("%d records put, want 8", len(got))
 	}
 	byMsg := map[string]Result{}
 	for _, r := range got {
@@ -184,7 +186,7 @@ func TestHandlerPutsRecords(t *testing.T) {
 			t.Errorf("%q put with partition key %q, want %q", msg, byMsg[msg].Record.PartitionKey, pk)
 		}
 	}
-	for _, msg := range []string{"no key", "random 1", "random 2"} {
+	for _, msg := range []string{"no key", "random 1", "random 2", "unusable key", "too long key"} {
 		if pk := byMsg[msg].Record.PartitionKey; len(pk) != 16 {
 			t.Errorf("%q got partition key %q, want a random 16-hex-digit key", msg, pk)
 		}
