@@ -249,7 +249,7 @@ func (pl *pipeline) drain(now int64) {
 				e.hash = pl.hashes.get(e.rec.PartitionKey)
 				e.hashed = true
 			}
-			pl.add(*e)
+			pl.add(e)
 		}
 		clear(b.entries[:b.n])
 		b.n = 0
@@ -290,7 +290,8 @@ func (pl *pipeline) route(h kpl.HashKey) *shard {
 }
 
 // add routes one user record into its shard's aggregate (or as a single Kinesis record).
-func (pl *pipeline) add(e entry) {
+// It copies *e; e must not point into a list that add appends to.
+func (pl *pipeline) add(e *entry) {
 	if !pl.lingering || e.enq < pl.lingerStart {
 		pl.lingering = true
 		pl.lingerStart = e.enq
@@ -302,7 +303,7 @@ func (pl *pipeline) add(e entry) {
 	}
 	kr := kpl.Record{PartitionKey: e.rec.PartitionKey, ExplicitHashKey: e.rec.ExplicitHashKey, Data: e.rec.Data}
 	if s.agg.TryAdd(kr, pl.cfg.maxAggregateSize) {
-		s.aggRecs = append(s.aggRecs, e)
+		s.aggRecs = append(s.aggRecs, *e)
 		return
 	}
 	if len(s.aggRecs) == 0 { // too big for any aggregate
@@ -311,17 +312,17 @@ func (pl *pipeline) add(e entry) {
 	}
 	pl.seal(s)
 	if s.agg.TryAdd(kr, pl.cfg.maxAggregateSize) {
-		s.aggRecs = append(s.aggRecs, e)
+		s.aggRecs = append(s.aggRecs, *e)
 		return
 	}
 	pl.single(s, e)
 }
 
 // single queues e as its own Kinesis record, routed by its own keys.
-func (pl *pipeline) single(s *shard, e entry) {
+func (pl *pipeline) single(s *shard, e *entry) {
 	ke := pl.newKE()
 	ke.shard = s
-	ke.recs = append(ke.recs, e)
+	ke.recs = append(ke.recs, *e)
 	ke.setSingle()
 	ke.oldest = e.enq
 	pl.pushReady(s, ke)
@@ -765,7 +766,7 @@ func (pl *pipeline) expire(ke *kentry, now int64) {
 	for i := range ke.recs {
 		e := &ke.recs[i]
 		if now-e.enq < int64(pl.cfg.ttl) {
-			pl.add(*e)
+			pl.add(e)
 			continue
 		}
 		err := fmt.Errorf("%w after %d attempts", ErrRecordExpired, e.attempts)
@@ -786,7 +787,7 @@ func (pl *pipeline) expire(ke *kentry, now int64) {
 // disassemble routes the user records of ke again (their shard left the map).
 func (pl *pipeline) disassemble(ke *kentry) {
 	for i := range ke.recs {
-		pl.add(ke.recs[i])
+		pl.add(&ke.recs[i])
 	}
 	pl.freeKE(ke)
 }

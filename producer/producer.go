@@ -70,6 +70,7 @@ type Producer struct {
 	arena      []byte // current chunk that Put copies small records into
 	bufBytes   int64  // bytes of records accepted and not yet reported
 	bufRecords int64  // records accepted and not yet reported
+	putCount   uint64 // records accepted by Put
 	closed     bool
 	changed    chan struct{} // closed when buffered counts drop; nil when nobody waits
 	failed     uint64        // records reported failed so far
@@ -264,8 +265,8 @@ func (p *Producer) put(ctx context.Context, rec Record, block bool, sync chan Re
 	b.n++
 	p.bufBytes += int64(size)
 	p.bufRecords++
+	p.putCount++
 	p.mu.Unlock()
-	p.stats.put.Add(1)
 	p.signal()
 	return nil
 }
@@ -316,7 +317,8 @@ func (p *Producer) copyLocked(b []byte) []byte {
 
 // signal wakes the pipeline.
 func (p *Producer) signal() {
-	if p.wakeFlag.CompareAndSwap(false, true) {
+	// Load first: while the pipeline has a wake-up pending, Puts only read the flag.
+	if !p.wakeFlag.Load() && p.wakeFlag.CompareAndSwap(false, true) {
 		select {
 		case p.wake <- struct{}{}:
 		default:

@@ -138,7 +138,7 @@ func (pl *pipeline) applyMap(r refreshResult) {
 		s.aggRecs = nil
 		s.agg.Reset()
 		for i := range recs {
-			pl.add(recs[i])
+			pl.add(&recs[i])
 		}
 		ready := s.ready
 		s.ready = nil

@@ -7,7 +7,7 @@ import (
 
 // counters are updated by the pipeline (and Put) and read by Stats.
 type counters struct {
-	put, delivered, failed, retried, resent               atomic.Uint64
+	delivered, failed, retried, resent                    atomic.Uint64
 	kinesisRecords, kinesisBytes, requests, requestErrors atomic.Uint64
 	throttled, refreshes, refreshErrors, mismatches       atomic.Uint64
 	inflight                                              atomic.Int64
@@ -80,7 +80,6 @@ func (s Stats) RecordsPerKinesisRecord() float64 {
 func (p *Producer) Stats() Stats {
 	c := &p.stats
 	s := Stats{
-		RecordsPut:        c.put.Load(),
 		RecordsDelivered:  c.delivered.Load(),
 		RecordsFailed:     c.failed.Load(),
 		RecordsRetried:    c.retried.Load(),
@@ -97,6 +96,7 @@ func (p *Producer) Stats() Stats {
 	}
 	p.mu.Lock()
 	s.BufferedRecords, s.BufferedBytes = p.bufRecords, p.bufBytes
+	s.RecordsPut = p.putCount
 	p.mu.Unlock()
 	s.Latency.Bounds = latencyBounds[:]
 	s.Latency.Counts = make([]uint64, len(c.lat))
