@@ -49,6 +49,7 @@ func run() error {
 	rate := flag.Int("rate-limit", 0, "per-shard rate limit in percent of the shard limits (0 = off; kinesalite enforces none)")
 	inflight := flag.Int("inflight", producer.DefaultMaxInFlight, "PutRecords requests in flight")
 	keys := flag.Int("keys", 1024, "distinct random partition keys")
+	buffer := flag.Int64("buffer", producer.DefaultMaxBufferedBytes, "producer buffer bound in bytes")
 	verify := flag.Bool("verify", true, "read the stream back and check every line arrived once on its own shard")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile to this file")
@@ -118,6 +119,7 @@ func run() error {
 		producer.WithAggregation(*aggregate),
 		producer.WithRateLimit(*rate),
 		producer.WithMaxInFlight(*inflight),
+		producer.WithMaxBufferedBytes(*buffer),
 		producer.WithResultHandler(func(r producer.Result) {
 			if r.Err != nil {
 				failed++
@@ -146,7 +148,7 @@ func run() error {
 	runtime.ReadMemStats(&ms1)
 	st := p.Stats()
 
-	fmt.Printf("stream            %s (%d shards), aggregation %v, rate limit %d%%, in flight %d\n", name, *shards, *aggregate, *rate, *inflight)
+	fmt.Printf("stream            %s (%d shards), aggregation %v, rate limit %d%%, in flight %d, buffer %d MiB\n", name, *shards, *aggregate, *rate, *inflight, *buffer>>20)
 	fmt.Printf("user records      %d (%.1f MB of data, %d partition keys)\n", *n, float64(bytes)/1e6, *keys)
 	fmt.Printf("elapsed           %v\n", elapsed.Round(time.Millisecond))
 	fmt.Printf("records/s         %.0f\n", float64(*n)/elapsed.Seconds())
