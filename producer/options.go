@@ -68,6 +68,7 @@ type config struct {
 	onResult           func(Result)
 	sdkSerializer      bool
 	requestTimeout     time.Duration
+	requestBytesSet    bool
 }
 
 func defaultConfig() config {
@@ -111,7 +112,9 @@ func WithMaxRequestEntries(n int) Option { return func(c *config) { c.maxRequest
 
 // WithMaxRequestBytes sets the byte limit of one PutRecords request (data plus partition
 // keys). The default is 5 MiB; the maximum 10 MiB, which current Kinesis accepts.
-func WithMaxRequestBytes(n int) Option { return func(c *config) { c.maxRequestBytes = n } }
+func WithMaxRequestBytes(n int) Option {
+	return func(c *config) { c.maxRequestBytes, c.requestBytesSet = n, true }
+}
 
 // WithMaxInFlight sets how many PutRecords requests may be outstanding at once. The default
 // is 8.
@@ -127,7 +130,8 @@ func WithMaxAggregateSize(n int) Option { return func(c *config) { c.maxAggregat
 
 // WithMaxRecordSize sets the largest record accepted by Put (partition key plus data). The
 // default is 1 MiB, the Kinesis default; streams raised with UpdateMaxRecordSize accept up
-// to 10 MiB.
+// to 10 MiB. Unless [WithMaxRequestBytes] is given too, the request byte limit is raised
+// to the record size when that is larger.
 func WithMaxRecordSize(n int) Option { return func(c *config) { c.maxRecordSize = n } }
 
 // WithRateLimit sets the per-shard rate limit in percent of the shard's write limits
@@ -163,6 +167,9 @@ func WithResultHandler(f func(Result)) Option { return func(c *config) { c.onRes
 func WithSDKSerializer() Option { return func(c *config) { c.sdkSerializer = true } }
 
 func (c *config) validate() error {
+	if !c.requestBytesSet && c.maxRecordSize > c.maxRequestBytes && c.maxRecordSize <= MaxRequestBytesLimit {
+		c.maxRequestBytes = c.maxRecordSize
+	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.maxRecordSize <= 0 || c.maxRecordSize > MaxRecordSizeLimit {

@@ -83,7 +83,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	}{
 		{"record size above 10 MiB", []Option{WithMaxRecordSize(MaxRecordSizeLimit + 1), WithMaxRequestBytes(MaxRequestBytesLimit)}},
 		{"request bytes above 10 MiB", []Option{WithMaxRequestBytes(MaxRequestBytesLimit + 1)}},
-		{"record larger than request", []Option{WithMaxRecordSize(8 << 20)}},
+		{"record larger than request", []Option{WithMaxRecordSize(8 << 20), WithMaxRequestBytes(5 << 20)}},
 		{"entries above 500", []Option{WithMaxRequestEntries(501)}},
 		{"zero entries", []Option{WithMaxRequestEntries(0)}},
 		{"buffer below record size", []Option{WithMaxBufferedBytes(1000)}},
@@ -115,6 +115,14 @@ func TestNewValidatesOptions(t *testing.T) {
 	p, err := New(fs.client(), "s", WithMaxRecordSize(MaxRecordSizeLimit), WithMaxRequestBytes(MaxRequestBytesLimit), WithMaxBufferedBytes(64<<20))
 	if err != nil {
 		t.Fatalf("New rejected 10 MiB records with 10 MiB requests: %v", err)
+	}
+	mustClose(t, p)
+	p, err = New(fs.client(), "s", WithMaxRecordSize(8<<20))
+	if err != nil {
+		t.Fatalf("New rejected 8 MiB records without an explicit request limit: %v", err)
+	}
+	if p.cfg.maxRequestBytes != 8<<20 {
+		t.Fatalf("request limit %d, want it raised to the 8 MiB record size", p.cfg.maxRequestBytes)
 	}
 	mustClose(t, p)
 }
