@@ -1016,3 +1016,57 @@ func TestPutCopiesData(t *testing.T) {
 		t.Fatalf("delivered %q: Put did not copy the data", got)
 	}
 }
+
+func TestConcurrentPuts(t *testing.T) {
+	fs := newFakeStream(4)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	bad := 0
+	p := newTestProducer(t, fs.client(), WithResultHandler(func(r Result) {
+		// The data is the producer's copy; it must still read as put.
+		ok := r.Err == nil && string(r.Record.Data) == "payload of "+r.Record.PartitionKey
+		mu.Lock()
+		seen[r.Record.PartitionKey]++
+		if !ok {
+			bad++
+		}
+		mu.Unlock()
+	}), WithLinger(time.Millisecond))
+	var wg sync.WaitGroup
+	const goroutines, each = 8, 2000
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 0, 64)
+			for i := range each {
+				pk := fmt.Sprintf("g%d-%d", g, i)
+				buf = append(append(buf[:0], "payload of "...), pk...) // reused: Put must copy
+				if err := p.Put(context.Background(), Record{PartitionKey: pk, Data: buf}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mustClose(t, p)
+	if bad != 0 {
+		t.Fatalf("%d results failed or carried altered data", bad)
+	}
+	if len(seen) != goroutines*each {
+		t.Fatalf("%d distinct records reported, want %d", len(seen), goroutines*each)
+	}
+	for pk, n := range seen {
+		if n != 1 {
+			t.Fatalf("record %s reported %d times", pk, n)
+		}
+	}
+	count := 0
+	for _, recs := range fs.consumed(t) {
+		count += len(recs)
+	}
+	if count != goroutines*each {
+		t.Fatalf("stream holds %d records, want %d", count, goroutines*each)
+	}
+}
