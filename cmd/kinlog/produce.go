@@ -85,16 +85,16 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "sent %d records in %d Kinesis records (%.1f per record) in %s; %d failed, %d rejected\n",
 		st.RecordsDelivered, st.KinesisRecords, float64(st.RecordsDelivered)/max(1, float64(st.KinesisRecords)),
 		elapsed.Round(time.Millisecond), failed, rejected)
+	// Close reports a delivery error whenever a record failed; the counts say more.
 	switch {
 	case readErr != nil:
 		return readErr
+	case failed > 0:
+		return fmt.Errorf("%d records failed to deliver, %d rejected; first error: %w", failed, rejected, firstErr)
+	case rejected > 0:
+		return fmt.Errorf("%d records rejected", rejected)
 	case closeErr != nil:
 		return fmt.Errorf("closing producer: %w", closeErr)
-	case failed > 0 || rejected > 0:
-		if firstErr != nil {
-			return fmt.Errorf("%d records failed; first error: %w", failed+rejected, firstErr)
-		}
-		return fmt.Errorf("%d records rejected", rejected)
 	}
 	return nil
 }
