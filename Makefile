@@ -4,7 +4,7 @@ GO          ?= go
 STACK       := infra/local/stack
 WITH_STACK  := infra/local/with-stack
 TEST_FLAGS  ?= -race -count=1 -timeout 20m
-BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count=1 -timeout 20m
+BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=1 -timeout 20m
 PKGS        ?= ./...
 
 .PHONY: test demo bench lint stack-up stack-down stack-status tidy-check
@@ -18,9 +18,10 @@ demo: stack-up
 	eval "$$($(STACK) env)" && $(GO) run ./cmd/kinlog demo
 	@echo "The local stack is still up: 'make stack-down' stops it."
 
-## bench: run the benchmarks against the local stack
+## bench: run the benchmarks against the local stack, then the producer's end-to-end bench
+## (100k log lines to a 4-shard stream: records/s, Kinesis records, CPU per record)
 bench:
-	$(WITH_STACK) $(GO) test $(BENCH_FLAGS) $(PKGS)
+	$(WITH_STACK) sh -c '$(GO) test $(BENCH_FLAGS) $(PKGS) && $(GO) run ./producer/internal/bench -n 100000 -shards 4'
 
 ## lint: formatting, vet, and a tidy go.mod
 lint: tidy-check
