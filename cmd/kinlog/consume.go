@@ -157,7 +157,6 @@ func defaultConsumeConfig() consumeConfig {
 
 // built is everything `consume` runs, made from a validated config.
 type built struct {
-	log      *slog.Logger
 	store    checkpoint.Store
 	ensure   bool
 	consumer *consumer.Consumer
@@ -423,5 +422,5 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	if err != nil {
 		return nil, err
 	}
-	return &built{log: log, store: store, ensure: cc.CreateLeaseTable, consumer: c, registry: reg}, nil
+	return &built{store: store, ensure: cc.CreateLeaseTable, consumer: c, registry: reg}, nil
 }
