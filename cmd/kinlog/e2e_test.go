@@ -51,6 +51,43 @@ func countArchived(t *testing.T, ctx context.Context, sc *s3.Client, bucket stri
 	return st.RecordsMatched
 }
 
+// consumeUntilArchived runs `kinlog consume` with args until the archive in bucket holds n
+// records, then stops it with SIGTERM and checks that it drained and exited cleanly.
+func consumeUntilArchived(t *testing.T, ctx context.Context, sc *s3.Client, bucket string, n int, args ...string) {
+	t.Helper()
+	consume := exec.CommandContext(ctx, kinlogBin, append([]string{"consume", "--set", "log.format=text"}, args...)...)
+	var consumeErr bytes.Buffer
+	consume.Stderr = &consumeErr
+	if err := consume.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for countArchived(t, ctx, sc, bucket) < int64(n) {
+		if time.Now().After(deadline) {
+			_ = consume.Process.Kill()
+			_ = consume.Wait()
+			t.Fatalf("archive incomplete after 90s; consume log:\n%s", consumeErr.String())
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond): // polling the archive, an outside observer
+		}
+	}
+	if err := consume.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.Wait(); err != nil {
+		t.Fatalf("consume after SIGTERM: %v\n%s", err, consumeErr.String())
+	}
+	if !strings.Contains(consumeErr.String(), "shutting down") || !strings.Contains(consumeErr.String(), "stopped") {
+		t.Errorf("consume log lacks the graceful shutdown:\n%s", consumeErr.String())
+	}
+	if got := countArchived(t, ctx, sc, bucket); got != int64(n) {
+		t.Fatalf("archive holds %d records, want %d", got, n)
+	}
+}
+
 // TestProduceConsumeQuery drives the real binary end to end: `kinlog produce` ships log
 // lines, `kinlog consume` archives them to S3 with rollups and checkpoints, SIGTERM drains
 // it, and `kinlog query` reads the archive back with filters, pruning and rollups.
@@ -103,34 +140,7 @@ analytics:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	consume := exec.CommandContext(ctx, kinlogBin, "consume", "--config", cfgFile, "--set", "log.format=text")
-	var consumeErr bytes.Buffer
-	consume.Stderr = &consumeErr
-	if err := consume.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for countArchived(t, ctx, sc, bucket) < n {
-		if time.Now().After(deadline) {
-			_ = consume.Process.Kill()
-			_ = consume.Wait()
-			t.Fatalf("archive incomplete after 90s; consume log:\n%s", consumeErr.String())
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-time.After(200 * time.Millisecond): // polling the archive, an outside observer
-		}
-	}
-	if err := consume.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := consume.Wait(); err != nil {
-		t.Fatalf("consume after SIGTERM: %v\n%s", err, consumeErr.String())
-	}
-	if !strings.Contains(consumeErr.String(), "shutting down") || !strings.Contains(consumeErr.String(), "stopped") {
-		t.Errorf("consume log lacks the graceful shutdown:\n%s", consumeErr.String())
-	}
+	consumeUntilArchived(t, ctx, sc, bucket, n, "--config", cfgFile)
 	// The drain checkpointed every shard at its last record and released the leases.
 	store, err := ddbstore.New(dc, table)
 	if err != nil {
@@ -145,10 +155,6 @@ analytics:
 			t.Errorf("lease after SIGTERM: %+v (want released, checkpointed, nothing pending)", l)
 		}
 	}
-	if got := countArchived(t, ctx, sc, bucket); got != n {
-		t.Fatalf("archive holds %d records, want %d", got, n)
-	}
-
 	q := func(args ...string) (string, string) {
 		t.Helper()
 		out, stderr, code := runKinlog(t, ctx, "", append([]string{"query", "--bucket", bucket, "--s3-path-style"}, args...)...)
@@ -199,6 +205,19 @@ analytics:
 			t.Errorf("--where %q: exit %d, %s", bad, code, stderr)
 		}
 	}
+	// The same stream archived as Parquet by a second group of workers (its own lease table
+	// and bucket), read back by the same query command.
+	pq := testenv.Name(t, "cli-e2e-pq")
+	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(pq)}); err != nil {
+		t.Fatal(err)
+	}
+	consumeUntilArchived(t, ctx, sc, pq, n, "--config", cfgFile, "--set", "sink.s3.bucket="+pq,
+		"--set", "sink.s3.encoding=parquet", "--set", "consumer.lease_table="+table+"-pq")
+	out, stderr, code = runKinlog(t, ctx, "", "query", "--bucket", pq, "--s3-path-style", "--where", "level=ERROR", "--select", "level,kinesis.shard")
+	if code != 0 || strings.Count(out, "\n") != levels["ERROR"] || !strings.Contains(out, `"kinesis.shard":"shardId-`) {
+		t.Fatalf("parquet archive --where level=ERROR: exit %d, %d lines, want %d\n%.300s%s", code, strings.Count(out, "\n"), levels["ERROR"], out, stderr)
+	}
+
 	var rec map[string]any
 	line, _ := q("--limit", "1")
 	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["service"] != "api" {
