@@ -9,9 +9,11 @@ PKGS        ?= ./...
 
 .PHONY: test demo bench lint stack-up stack-down stack-status tidy-check
 
-## test: start the local stack if it is not up, vet, run all tests with -race, stop what it started
+## test: start the local stack if it is not up, vet, run all tests with -race, stop what it
+## started. Prints go test's package lines, failing tests' output, and the count of tests.
 test:
-	$(WITH_STACK) sh -c '$(GO) vet $(PKGS) && $(GO) test $(TEST_FLAGS) $(PKGS)'
+	$(GO) build -o bin/testreport ./internal/testreport
+	$(WITH_STACK) bash -o pipefail -c '$(GO) vet $(PKGS) && $(GO) test -json $(TEST_FLAGS) $(PKGS) | bin/testreport'
 
 ## demo: bring the local stack up (left running) and run the pipeline on it
 demo: stack-up
