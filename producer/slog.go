@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kinlog/kinlog/internal/jsonx"
 )
 
 // HandlerOptions configures a [Handler]. The zero value is valid.
@@ -420,57 +422,9 @@ type jsonBuf []byte
 
 func (b *jsonBuf) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
 
-const hexDigits = "0123456789abcdef"
 
-// string writes str as a JSON string, escaping as slog.JSONHandler does (no HTML
-// escaping; invalid UTF-8 becomes U+FFFD; U+2028 and U+2029 are escaped).
-func (s *encoder) string(str string) {
-	b := append(s.buf, '"')
-	start := 0
-	for i := 0; i < len(str); {
-		c := str[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, str[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(str[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, str[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, str[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, str[start:]...)
-	s.buf = append(b, '"')
-}
+// string writes str as a JSON string, escaping as slog.JSONHandler does.
+func (s *encoder) string(str string) { s.buf = jsonx.AppendString(s.buf, str) }
 
 // keyPool is a fixed set of random partition keys; picking from it spreads records evenly
 // over shards while letting aggregates share key-table entries.

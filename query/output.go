@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/kinlog/kinlog/internal/jsonx"
 )
 
 // Format is an output format of query results.
@@ -106,7 +108,7 @@ func (o *Writer) Write(rec []byte) error {
 			if n > 0 {
 				o.buf = append(o.buf, ',')
 			}
-			o.buf = appendJSONString(o.buf, o.fields[i])
+			o.buf = jsonx.AppendString(o.buf, o.fields[i])
 			o.buf = append(o.buf, ':')
 			o.buf = append(o.buf, r.Raw...)
 			n++
@@ -156,20 +158,4 @@ func (o *Writer) Close() error {
 		}
 	}
 	return o.bw.Flush()
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = fmt.Appendf(dst, `\u%04x`, c)
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kinlog/kinlog/internal/jsonx"
 )
 
 // Format is an object's file format.
@@ -197,7 +199,7 @@ func AppendLine(dst, data []byte, d *Doc, fr Framing) []byte {
 	case d.Kind == Invalid || !d.UTF8:
 		if utf8.Valid(data) {
 			dst = append(dst, `{"`+RawField+`":`...)
-			dst = appendString(dst, data)
+			dst = jsonx.AppendString(dst, data)
 		} else {
 			dst = append(dst, `{"`+RawBase64Field+`":"`...)
 			dst = base64.StdEncoding.AppendEncode(dst, data)
@@ -208,7 +210,7 @@ func AppendLine(dst, data []byte, d *Doc, fr Framing) []byte {
 		b := bytes.NewBuffer(dst)
 		if err := json.Compact(b, t); err != nil {
 			// Unreachable: t was validated. Keep the record as text rather than lose it.
-			return appendString(append(dst, `{"`+RawField+`":`...), data)
+			return jsonx.AppendString(append(dst, `{"`+RawField+`":`...), data)
 		}
 		dst = b.Bytes()
 	default:
