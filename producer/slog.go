@@ -422,7 +422,6 @@ type jsonBuf []byte
 
 func (b *jsonBuf) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
 
-
 // string writes str as a JSON string, escaping as slog.JSONHandler does.
 func (s *encoder) string(str string) { s.buf = jsonx.AppendString(s.buf, str) }
 
