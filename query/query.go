@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -71,7 +70,8 @@ type Stats struct {
 var errLimit = errors.New("limit reached")
 
 // Run executes req against the archive and calls emit, from one goroutine and in key order,
-// with every matching record as one line of JSON (without the newline). It fetches
+// with every matching record as one line of JSON (without the newline). The record's bytes
+// are valid only during the call (their buffer is reused): copy what you keep. Run fetches
 // req.Parallelism objects at once and keeps at most that many decoded in memory.
 func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) error) (Stats, error) {
 	var st Stats
@@ -130,11 +130,11 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				recs, n, err := readObject(ctx, api, req, o)
+				recs, buf, n, err := readObject(ctx, api, req, o)
 				read.Add(1)
 				bytesRead.Add(n)
 				scanned.Add(int64(len(recs)))
-				results[i] <- objectResult{recs: recs, err: err}
+				results[i] <- objectResult{recs: recs, buf: buf, err: err}
 			}()
 		}
 	}()
@@ -147,7 +147,9 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 			runErr = r.err
 			break
 		}
-		if err := emitAll(r.recs, &req, &st, emit); err != nil {
+		err := emitAll(r.recs, &req, &st, emit)
+		putBuf(r.buf)
+		if err != nil {
 			if !errors.Is(err, errLimit) {
 				runErr = err
 			}
@@ -169,7 +171,28 @@ type object struct {
 
 type objectResult struct {
 	recs [][]byte
+	buf  []byte // what recs point into, returned to bufPool once they are emitted
 	err  error
+}
+
+// bufPool recycles the buffers objects are read and decompressed into: a scan then
+// allocates (and clears) a few buffers instead of two per object.
+var bufPool sync.Pool
+
+// maxPooledBuf keeps unusually large buffers out of the pool.
+const maxPooledBuf = 64 << 20
+
+func getBuf() []byte {
+	if p, ok := bufPool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+func putBuf(b []byte) {
+	if cap(b) > 0 && cap(b) <= maxPooledBuf {
+		bufPool.Put(&b)
+	}
 }
 
 func emitAll(recs [][]byte, req *Request, st *Stats, emit func([]byte) error) error {
@@ -276,31 +299,46 @@ func listKeys(ctx context.Context, api S3API, bucket, pfx string, keep func(stri
 	}
 }
 
-// readObject fetches and decodes one object into JSON records. It returns the stored bytes
-// read.
-func readObject(ctx context.Context, api S3API, req Request, o object) ([][]byte, int64, error) {
+// readObject fetches and decodes one object into JSON records. The records point into the
+// returned buffer (for putBuf once they are used). It also returns the stored bytes read.
+func readObject(ctx context.Context, api S3API, req Request, o object) ([][]byte, []byte, int64, error) {
 	resp, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(o.key)})
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+		return nil, nil, 0, fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	body := bytes.NewBuffer(getBuf())
+	if n := aws.ToInt64(resp.ContentLength); n > 0 {
+		body.Grow(int(n) + bytes.MinRead)
+	}
+	_, err = body.ReadFrom(resp.Body)
+	data := body.Bytes()
 	if err != nil {
-		return nil, int64(len(data)), fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+		putBuf(data)
+		return nil, nil, int64(len(data)), fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
 	}
 	var recs [][]byte
+	buf := data
 	if strings.HasSuffix(o.key, ".parquet") {
-		recs, err = parquetRecords(data)
+		recs, err = parquetRecords(data) // fresh records: data is not needed after this
+		putBuf(data)
+		buf = nil
 	} else {
-		recs, err = ndjsonRecords(o.key, data)
+		buf, err = decompress(o.key, data)
+		putBuf(data)
+		if err == nil {
+			recs = splitLines(buf)
+		}
 	}
 	if err != nil {
-		return nil, int64(len(data)), fmt.Errorf("decoding s3://%s/%s: %w", req.Bucket, o.key, err)
+		putBuf(buf)
+		return nil, nil, int64(len(data)), fmt.Errorf("decoding s3://%s/%s: %w", req.Bucket, o.key, err)
 	}
-	return recs, int64(len(data)), nil
+	return recs, buf, int64(len(data)), nil
 }
 
-func ndjsonRecords(key string, data []byte) ([][]byte, error) {
+// decompress decompresses an NDJSON object, by its extension, into a pooled buffer.
+func decompress(key string, data []byte) ([]byte, error) {
 	c := encode.CompressionNone
 	switch {
 	case strings.HasSuffix(key, ".gz"):
@@ -310,12 +348,12 @@ func ndjsonRecords(key string, data []byte) ([][]byte, error) {
 	case strings.HasSuffix(key, ".snappy"):
 		c = encode.CompressionSnappy
 	}
-	raw, err := encode.Decompress(data, c)
-	if err != nil {
-		return nil, err
-	}
-	// Lines are sub-slices of raw, which nothing reuses: no copy per record.
-	var recs [][]byte
+	return encode.DecompressAppend(getBuf(), data, c)
+}
+
+// splitLines returns the non-empty lines of raw as sub-slices of it: no copy per record.
+func splitLines(raw []byte) [][]byte {
+	recs := make([][]byte, 0, bytes.Count(raw, []byte{'\n'})+1)
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -327,7 +365,7 @@ func ndjsonRecords(key string, data []byte) ([][]byte, error) {
 			recs = append(recs, line)
 		}
 	}
-	return recs, nil
+	return recs
 }
 
 // parquetRecords turns rows of the Parquet log schema back into JSON records: the

@@ -157,7 +157,10 @@ var (
 
 // Decompress returns the decompressed contents of src. It sizes the output once where the
 // format says how big it is (the gzip trailer, the zstd frame header) and reuses decoders.
-func Decompress(src []byte, c Compression) ([]byte, error) {
+func Decompress(src []byte, c Compression) ([]byte, error) { return DecompressAppend(nil, src, c) }
+
+// DecompressAppend is [Decompress] appending to dst, so that a caller can reuse buffers.
+func DecompressAppend(dst, src []byte, c Compression) ([]byte, error) {
 	switch c {
 	case CompressionZstd:
 		zstdDecOnce.Do(func() {
@@ -167,7 +170,7 @@ func Decompress(src []byte, c Compression) ([]byte, error) {
 				panic(err) // fixed, valid options
 			}
 		})
-		return zstdDec.DecodeAll(src, nil)
+		return zstdDec.DecodeAll(src, dst)
 	case CompressionGzip:
 		hint := 4 * len(src)
 		if n := len(src); n >= 18 {
@@ -184,19 +187,24 @@ func Decompress(src []byte, c Compression) ([]byte, error) {
 			err = zr.Reset(bytes.NewReader(src))
 		}
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 		defer gzipReaders.Put(zr)
-		buf := bytes.NewBuffer(make([]byte, 0, hint+bytes.MinRead))
+		buf := bytes.NewBuffer(dst)
+		buf.Grow(hint + bytes.MinRead)
 		if _, err := buf.ReadFrom(zr); err != nil {
-			return nil, err
+			return dst, err
 		}
 		return buf.Bytes(), nil
 	}
 	r, err := NewReader(bytes.NewReader(src), c)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	buf := bytes.NewBuffer(dst)
+	if _, err := buf.ReadFrom(r); err != nil {
+		return dst, err
+	}
+	return buf.Bytes(), nil
 }
