@@ -210,15 +210,17 @@ func (b *bucket) take(size int) bool {
 	return true
 }
 
-// readyAt returns when take(size) can succeed.
-func (b *bucket) readyAt(size int, now int64) int64 {
-	need := min(float64(size), b.byteCap)
+// readyFor returns when the bucket holds bytes and recs tokens (each capped at capacity).
+func (b *bucket) readyFor(bytes, recs float64, now int64) int64 {
 	var wait float64
-	if b.recs < 1 {
-		wait = (1 - b.recs) / b.recRate
+	if need := min(recs, b.recCap); b.recs < need {
+		wait = (need - b.recs) / b.recRate
 	}
-	if b.bytes < need {
+	if need := min(bytes, b.byteCap); b.bytes < need {
 		wait = max(wait, (need-b.bytes)/b.byteRate)
 	}
 	return now + int64(wait) + 1
 }
+
+// readyAt returns when take(size) can succeed.
+func (b *bucket) readyAt(size int, now int64) int64 { return b.readyFor(float64(size), 1, now) }
