@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Sentinel checkpoint values, as the KCL writes them in the `checkpoint` attribute.
@@ -186,4 +187,23 @@ type Store interface {
 	// DeleteLease removes a lease (for shards gone from the stream). Deleting a missing lease
 	// is not an error.
 	DeleteLease(ctx context.Context, key string) error
+}
+
+// Equal reports whether two leases hold the same values. Parent and child shard ids are
+// compared as sets, as DynamoDB stores them.
+func (l Lease) Equal(o Lease) bool {
+	if (l.Pending == nil) != (o.Pending == nil) || (l.Pending != nil && *l.Pending != *o.Pending) {
+		return false
+	}
+	return l.Key == o.Key && l.Owner == o.Owner && l.Counter == o.Counter &&
+		l.Checkpoint == o.Checkpoint && l.OwnerSwitchesSinceCheckpoint == o.OwnerSwitchesSinceCheckpoint &&
+		sameSet(l.ParentShardIDs, o.ParentShardIDs) && sameSet(l.ChildShardIDs, o.ChildShardIDs) &&
+		l.StartingHashKey == o.StartingHashKey && l.EndingHashKey == o.EndingHashKey
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

@@ -172,3 +172,25 @@ func FuzzCompare(f *testing.F) {
 		}
 	})
 }
+
+func TestLeaseEqual(t *testing.T) {
+	p1, p2 := checkpoint.Checkpoint{Sequence: "5"}, checkpoint.Checkpoint{Sequence: "5"}
+	a := checkpoint.Lease{Key: "s", Owner: "w", Counter: 3, Pending: &p1, ParentShardIDs: []string{"a", "b"}}
+	b := checkpoint.Lease{Key: "s", Owner: "w", Counter: 3, Pending: &p2, ParentShardIDs: []string{"b", "a"}}
+	if !a.Equal(b) {
+		t.Fatal("leases differing only in set order and pending pointer are not Equal")
+	}
+	for _, mod := range []func(*checkpoint.Lease){
+		func(l *checkpoint.Lease) { l.Counter++ },
+		func(l *checkpoint.Lease) { l.Pending = nil },
+		func(l *checkpoint.Lease) { l.ParentShardIDs = []string{"a"} },
+		func(l *checkpoint.Lease) { l.Owner = "" },
+		func(l *checkpoint.Lease) { l.Checkpoint.SubSequence = 1 },
+	} {
+		c := b
+		mod(&c)
+		if a.Equal(c) {
+			t.Errorf("Equal ignores a difference: %+v vs %+v", a, c)
+		}
+	}
+}

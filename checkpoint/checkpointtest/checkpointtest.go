@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 	"testing"
 
@@ -126,26 +125,6 @@ func wantErr(t *testing.T, op string, err, want error) {
 	}
 }
 
-// equal compares leases field by field, treating nil and empty slices alike.
-func equal(a, b checkpoint.Lease) bool {
-	if (a.Pending == nil) != (b.Pending == nil) || (a.Pending != nil && *a.Pending != *b.Pending) {
-		return false
-	}
-	return a.Key == b.Key && a.Owner == b.Owner && a.Counter == b.Counter &&
-		a.Checkpoint == b.Checkpoint &&
-		a.OwnerSwitchesSinceCheckpoint == b.OwnerSwitchesSinceCheckpoint &&
-		sameSet(a.ParentShardIDs, b.ParentShardIDs) && sameSet(a.ChildShardIDs, b.ChildShardIDs) &&
-		a.StartingHashKey == b.StartingHashKey && a.EndingHashKey == b.EndingHashKey
-}
-
-// sameSet compares string sets: DynamoDB string sets have no order.
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
-}
-
 func show(l checkpoint.Lease) string {
 	p := "nil"
 	if l.Pending != nil {
@@ -158,7 +137,7 @@ func show(l checkpoint.Lease) string {
 
 func wantLease(t *testing.T, what string, got, want checkpoint.Lease) {
 	t.Helper()
-	if !equal(got, want) {
+	if !got.Equal(want) {
 		t.Fatalf("%s:\n got  %s\n want %s", what, show(got), show(want))
 	}
 }
@@ -683,7 +662,7 @@ func testCopies(t *testing.T, s checkpoint.Store) {
 	}
 	l.Pending.Sequence = seq3
 	got := get(t, s, "k")
-	if !sameSet(got.ParentShardIDs, []string{"p1", "p2"}) || got.Pending == nil || *got.Pending != cp(seq1, 0) {
+	if !(checkpoint.Lease{ParentShardIDs: got.ParentShardIDs}).Equal(checkpoint.Lease{ParentShardIDs: []string{"p1", "p2"}}) || got.Pending == nil || *got.Pending != cp(seq1, 0) {
 		t.Fatalf("store shares memory with callers: %s", show(got))
 	}
 }

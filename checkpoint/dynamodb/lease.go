@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -178,7 +177,7 @@ func (s *Store) TakeLease(ctx context.Context, observed checkpoint.Lease, owner 
 	if switches {
 		want.OwnerSwitchesSinceCheckpoint++
 	}
-	if sameLease(stored, want) {
+	if stored.Equal(want) {
 		// Our own write, applied but its response lost; the SDK retried and the retry
 		// failed the condition.
 		return stored, nil
@@ -235,7 +234,7 @@ func (s *Store) fenced(ctx context.Context, held checkpoint.Lease, w holderWrite
 			return checkpoint.Lease{}, lost(", now deleted")
 		case gerr != nil:
 			return checkpoint.Lease{}, fmt.Errorf("%s %s: condition failed, then reading it back: %w", w.verb, held.Key, gerr)
-		case sameLease(stored, w.result(held)):
+		case stored.Equal(w.result(held)):
 			return stored, nil // our own write, retried by the SDK after a lost response
 		case stored.Owner != held.Owner || stored.Counter != held.Counter:
 			return checkpoint.Lease{}, lost(fmt.Sprintf(", now %q at %d", stored.Owner, stored.Counter))
@@ -366,22 +365,4 @@ func (s *Store) DeleteLease(ctx context.Context, key string) error {
 		return fmt.Errorf("deleting lease %s: %w", key, err)
 	}
 	return nil
-}
-
-// sameLease compares leases field by field; set-valued fields are compared as sets.
-func sameLease(a, b checkpoint.Lease) bool {
-	if (a.Pending == nil) != (b.Pending == nil) || (a.Pending != nil && *a.Pending != *b.Pending) {
-		return false
-	}
-	return a.Key == b.Key && a.Owner == b.Owner && a.Counter == b.Counter &&
-		a.Checkpoint == b.Checkpoint && a.OwnerSwitchesSinceCheckpoint == b.OwnerSwitchesSinceCheckpoint &&
-		sameSet(a.ParentShardIDs, b.ParentShardIDs) && sameSet(a.ChildShardIDs, b.ChildShardIDs) &&
-		a.StartingHashKey == b.StartingHashKey && a.EndingHashKey == b.EndingHashKey
-}
-
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

@@ -158,27 +158,10 @@ func (s *Store) holding(held checkpoint.Lease) (checkpoint.Lease, bool) {
 // a change (see checkpoint.Store on idempotent retries).
 func (s *Store) repeated(key string, result checkpoint.Lease) (checkpoint.Lease, bool) {
 	l, ok := s.leases[key]
-	if !ok || !sameLease(l, result) {
+	if !ok || !l.Equal(result) {
 		return checkpoint.Lease{}, false
 	}
 	return clone(l), true
-}
-
-func sameLease(a, b checkpoint.Lease) bool {
-	if (a.Pending == nil) != (b.Pending == nil) || (a.Pending != nil && *a.Pending != *b.Pending) {
-		return false
-	}
-	return a.Key == b.Key && a.Owner == b.Owner && a.Counter == b.Counter &&
-		a.Checkpoint == b.Checkpoint && a.OwnerSwitchesSinceCheckpoint == b.OwnerSwitchesSinceCheckpoint &&
-		sameSet(a.ParentShardIDs, b.ParentShardIDs) && sameSet(a.ChildShardIDs, b.ChildShardIDs) &&
-		a.StartingHashKey == b.StartingHashKey && a.EndingHashKey == b.EndingHashKey
-}
-
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 // RenewLease increments Counter if held still holds the lease; otherwise
