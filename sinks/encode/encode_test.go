@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,7 +239,9 @@ func TestNDJSONRoundTrip(t *testing.T) {
 }
 
 func TestParquetRoundTrip(t *testing.T) {
-	data, metas := records(300)
+	// More rows than pqChunkRows, so that columns are written in several chunks and the
+	// attributes span several pages.
+	data, metas := records(2*pqChunkRows + 500)
 	for _, c := range []Compression{CompressionZstd, CompressionSnappy} {
 		t.Run(c.String(), func(t *testing.T) {
 			cfg := Config{Format: Parquet, Compression: c}
@@ -352,11 +355,42 @@ func checkFooter(t *testing.T, data []byte, c Compression) {
 	if len(md.RowGroups) != 1 {
 		t.Errorf("%d row groups, want 1", len(md.RowGroups))
 	}
+	// The encodings chosen for log data (plus RLE for levels, PLAIN for dictionary pages).
+	wantEnc := map[string]format.Encoding{
+		"time": format.DeltaBinaryPacked, "sub_sequence": format.DeltaBinaryPacked,
+		"arrival_time": format.DeltaBinaryPacked, "sequence": format.DeltaByteArray,
+		"level": format.RLEDictionary, "service": format.RLEDictionary, "shard": format.RLEDictionary,
+		"message": format.Plain, "attributes": format.Plain, "partition_key": format.Plain,
+	}
 	for _, rg := range md.RowGroups {
 		for _, cc := range rg.Columns {
+			name := strings.Join(cc.MetaData.PathInSchema, ".")
 			if cc.MetaData.Codec != wantCodec {
-				t.Errorf("column %v codec %v, want %v", cc.MetaData.PathInSchema, cc.MetaData.Codec, wantCodec)
+				t.Errorf("column %s codec %v, want %v", name, cc.MetaData.Codec, wantCodec)
 			}
+			if !slices.Contains(cc.MetaData.Encoding, wantEnc[name]) {
+				t.Errorf("column %s encodings %v, want %v among them", name, cc.MetaData.Encoding, wantEnc[name])
+			}
+			if cc.MetaData.Statistics.MinValue == nil && cc.MetaData.Statistics.NullCount != rg.NumRows {
+				t.Errorf("column %s has no min/max statistics", name)
+			}
+		}
+	}
+}
+
+// TestParquetSchemaMatchesRow checks that the written schema and the reading type agree on
+// every column's name, type and repetition (they differ only in encodings).
+func TestParquetSchemaMatchesRow(t *testing.T) {
+	read := parquet.SchemaOf(Row{})
+	w, r := ParquetSchema.Fields(), read.Fields()
+	if len(w) != len(r) {
+		t.Fatalf("written schema has %d columns, Row %d", len(w), len(r))
+	}
+	for i := range w {
+		if w[i].Name() != r[i].Name() || w[i].Optional() != r[i].Optional() ||
+			w[i].Type().Kind() != r[i].Type().Kind() || w[i].Type().String() != r[i].Type().String() {
+			t.Errorf("column %d: written %s %v optional=%v, Row %s %v optional=%v", i,
+				w[i].Name(), w[i].Type(), w[i].Optional(), r[i].Name(), r[i].Type(), r[i].Optional())
 		}
 	}
 }

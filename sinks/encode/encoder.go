@@ -80,9 +80,10 @@ type Config struct {
 
 // Encoder builds objects of one encoding. It is safe for concurrent use.
 type Encoder struct {
-	cfg Config
-	ext string
-	ct  string
+	cfg  Config
+	pick *picker
+	ext  string
+	ct   string
 }
 
 // New validates cfg and returns an Encoder.
@@ -97,7 +98,7 @@ func New(cfg Config) (*Encoder, error) {
 		return nil, fmt.Errorf("encode: unknown compression %v", cfg.Compression)
 	}
 	cfg.Fields = cfg.Fields.withDefaults()
-	e := &Encoder{cfg: cfg}
+	e := &Encoder{cfg: cfg, pick: cfg.Fields.picker()}
 	switch cfg.Format {
 	case NDJSON:
 		switch cfg.Framing {
@@ -141,18 +142,17 @@ func (e *Encoder) NewObject() *Builder {
 // Builder accumulates the records of one object. It is not safe for concurrent use.
 type Builder struct {
 	enc  *Encoder
-	raw  []byte // NDJSON body before compression
-	rows []Row  // Parquet rows
+	raw  []byte          // NDJSON body before compression
+	rows *parquetColumns // Parquet rows
 	n    int
-	tmp  []byte
-	log  Log
 }
 
 // Reset empties the builder for reuse, keeping its buffers.
 func (o *Builder) Reset() {
 	o.raw = o.raw[:0]
-	clear(o.rows)
-	o.rows = o.rows[:0]
+	if o.rows != nil {
+		o.rows.reset()
+	}
 	o.n = 0
 }
 
@@ -177,12 +177,12 @@ func (o *Builder) Add(m *Meta, data []byte, d *Doc) error {
 	case NDJSON:
 		o.raw = AppendLine(o.raw, data, d, o.enc.cfg.Framing)
 	case Parquet:
-		var err error
-		o.tmp, err = o.enc.cfg.Fields.Split(&o.log, Trim(data), d, o.tmp)
-		if err != nil {
+		if o.rows == nil {
+			o.rows = new(parquetColumns)
+		}
+		if err := o.rows.add(o.enc.pick, m, Trim(data), d); err != nil {
 			return err
 		}
-		o.rows = append(o.rows, makeRow(m, &o.log))
 	}
 	o.n++
 	return nil
@@ -226,6 +226,9 @@ func (o *Builder) Finish(dst []byte) ([]byte, error) {
 	case NDJSON:
 		return Compress(dst, o.raw, o.enc.cfg.Compression)
 	case Parquet:
+		if o.rows == nil {
+			o.rows = new(parquetColumns)
+		}
 		return writeParquet(dst, o.rows, o.enc.cfg.Compression)
 	}
 	return dst, fmt.Errorf("encode: unknown format %v", o.enc.cfg.Format)

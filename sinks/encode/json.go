@@ -72,6 +72,15 @@ func (f *Field) Text() (string, bool) {
 	return "", false
 }
 
+// appendUnquoted appends the contents of a string (between the quotes) with its escapes
+// resolved. The input was validated by the scanner.
+func appendUnquoted(dst, b []byte) []byte {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return append(dst, b...)
+	}
+	return append(dst, unquote(b)...)
+}
+
 // unquote resolves the escapes of a string's contents (between the quotes). The input was
 // validated by the scanner.
 func unquote(b []byte) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -28,6 +29,11 @@ import (
 //	sub_sequence  INT64                    the index inside a KPL aggregate
 //	arrival_time  TIMESTAMP(MILLIS, UTC)   Kinesis ApproximateArrivalTimestamp
 //	partition_key STRING
+//
+// Files are written with a single row group and data pages v1. Timestamps and sub_sequence
+// are DELTA_BINARY_PACKED and sequence DELTA_BYTE_ARRAY (Parquet 2 encodings: Athena, Trino,
+// DuckDB, Arrow and parquet-mr read them; Spark's vectorized reader does from 3.3); other
+// strings are PLAIN or dictionary-encoded. Row is the type to read them with.
 type Row struct {
 	Time         *time.Time `parquet:"time,optional,timestamp(microsecond:utc)"`
 	Level        string     `parquet:"level,optional,dict"`
@@ -41,31 +47,228 @@ type Row struct {
 	PartitionKey string     `parquet:"partition_key"`
 }
 
-// ParquetSchema is the schema of [Row].
-var ParquetSchema = parquet.SchemaOf(Row{})
+// writeRow declares the schema the encoder writes: the columns of [Row], in its order, with
+// encodings chosen for log data. Timestamps and sub-sequence numbers are DELTA_BINARY_PACKED
+// (a few bits per row instead of eight bytes); sequence numbers, long decimal strings that
+// share their leading digits, are DELTA_BYTE_ARRAY; level, service and shard are
+// dictionaries. Values are never written through this type: the encoder writes columns
+// directly (see [parquetColumns]).
+type writeRow struct {
+	Time         int64  `parquet:"time,optional,delta,timestamp(microsecond:utc)"`
+	Level        string `parquet:"level,optional,dict"`
+	Service      string `parquet:"service,optional,dict"`
+	Message      string `parquet:"message,optional,plain"`
+	Attributes   string `parquet:"attributes,optional,plain"`
+	Shard        string `parquet:"shard,dict"`
+	Sequence     string `parquet:"sequence,delta"`
+	SubSequence  int64  `parquet:"sub_sequence,delta"`
+	ArrivalTime  int64  `parquet:"arrival_time,delta,timestamp(millisecond:utc)"`
+	PartitionKey string `parquet:"partition_key,plain"`
+}
+
+// ParquetSchema is the schema of the files the encoder writes. Its columns, types and
+// repetition are those of [Row], which reads them.
+var ParquetSchema = parquet.SchemaOf(writeRow{})
+
+// The columns of [ParquetSchema], in order.
+const (
+	pqTime = iota
+	pqLevel
+	pqService
+	pqMessage
+	pqAttributes
+	pqShard
+	pqSequence
+	pqSubSequence
+	pqArrivalTime
+	pqPartitionKey
+	pqColumns
+)
 
 // CreatedBy is the created_by string written in Parquet footers.
 const CreatedBy = "kinlog"
 
-func makeRow(m *Meta, l *Log) Row {
-	row := Row{
-		Level:        l.Level,
-		Service:      l.Service,
-		Message:      l.Message,
-		Shard:        m.Shard,
-		Sequence:     m.Sequence,
-		SubSequence:  int64(m.SubSequence),
-		ArrivalTime:  m.ArrivalTime.UTC().Truncate(time.Millisecond),
-		PartitionKey: m.PartitionKey,
+// byteColumn holds the values of a string column back to back.
+type byteColumn struct {
+	buf  []byte
+	ends []int
+}
+
+func (c *byteColumn) add(b []byte) {
+	c.buf = append(c.buf, b...)
+	c.ends = append(c.ends, len(c.buf))
+}
+
+func (c *byteColumn) value(i int) []byte {
+	s := 0
+	if i > 0 {
+		s = c.ends[i-1]
 	}
-	if l.Time != nil {
-		t := l.Time.UTC().Truncate(time.Microsecond)
-		row.Time = &t
+	return c.buf[s:c.ends[i]]
+}
+
+func (c *byteColumn) reset() {
+	c.buf = c.buf[:0]
+	c.ends = c.ends[:0]
+}
+
+// parquetColumns accumulates an object's rows column by column, copying what it keeps, so
+// that a record's bytes are not retained after Add and no per-row value is allocated.
+type parquetColumns struct {
+	time    []int64 // microseconds; meaningful where hasTime
+	hasTime []bool
+	// text holds level, service and message; empty values are written as nulls.
+	text                          [numTextCols]byteColumn
+	attributes                    byteColumn
+	shard, sequence, partitionKey byteColumn
+	subSequence, arrivalTime      []int64 // arrival time in milliseconds
+	cols                          columns
+	values                        []parquet.Value
+}
+
+func (p *parquetColumns) reset() {
+	p.time, p.hasTime = p.time[:0], p.hasTime[:0]
+	for i := range p.text {
+		p.text[i].reset()
 	}
-	if l.Attributes != nil {
-		row.Attributes = string(l.Attributes)
+	p.attributes.reset()
+	p.shard.reset()
+	p.sequence.reset()
+	p.partitionKey.reset()
+	p.subSequence, p.arrivalTime = p.subSequence[:0], p.arrivalTime[:0]
+}
+
+// add appends one record, split by pk. It fails, adding nothing, for a record that is not
+// valid UTF-8.
+func (p *parquetColumns) add(pk *picker, m *Meta, data []byte, d *Doc) error {
+	if !splittable(data, d) {
+		return ErrInvalidUTF8
 	}
-	return row
+	c := &p.cols
+	if d.Kind == Object {
+		pk.pick(d, c)
+	} else {
+		*c = columns{text: [numTextCols]int{-1, -1, -1}}
+	}
+	var micros int64
+	if c.hasTime {
+		micros = c.time.UnixMicro()
+	}
+	p.time = append(p.time, micros)
+	p.hasTime = append(p.hasTime, c.hasTime)
+	for col := range p.text {
+		t := &p.text[col]
+		if col == colMessage && d.Kind != Object {
+			t.buf = append(t.buf, data...)
+		} else {
+			t.buf = c.appendText(t.buf, d, col)
+		}
+		t.ends = append(t.ends, len(t.buf))
+	}
+	if d.Kind == Object {
+		p.attributes.buf = c.appendAttributes(p.attributes.buf, d)
+	}
+	p.attributes.ends = append(p.attributes.ends, len(p.attributes.buf))
+	p.shard.add([]byte(m.Shard))
+	p.sequence.add([]byte(m.Sequence))
+	p.partitionKey.add([]byte(m.PartitionKey))
+	p.subSequence = append(p.subSequence, int64(m.SubSequence))
+	p.arrivalTime = append(p.arrivalTime, m.ArrivalTime.UnixMilli())
+	return nil
+}
+
+// pqChunkRows is how many rows are handed to a column writer at a time. The writer cuts a
+// page when its buffer passes the page size after a call, so this bounds pages to the page
+// size plus one chunk's values.
+const pqChunkRows = 1024
+
+// write encodes the rows column by column into w.
+func (p *parquetColumns) write(w *parquet.Writer) error {
+	cws := w.ColumnWriters()
+	if len(cws) != pqColumns {
+		return fmt.Errorf("encode: Parquet writer has %d columns, want %d", len(cws), pqColumns)
+	}
+	for col, cw := range cws {
+		var err error
+		switch col {
+		case pqTime:
+			err = p.writeInt64s(cw, col, p.time, p.hasTime)
+		case pqLevel, pqService, pqMessage:
+			err = p.writeBytes(cw, col, &p.text[col-pqLevel], true)
+		case pqAttributes:
+			err = p.writeBytes(cw, col, &p.attributes, true)
+		case pqShard:
+			err = p.writeBytes(cw, col, &p.shard, false)
+		case pqSequence:
+			err = p.writeBytes(cw, col, &p.sequence, false)
+		case pqSubSequence:
+			err = p.writeInt64s(cw, col, p.subSequence, nil)
+		case pqArrivalTime:
+			err = p.writeInt64s(cw, col, p.arrivalTime, nil)
+		case pqPartitionKey:
+			err = p.writeBytes(cw, col, &p.partitionKey, false)
+		}
+		if err != nil {
+			return fmt.Errorf("writing Parquet column %s: %w", ParquetSchema.Fields()[col].Name(), err)
+		}
+	}
+	return nil
+}
+
+// writeBytes writes a string column; when optional, empty values are nulls.
+func (p *parquetColumns) writeBytes(cw *parquet.ColumnWriter, col int, c *byteColumn, optional bool) error {
+	def := 0
+	if optional {
+		def = 1
+	}
+	for lo := 0; lo < len(c.ends); lo += pqChunkRows {
+		vals := p.values[:0]
+		start := 0
+		if lo > 0 {
+			start = c.ends[lo-1]
+		}
+		for _, end := range c.ends[lo:min(lo+pqChunkRows, len(c.ends))] {
+			var v parquet.Value
+			if end > start || !optional {
+				v = parquet.ByteArrayValue(c.buf[start:end:end])
+				v.SetDefinitionLevel(def)
+			}
+			v.SetColumnIndex(col)
+			vals = append(vals, v)
+			start = end
+		}
+		p.values = vals
+		if _, err := cw.WriteRowValues(vals); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeInt64s writes an INT64 column; with present, the column is optional and the values
+// where present is false are nulls.
+func (p *parquetColumns) writeInt64s(cw *parquet.ColumnWriter, col int, c []int64, present []bool) error {
+	for lo := 0; lo < len(c); lo += pqChunkRows {
+		hi := min(lo+pqChunkRows, len(c))
+		vals := p.values[:0]
+		for i, x := range c[lo:hi] {
+			var v parquet.Value
+			switch {
+			case present == nil:
+				v = parquet.Int64Value(x)
+			case present[lo+i]:
+				v = parquet.Int64Value(x)
+				v.SetDefinitionLevel(1)
+			}
+			v.SetColumnIndex(col)
+			vals = append(vals, v)
+		}
+		p.values = vals
+		if _, err := cw.WriteRowValues(vals); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var (
@@ -89,23 +292,24 @@ func parquetCodec(c Compression) (compress.Codec, error) {
 	return nil, fmt.Errorf("encode: Parquet cannot use compression %v", c)
 }
 
-// writeParquet writes rows as one Parquet file with a single row group, data pages v1 (the
-// most widely readable) and page statistics.
-func writeParquet(dst []byte, rows []Row, c Compression) ([]byte, error) {
+// writeParquet writes the rows as one Parquet file with a single row group, data pages v1
+// (the most widely readable) and page statistics.
+func writeParquet(dst []byte, rows *parquetColumns, c Compression) ([]byte, error) {
 	codec, err := parquetCodec(c)
 	if err != nil {
 		return dst, err
 	}
 	b := bytes.NewBuffer(dst)
-	w := parquet.NewGenericWriter[Row](b,
+	w := parquet.NewWriter(b,
 		ParquetSchema,
 		parquet.Compression(codec),
 		parquet.CreatedBy(CreatedBy, "", ""),
 		parquet.DataPageVersion(1),
 		parquet.DataPageStatistics(true),
+		parquet.MaxRowsPerRowGroup(math.MaxInt64),
 	)
-	if _, err := w.Write(rows); err != nil {
-		return dst, fmt.Errorf("writing Parquet rows: %w", err)
+	if err := rows.write(w); err != nil {
+		return dst, err
 	}
 	if err := w.Close(); err != nil {
 		return dst, fmt.Errorf("closing Parquet file: %w", err)

@@ -109,6 +109,11 @@ func ParseTimeFormat(s string) (TimeFormat, error) {
 
 // Parse reads the time in a JSON value (a string or a number).
 func (f TimeFormat) Parse(v Field) (time.Time, error) {
+	if v.Kind == String && (f.kind == timeAuto || f.kind == timeRFC3339) {
+		if t, ok := rfc3339Fast(v.Value[1 : len(v.Value)-1]); ok {
+			return t, nil
+		}
+	}
 	var text string
 	switch v.Kind {
 	case String:
@@ -148,6 +153,74 @@ func parseRFC3339(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: %q is not RFC 3339", ErrTimeFormat, s)
 	}
 	return t.UTC(), nil
+}
+
+// rfc3339Fast reads the common RFC 3339 form YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM) without
+// allocating. It reports false for anything else, including valid forms it does not handle
+// (the caller then uses time.Parse, so it decides every edge case).
+func rfc3339Fast(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range b[i : i+n] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	i, nsec := 19, 0
+	if b[i] == '.' {
+		j := i + 1
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		n := j - i - 1
+		if n < 1 || n > 9 {
+			return time.Time{}, false
+		}
+		nsec = num(i+1, n)
+		for ; n < 9; n++ {
+			nsec *= 10
+		}
+		i = j
+	}
+	offset := 0
+	switch rest := b[i:]; {
+	case len(rest) == 1 && rest[0] == 'Z':
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, om := num(i+1, 2), num(i+4, 2)
+		if oh < 0 || oh > 23 || om < 0 || om > 59 {
+			return time.Time{}, false
+		}
+		offset = (oh*60 + om) * 60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	return t.Add(-time.Duration(offset) * time.Second), true
+}
+
+func daysIn(m time.Month, year int) int {
+	if m == time.February {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 31 - int((m-1)%7%2)
 }
 
 func epochAuto(s string) (time.Time, error) {
@@ -236,95 +309,201 @@ type Log struct {
 // the attributes and returned.
 func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 	*l = Log{}
-	if (d.Kind != Invalid && !d.UTF8) || (d.Kind == Invalid && !utf8.Valid(data)) {
+	if !splittable(data, d) {
 		return buf, ErrInvalidUTF8
 	}
 	if d.Kind != Object {
 		l.Message = string(data)
 		return buf, nil
 	}
-	f = f.withDefaults()
-	// consumed marks top-level members taken by a column (dotted members stay in the
-	// attributes, inside their parent).
-	var consumed [4]int
-	n := 0
-	take := func(names []string, text func(Field) (string, bool)) string {
-		for _, name := range names {
-			for i := range d.spans {
-				if !d.nameIs(i, name) {
-					continue
-				}
-				if s, ok := text(d.Field(i)); ok {
-					consumed[n] = i
-					n++
-					return s
-				}
-				break
-			}
-		}
-		return ""
+	p := f.picker()
+	var c columns
+	p.pick(d, &c)
+	if c.hasTime {
+		t := c.time
+		l.Time = &t
 	}
-	if t, member, ok := TimeOf(d, f.Time, f.TimeFormat); ok {
-		tt := t
-		l.Time = &tt
-		for i := range d.spans {
-			if d.nameIs(i, member) {
-				consumed[n] = i
-				n++
-				break
-			}
-		}
+	l.Level = string(c.appendText(nil, d, colLevel))
+	l.Service = string(c.appendText(nil, d, colService))
+	l.Message = string(c.appendText(nil, d, colMessage))
+	buf = c.appendAttributes(buf[:0], d)
+	if len(buf) > 0 {
+		l.Attributes = buf
 	}
-	l.Level = take(f.Level, scalarText)
-	l.Service = take(f.Service, scalarText)
-	l.Message = take(f.Message, func(v Field) (string, bool) {
-		if s, ok := v.Text(); ok {
-			return s, true
-		}
-		if v.Kind == Null {
-			return "", false
-		}
-		return string(v.Value), true
-	})
-	if n == len(d.spans) {
-		return buf, nil
-	}
-	buf = append(buf[:0], '{')
-	first := true
-	for i := range d.spans {
-		skip := false
-		for _, c := range consumed[:n] {
-			if c == i {
-				skip = true
-			}
-		}
-		if skip {
-			continue
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = append(buf, '"')
-		f := d.Field(i)
-		buf = append(buf, f.Key...)
-		buf = append(buf, '"', ':')
-		buf = append(buf, f.Value...)
-	}
-	buf = append(buf, '}')
-	if d.Multiline {
-		var c bytes.Buffer
-		if err := json.Compact(&c, buf); err == nil {
-			buf = append(buf[:0], c.Bytes()...)
-		}
-	}
-	l.Attributes = buf
 	return buf, nil
 }
 
-func scalarText(v Field) (string, bool) {
-	if !v.Kind.Scalar() {
-		return "", false
+// splittable reports whether a record can be split into the log schema: it must be valid
+// UTF-8 (Parquet strings must be).
+func splittable(data []byte, d *Doc) bool {
+	if d.Kind != Invalid {
+		return d.UTF8
 	}
-	return v.Text()
+	return utf8.Valid(data)
+}
+
+// The text columns of the log schema.
+const (
+	colLevel = iota
+	colService
+	colMessage
+	numTextCols
+)
+
+// picker finds the members of a document that fill the log schema's columns. It is built
+// once per configuration: first[c] has bit n set when some candidate name starts with byte c
+// and is n bytes long (63 standing for 63 or more), so that most members are ruled out by a
+// single table lookup.
+type picker struct {
+	f     Fields
+	lists [numTextCols][]string
+	first [256]uint64
+}
+
+func (f Fields) picker() *picker {
+	f = f.withDefaults()
+	p := &picker{f: f, lists: [numTextCols][]string{colLevel: f.Level, colService: f.Service, colMessage: f.Message}}
+	for _, list := range [][]string{f.Time, f.Level, f.Service, f.Message} {
+		for _, name := range list {
+			if name != "" {
+				p.first[name[0]] |= 1 << min(len(name), 63)
+			}
+		}
+	}
+	return p
+}
+
+// columns is the outcome of a pick: which member fills each column (-1 for none), and the
+// members it consumed.
+type columns struct {
+	time     time.Time
+	hasTime  bool
+	text     [numTextCols]int
+	consumed [numTextCols + 1]int
+	n        int
+}
+
+// candidate reports whether member i may carry one of the picker's names.
+func (p *picker) candidate(d *Doc, i int) bool {
+	sp := &d.spans[i]
+	if sp.esc {
+		return true
+	}
+	if sp.ke == sp.ks {
+		return p.first[0]&1 != 0
+	}
+	return p.first[d.data[sp.ks]]&(1<<min(int(sp.ke-sp.ks), 63)) != 0
+}
+
+// pick fills c from the object d, with the rules of [Fields]: for each column the first
+// candidate name present with a usable value wins, and its member leaves the attributes.
+func (p *picker) pick(d *Doc, c *columns) {
+	*c = columns{text: [numTextCols]int{-1, -1, -1}}
+	var cand uint64 // members that may match, for objects of up to 64 members
+	all := len(d.spans) > 64
+	for i := range d.spans {
+		if !all && p.candidate(d, i) {
+			cand |= 1 << i
+		}
+	}
+	if cand == 0 && !all {
+		return
+	}
+	// first returns the first member called name, or -1.
+	first := func(name string) int {
+		for i := range d.spans {
+			if (all || cand&(1<<i) != 0) && d.nameIs(i, name) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, name := range p.f.Time {
+		i := first(name)
+		var v Field
+		switch {
+		case i >= 0:
+			v = d.Field(i)
+		case strings.Contains(name, "."):
+			var ok bool
+			if v, ok = d.Lookup(name); !ok {
+				continue
+			}
+		default:
+			continue
+		}
+		if t, err := p.f.TimeFormat.Parse(v); err == nil {
+			c.time, c.hasTime = t, true
+			if i >= 0 {
+				c.consumed[c.n] = i
+				c.n++
+			}
+			break
+		}
+	}
+	for col, names := range p.lists {
+		for _, name := range names {
+			i := first(name)
+			if i < 0 {
+				continue
+			}
+			k := d.spans[i].kind
+			if (col == colMessage && k != Null) || k.Scalar() {
+				c.text[col] = i
+				c.consumed[c.n] = i
+				c.n++
+				break
+			}
+		}
+	}
+}
+
+// appendText appends the text of a column: a string unquoted, any other value (numbers and
+// booleans, and for the message objects and arrays) as its JSON text.
+func (c *columns) appendText(dst []byte, d *Doc, col int) []byte {
+	i := c.text[col]
+	if i < 0 {
+		return dst
+	}
+	sp := &d.spans[i]
+	v := d.data[sp.vs:sp.ve]
+	if sp.kind != String {
+		return append(dst, v...)
+	}
+	return appendUnquoted(dst, v[1:len(v)-1])
+}
+
+// appendAttributes appends a JSON object of the members no column consumed, in input order,
+// on one line; it appends nothing when none remain.
+func (c *columns) appendAttributes(dst []byte, d *Doc) []byte {
+	if c.n == len(d.spans) {
+		return dst
+	}
+	start := len(dst)
+	dst = append(dst, '{')
+	first := true
+members:
+	for i := range d.spans {
+		for _, k := range c.consumed[:c.n] {
+			if k == i {
+				continue members
+			}
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		sp := &d.spans[i]
+		dst = append(dst, d.data[sp.ks-1:sp.ke+1]...) // the key with its quotes
+		dst = append(dst, ':')
+		dst = append(dst, d.data[sp.vs:sp.ve]...)
+	}
+	dst = append(dst, '}')
+	if d.Multiline {
+		var b bytes.Buffer
+		if err := json.Compact(&b, dst[start:]); err == nil {
+			dst = append(dst[:start], b.Bytes()...)
+		}
+	}
+	return dst
 }
