@@ -299,6 +299,10 @@ func writeParquet(dst []byte, rows *parquetColumns, c Compression) ([]byte, erro
 	if err != nil {
 		return dst, err
 	}
+	return writeParquetWith(dst, rows, codec)
+}
+
+func writeParquetWith(dst []byte, rows *parquetColumns, codec compress.Codec) ([]byte, error) {
 	b := bytes.NewBuffer(dst)
 	w := parquet.NewWriter(b,
 		ParquetSchema,
