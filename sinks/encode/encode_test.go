@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +80,18 @@ func TestSplit(t *testing.T) {
 		{"text becomes message", "plain text line", Log{Message: "plain text line"}, nil},
 		{"escaped key", `{"m\u0073g":"x"}`, Log{Message: "x"}, nil},
 		{"multiline attributes compacted", "{\"a\": [1,\n 2], \"msg\":\"x\"}", Log{Message: "x", Attributes: []byte(`{"a":[1,2]}`)}, nil},
+		{"unparseable time falls back to the next name", `{"time":"yesterday","ts":"2026-03-14T09:58:01.123456Z","msg":"m"}`,
+			Log{Time: &ts, Message: "m", Attributes: []byte(`{"time":"yesterday"}`)}, nil},
+		{"object level falls back to severity", `{"level":{"n":1},"severity":"WARN"}`,
+			Log{Level: "WARN", Attributes: []byte(`{"level":{"n":1}}`)}, nil},
+		{"first of repeated members", `{"msg":"a","msg":"b"}`, Log{Message: "a", Attributes: []byte(`{"msg":"b"}`)}, nil},
+		{"null message is an attribute", `{"msg":null,"message":"x"}`, Log{Message: "x", Attributes: []byte(`{"msg":null}`)}, nil},
+		{"names are case sensitive", `{"Level":"INFO","MSG":"x"}`, Log{Attributes: []byte(`{"Level":"INFO","MSG":"x"}`)}, nil},
+		{"empty member name", `{"":"x","msg":"m"}`, Log{Message: "m", Attributes: []byte(`{"":"x"}`)}, nil},
+		{"escaped time and level names", `{"\u0074ime":"2026-03-14T09:58:01.123456Z","lev\u0065l":"E"}`, Log{Time: &ts, Level: "E"}, nil},
+		{"escaped values unquoted", `{"msg":"a\"b\u00e9","level":"\u0049NFO"}`, Log{Message: "a\"b\u00e9", Level: "INFO"}, nil},
+		{"more than 64 members", manyMembers(70) + `,"msg":"late","level":"INFO"}`,
+			Log{Message: "late", Level: "INFO", Attributes: []byte(manyMembers(70) + "}")}, nil},
 		{"invalid utf8", "{\"msg\":\"\xff\"}", Log{}, ErrInvalidUTF8},
 		{"invalid utf8 text", "\xff", Log{}, ErrInvalidUTF8},
 	}
@@ -101,6 +114,36 @@ func TestSplit(t *testing.T) {
 					l.Level, l.Service, l.Message, l.Attributes, tt.want.Level, tt.want.Service, tt.want.Message, tt.want.Attributes)
 			}
 		})
+	}
+}
+
+// manyMembers returns the start of an object with n members a0..a(n-1), without its closing
+// brace.
+func manyMembers(n int) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"a%d":%d`, i, i)
+	}
+	return b.String()
+}
+
+// TestSplitCustomFields covers configured member names: a dotted time member is read from
+// its nested object and the parent stays in the attributes; names are tried in order.
+func TestSplitCustomFields(t *testing.T) {
+	f := Fields{Time: []string{"meta.at"}, Level: []string{"sev", "level"}, Message: []string{"text"}}
+	in := []byte(`{"level":"INFO","sev":"high","meta":{"at":1773482281},"text":"t","msg":"m"}`)
+	var l Log
+	if _, err := f.Split(&l, in, parse(t, in), nil); err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2026, 3, 14, 9, 58, 1, 0, time.UTC)
+	if l.Time == nil || !l.Time.Equal(want) || l.Level != "high" || l.Message != "t" ||
+		string(l.Attributes) != `{"level":"INFO","meta":{"at":1773482281},"msg":"m"}` {
+		t.Fatalf("got time=%v level=%q message=%q attributes=%s", l.Time, l.Level, l.Message, l.Attributes)
 	}
 }
 
