@@ -6,18 +6,26 @@
 // TLS endpoint of kinesis-mock. When a variable is missing the test is skipped with a
 // message pointing at `make test`, except under CI=true, where a missing or unreachable
 // endpoint fails the test: CI must never pass by skipping.
+//
+// Tests that read archive objects with DuckDB, an independent reader, find it through
+// KINLOG_DUCKDB (see [DuckDB]), under the same rule.
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -54,16 +62,21 @@ func Require(t testing.TB, services ...Service) {
 	for _, s := range services {
 		ep := os.Getenv(string(s))
 		if ep == "" {
-			msg := "integration test needs " + string(s) + " (the local stack); `make test` starts it and runs this test"
-			if InCI() {
-				t.Fatal(msg + " — CI=true, so a missing endpoint is a failure")
-			}
-			t.Skip(msg)
+			missing(t, "integration test needs "+string(s)+" (the local stack); `make test` starts it and runs this test")
 		}
 		if err := reachable(ep); err != nil {
 			t.Fatalf("%s=%s is set but not reachable: %v (is the local stack up? `infra/local/stack up`)", s, ep, err)
 		}
 	}
+}
+
+// missing skips the test with msg, or fails it under CI.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if InCI() {
+		t.Fatal(msg + " — CI=true, so a missing variable is a failure")
+	}
+	t.Skip(msg)
 }
 
 func reachable(endpoint string) error {
@@ -192,5 +205,91 @@ func WaitStreamActive(ctx context.Context, c *kinesis.Client, name string) error
 			return errors.Join(errors.New("waiting for stream "+name+" to become ACTIVE"), ctx.Err(), err)
 		case <-t.C:
 		}
+	}
+}
+
+// DuckDBVar names the variable that holds the path of the DuckDB query script,
+// infra/local/duckdb-query.js, which `infra/local/stack env` exports.
+const DuckDBVar = "KINLOG_DUCKDB"
+
+// DuckDBTimeout bounds one query run by the function [DuckDB] returns.
+const DuckDBTimeout = 2 * time.Minute
+
+// DuckDB skips (locally) or fails (in CI) the test unless KINLOG_DUCKDB names the DuckDB query
+// script, and fails it when the variable names no executable file. It returns a function
+// that runs SQL with DuckDB and returns the last statement's rows (see [QueryDuckDB]),
+// failing the test when the query fails.
+func DuckDB(t testing.TB) func(sql string) []map[string]any {
+	t.Helper()
+	script := os.Getenv(DuckDBVar)
+	if script == "" {
+		missing(t, "test needs "+DuckDBVar+" (DuckDB, installed by the local stack); `make test` sets it and runs this test")
+	}
+	fi, err := os.Stat(script)
+	if err != nil {
+		t.Fatalf("%s=%s is set but unusable: %v (`infra/local/stack env` sets it)", DuckDBVar, script, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		t.Fatalf("%s=%s is not an executable file", DuckDBVar, script)
+	}
+	return func(sql string) []map[string]any {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), DuckDBTimeout)
+		defer cancel()
+		rows, err := QueryDuckDB(ctx, script, sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+}
+
+// DuckDBError is a query that the DuckDB script ran and failed, or whose output was not
+// JSON lines.
+type DuckDBError struct {
+	SQL    string
+	Stderr string // what the script wrote to stderr: DuckDB's error message
+	Err    error
+}
+
+func (e *DuckDBError) Error() string {
+	msg := "running DuckDB query " + e.SQL + ": " + e.Err.Error()
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+func (e *DuckDBError) Unwrap() error { return e.Err }
+
+// QueryDuckDB runs sql (given on stdin) with the DuckDB query script and decodes the rows it
+// prints, one JSON object per line, keyed by column name. Numbers are [json.Number], so that
+// 64-bit integers keep every digit; timestamps are RFC 3339 strings (see the script's header
+// for the mapping of every type). A failing query returns a [*DuckDBError] holding DuckDB's
+// message.
+func QueryDuckDB(ctx context.Context, script, sql string) ([]map[string]any, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, script)
+	cmd.Stdin = strings.NewReader(sql)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, &DuckDBError{SQL: sql, Stderr: stderr.String(), Err: errors.Join(err, ctx.Err())}
+	}
+	dec := json.NewDecoder(&stdout)
+	dec.UseNumber()
+	var rows []map[string]any
+	for {
+		var row map[string]any
+		err := dec.Decode(&row)
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err == nil && row == nil {
+			err = errors.New("a row is not a JSON object")
+		}
+		if err != nil {
+			return nil, &DuckDBError{SQL: sql, Stderr: stderr.String(), Err: fmt.Errorf("decoding row %d: %w", len(rows), err)}
+		}
+		rows = append(rows, row)
 	}
 }
