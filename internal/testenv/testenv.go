@@ -212,14 +212,18 @@ func WaitStreamActive(ctx context.Context, c *kinesis.Client, name string) error
 // infra/local/duckdb-query.js, which `infra/local/stack env` exports.
 const DuckDBVar = "KINLOG_DUCKDB"
 
-// DuckDBTimeout bounds one query run by the function [DuckDB] returns.
+// DuckDBTimeout bounds one query run by a [DuckDBQuery].
 const DuckDBTimeout = 2 * time.Minute
 
+// DuckDBQuery runs sql with DuckDB and returns the last statement's rows (see
+// [QueryDuckDB]). It fails t, the test it is called from (a subtest may pass its own), when
+// the query fails.
+type DuckDBQuery func(t testing.TB, sql string) []map[string]any
+
 // DuckDB skips (locally) or fails (in CI) the test unless KINLOG_DUCKDB names the DuckDB query
-// script, and fails it when the variable names no executable file. It returns a function
-// that runs SQL with DuckDB and returns the last statement's rows (see [QueryDuckDB]),
-// failing the test when the query fails.
-func DuckDB(t testing.TB) func(sql string) []map[string]any {
+// script, and fails it when the variable names no executable file. It returns the function
+// that runs queries with that script.
+func DuckDB(t testing.TB) DuckDBQuery {
 	t.Helper()
 	script := os.Getenv(DuckDBVar)
 	if script == "" {
@@ -232,7 +236,7 @@ func DuckDB(t testing.TB) func(sql string) []map[string]any {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		t.Fatalf("%s=%s is not an executable file", DuckDBVar, script)
 	}
-	return func(sql string) []map[string]any {
+	return func(t testing.TB, sql string) []map[string]any {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), DuckDBTimeout)
 		defer cancel()

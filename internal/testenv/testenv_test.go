@@ -230,7 +230,7 @@ printf '%s\n' '{"n":18446744073709551615,"s":"a\"b","t":null}' '{"n":-1,"s":"","
 // renders DuckDB's types.
 func TestDuckDBScript(t *testing.T) {
 	query := DuckDB(t)
-	rows := query(`SET TimeZone = 'America/New_York';
+	rows := query(t, `SET TimeZone = 'America/New_York';
 SELECT 9223372036854775807::BIGINT AS big, 18446744073709551615::UBIGINT AS ubig,
   -170141183460469231731687303715884105727::HUGEINT AS huge, 7::INTEGER AS i, 1.5::DOUBLE AS d,
   'NaN'::DOUBLE AS nan, true AS b, NULL AS n, 'é"' || chr(10) || '☃' AS s,
@@ -261,7 +261,7 @@ SELECT 9223372036854775807::BIGINT AS big, 18446744073709551615::UBIGINT AS ubig
 	if len(got) != len(want) {
 		t.Errorf("row has %d columns, want %d: %v", len(got), len(want), got)
 	}
-	if rows := query("SELECT range AS r FROM range(5000)"); len(rows) != 5000 || rows[4999]["r"] != json.Number("4999") {
+	if rows := query(t, "SELECT range AS r FROM range(5000)"); len(rows) != 5000 || rows[4999]["r"] != json.Number("4999") {
 		t.Errorf("range(5000): %d rows, last %v", len(rows), rows[len(rows)-1])
 	}
 
