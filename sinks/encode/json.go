@@ -152,25 +152,26 @@ func (d *Doc) Parse(data []byte) error {
 	d.data = data
 	d.Multiline = false
 	d.UTF8 = false
-	i := skipSpace(data, 0)
+	st := scanState{utf8OK: true}
+	i := st.skip(data, 0)
 	if i >= len(data) {
 		return errSyntax
 	}
 	var k Kind
-	utf8OK := true
 	if data[i] == '{' {
-		k, i = Object, scanObject(data, i, d, 1, &utf8OK)
+		k, i = Object, scanObject(data, i, d, 1, &st)
 	} else {
-		k, i = scanValue(data, i, 1, &utf8OK)
+		k, i = scanValue(data, i, 1, &st)
 	}
-	if i < 0 || skipSpace(data, i) != len(data) {
+	if i < 0 || st.skip(data, i) != len(data) {
 		d.spans = d.spans[:0]
 		return errSyntax
 	}
 	d.Kind = k
-	d.UTF8 = utf8OK
-	// Raw CR and LF are invalid inside strings, so in valid JSON any is whitespace.
-	d.Multiline = bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0
+	d.UTF8 = st.utf8OK
+	// Raw CR and LF are invalid inside strings, so in valid JSON any is whitespace: a
+	// document without whitespace outside its strings (what loggers write) has none.
+	d.Multiline = st.space && (bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0)
 	return nil
 }
 
@@ -215,15 +216,24 @@ func (d *Doc) Lookup(path string) (Field, bool) {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
-func skipSpace(d []byte, i int) int {
-	for i < len(d) && isSpace(d[i]) {
-		i++
+// scanState is what the scanner learns on its way through a document.
+type scanState struct {
+	utf8OK bool // every string is valid UTF-8
+	space  bool // whitespace was skipped somewhere outside strings
+}
+
+// skip returns the index of the first byte at or after i that is not whitespace.
+func (st *scanState) skip(d []byte, i int) int {
+	if i < len(d) && isSpace(d[i]) {
+		st.space = true
+		for i++; i < len(d) && isSpace(d[i]); i++ {
+		}
 	}
 	return i
 }
 
 // scanValue scans any value and returns its kind.
-func scanValue(d []byte, i, depth int, u *bool) (Kind, int) {
+func scanValue(d []byte, i, depth int, u *scanState) (Kind, int) {
 	switch c := d[i]; {
 	case c == '"':
 		i, _ = scanString(d, i, u)
@@ -319,8 +329,8 @@ func specialMask(w uint64) uint64 {
 func hasSpecial(w uint64) bool { return specialMask(w) != 0 }
 
 // scanString scans a string starting at its opening quote and reports whether it contains
-// escapes. It clears *utf8OK when the string holds invalid UTF-8.
-func scanString(d []byte, i int, utf8OK *bool) (int, bool) {
+// escapes. It clears st.utf8OK when the string holds invalid UTF-8.
+func scanString(d []byte, i int, st *scanState) (int, bool) {
 	escaped := false
 	i++
 	for {
@@ -348,7 +358,7 @@ func scanString(d []byte, i int, utf8OK *bool) (int, bool) {
 		case c >= utf8.RuneSelf:
 			r, size := utf8.DecodeRune(d[i:])
 			if r == utf8.RuneError && size == 1 {
-				*utf8OK = false
+				st.utf8OK = false
 			}
 			i += size
 			continue
@@ -379,11 +389,11 @@ func isHex(c byte) bool {
 
 // scanObject scans an object starting at '{'. When doc is not nil, its members are
 // recorded in doc.
-func scanObject(d []byte, i int, doc *Doc, depth int, u *bool) int {
+func scanObject(d []byte, i int, doc *Doc, depth int, u *scanState) int {
 	if depth > maxDepth {
 		return -1
 	}
-	i = skipSpace(d, i+1)
+	i = u.skip(d, i+1)
 	if i < len(d) && d[i] == '}' {
 		return i + 1
 	}
@@ -398,14 +408,14 @@ func scanObject(d []byte, i int, doc *Doc, depth int, u *bool) int {
 		}
 		i = ke
 		if i < len(d) && d[i] != ':' {
-			i = skipSpace(d, i)
+			i = u.skip(d, i)
 		}
 		if i >= len(d) || d[i] != ':' {
 			return -1
 		}
 		i++
 		if i < len(d) && isSpace(d[i]) {
-			i = skipSpace(d, i)
+			i = u.skip(d, i)
 		}
 		if i >= len(d) {
 			return -1
@@ -419,14 +429,14 @@ func scanObject(d []byte, i int, doc *Doc, depth int, u *bool) int {
 			doc.spans = append(doc.spans, span{ks: int32(ks + 1), ke: int32(ke - 1), vs: int32(vs), ve: int32(i), kind: k, esc: esc})
 		}
 		if i < len(d) && isSpace(d[i]) {
-			i = skipSpace(d, i)
+			i = u.skip(d, i)
 		}
 		if i >= len(d) {
 			return -1
 		}
 		switch d[i] {
 		case ',':
-			i = skipSpace(d, i+1)
+			i = u.skip(d, i+1)
 		case '}':
 			return i + 1
 		default:
@@ -435,23 +445,23 @@ func scanObject(d []byte, i int, doc *Doc, depth int, u *bool) int {
 	}
 }
 
-func scanArray(d []byte, i, depth int, u *bool) int {
+func scanArray(d []byte, i, depth int, u *scanState) int {
 	if depth > maxDepth {
 		return -1
 	}
-	i = skipSpace(d, i+1)
+	i = u.skip(d, i+1)
 	if i < len(d) && d[i] == ']' {
 		return i + 1
 	}
 	for {
-		i = skipSpace(d, i)
+		i = u.skip(d, i)
 		if i >= len(d) {
 			return -1
 		}
 		if _, i = scanValue(d, i, depth+1, u); i < 0 {
 			return -1
 		}
-		i = skipSpace(d, i)
+		i = u.skip(d, i)
 		if i >= len(d) {
 			return -1
 		}

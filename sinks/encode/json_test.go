@@ -1,6 +1,7 @@
 package encode
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/bits"
 	"strings"
@@ -137,7 +138,16 @@ func FuzzDocParse(f *testing.F) {
 		if valid := json.Valid(data); valid != (err == nil) {
 			t.Fatalf("Parse(%q) error = %v, json.Valid = %v", data, err, valid)
 		}
-		if err != nil || d.Kind != Object {
+		if err != nil {
+			return
+		}
+		if want := bytes.ContainsAny(data, "\r\n"); d.Multiline != want {
+			t.Fatalf("Parse(%q).Multiline = %v, want %v", data, d.Multiline, want)
+		}
+		if want := utf8.Valid(data); d.UTF8 != want {
+			t.Fatalf("Parse(%q).UTF8 = %v, want %v", data, d.UTF8, want)
+		}
+		if d.Kind != Object {
 			return
 		}
 		var m map[string]json.RawMessage
