@@ -14,8 +14,9 @@
 // # NDJSON
 //
 // With [FramingLines] every record becomes one line: JSON is kept byte for byte (compacted
-// only when it spans lines), and a record that is not JSON is wrapped as {"raw": "..."} or,
-// when it is not UTF-8, {"raw_base64": "..."}, so nothing is dropped and every line parses.
+// only when it spans lines), and a record that is not a JSON object is wrapped as
+// {"raw": "..."} or, when it is not UTF-8, {"raw_base64": "..."}, so nothing is dropped and
+// every line is an object.
 // [FramingRaw] writes records exactly as received.
 //
 // # Parquet

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -34,7 +35,9 @@ func TestAppendLine(t *testing.T) {
 		{"json without newline", `{"a":1}`, "{\"a\":1}\n"},
 		{"crlf", "{\"a\":1}\r\n", "{\"a\":1}\n"},
 		{"pretty json compacted", "{\n  \"a\": [1, 2],\n  \"b\": \"x y\"\n}\n", "{\"a\":[1,2],\"b\":\"x y\"}\n"},
-		{"scalar json kept", "42", "42\n"},
+		{"bare number wrapped", "42", "{\"raw\":\"42\"}\n"},
+		{"bare array wrapped", "[1, 2]\n", "{\"raw\":\"[1, 2]\\n\"}\n"},
+		{"bare string wrapped", `"x"`, `{"raw":"\"x\""}` + "\n"},
 		{"text wrapped", "hello \"world\"\n", "{\"raw\":\"hello \\\"world\\\"\\n\"}\n"},
 		{"empty record wrapped", "", "{\"raw\":\"\"}\n"},
 		{"broken json wrapped", `{"a":`, "{\"raw\":\"{\\\"a\\\":\"}\n"},
@@ -351,8 +354,12 @@ func checkFooter(t *testing.T, data []byte, c Compression) {
 		t.Fatal(err)
 	}
 	md := f.Metadata()
-	if !strings.HasPrefix(md.CreatedBy, CreatedBy) {
+	// The form parquet-mr's VersionParser reads (application, version, build).
+	if !regexp.MustCompile(`^` + CreatedBy + `\s+version\s*` + regexp.QuoteMeta(ParquetLayoutVersion) + `\s*\(\s*build\s*[^)]*\)$`).MatchString(md.CreatedBy) {
 		t.Errorf("created_by = %q", md.CreatedBy)
+	}
+	if name := f.Schema().Name(); name != "log" {
+		t.Errorf("schema root is named %q, want log", name)
 	}
 	type col struct {
 		typ      format.Type

@@ -49,9 +49,11 @@ type Framing uint8
 
 const (
 	// FramingLines (the default) puts every record on its own line ending in "\n": a trailing
-	// newline is not doubled, JSON spread over several lines is compacted onto one, and a
-	// record that is not JSON (or not valid UTF-8) is wrapped as {"raw":"<text>"} (or
-	// {"raw_base64":"<base64>"}) so that every line is a JSON value and nothing is dropped.
+	// newline is not doubled, a JSON object spread over several lines is compacted onto one,
+	// and a record that is not a JSON object (text, a bare JSON number, string or array, or
+	// anything not valid UTF-8) is wrapped as {"raw":"<text>"} (or {"raw_base64":"<base64>"})
+	// so that every line is a JSON object, as table readers (Athena, DuckDB, Spark) need, and
+	// nothing is dropped.
 	FramingLines Framing = iota
 	// FramingRaw writes each record's bytes exactly as received, with nothing added or
 	// removed, for producers that delimit records themselves. Objects get the extension
@@ -196,7 +198,7 @@ func AppendLine(dst, data []byte, d *Doc, fr Framing) []byte {
 	}
 	t := Trim(data)
 	switch {
-	case d.Kind == Invalid || !d.UTF8:
+	case d.Kind != Object || !d.UTF8:
 		if utf8.Valid(data) {
 			dst = append(dst, `{"`+RawField+`":`...)
 			dst = jsonx.AppendString(dst, data)

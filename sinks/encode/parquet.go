@@ -68,7 +68,7 @@ type writeRow struct {
 
 // ParquetSchema is the schema of the files the encoder writes. Its columns, types and
 // repetition are those of [Row], which reads them.
-var ParquetSchema = parquet.SchemaOf(writeRow{})
+var ParquetSchema = parquet.NewSchema("log", parquet.SchemaOf(writeRow{}))
 
 // The columns of [ParquetSchema], in order.
 const (
@@ -85,8 +85,15 @@ const (
 	pqColumns
 )
 
-// CreatedBy is the created_by string written in Parquet footers.
+// CreatedBy is the application named in the created_by of Parquet footers, followed by
+// "version" and [ParquetLayoutVersion] as parquet-mr's parser expects (a created_by it cannot
+// parse makes Spark and Hive ignore string column statistics).
 const CreatedBy = "kinlog"
+
+// ParquetLayoutVersion versions the files' layout (schema, encodings, page settings). It is
+// a constant, not the build's version, so that a replay by another build writes the same
+// bytes unless the layout changed.
+const ParquetLayoutVersion = "1.0.0"
 
 // byteColumn holds the values of a string column back to back.
 type byteColumn struct {
@@ -307,7 +314,7 @@ func writeParquetWith(dst []byte, rows *parquetColumns, codec compress.Codec) ([
 	w := parquet.NewWriter(b,
 		ParquetSchema,
 		parquet.Compression(codec),
-		parquet.CreatedBy(CreatedBy, "", ""),
+		parquet.CreatedBy(CreatedBy, ParquetLayoutVersion, "-"),
 		parquet.DataPageVersion(1),
 		parquet.DataPageStatistics(true),
 		parquet.MaxRowsPerRowGroup(math.MaxInt64),
