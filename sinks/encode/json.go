@@ -426,7 +426,14 @@ func scanObject(d []byte, i int, doc *Doc, depth int, u *scanState) int {
 			return -1
 		}
 		if doc != nil {
-			doc.spans = append(doc.spans, span{ks: int32(ks + 1), ke: int32(ke - 1), vs: int32(vs), ve: int32(i), kind: k, esc: esc})
+			n := len(doc.spans)
+			if n == cap(doc.spans) {
+				doc.spans = append(doc.spans, span{})
+			} else {
+				doc.spans = doc.spans[:n+1]
+			}
+			sp := &doc.spans[n]
+			sp.ks, sp.ke, sp.vs, sp.ve, sp.kind, sp.esc = int32(ks+1), int32(ke-1), int32(vs), int32(i), k, esc
 		}
 		if i < len(d) && isSpace(d[i]) {
 			i = u.skip(d, i)
