@@ -129,6 +129,23 @@ func TestIntegrationBalance16Shards(t *testing.T) {
 		}
 		return n
 	}
+	// settled wraps a condition on the table's owner counts: it holds once every worker's own
+	// view agrees with the table too. A take is counted before its shard worker starts, so
+	// then every take behind the counts has been counted and stable compares like with like.
+	settled := func(ok func(m map[string]int) bool) func() bool {
+		return func() bool {
+			m := ownerCounts(t, store)
+			if !ok(m) {
+				return false
+			}
+			for _, c := range workers {
+				if st := c.Status(); len(st.Shards) != m[st.WorkerID] {
+					return false
+				}
+			}
+			return true
+		}
+	}
 	stable := func() {
 		t.Helper()
 		before, counts := takes(), ownerCounts(t, store)
@@ -141,17 +158,15 @@ func TestIntegrationBalance16Shards(t *testing.T) {
 	start("w1")
 	eventually(t, 10*time.Second, "w1 to take all 16 shards", func() bool { return len(workers[0].Status().Shards) == 16 })
 	start("w2")
-	eventually(t, 30*time.Second, "8 shards each on 2 workers", func() bool {
-		m := ownerCounts(t, store)
+	eventually(t, 30*time.Second, "8 shards each on 2 workers", settled(func(m map[string]int) bool {
 		return m["w1"] == 8 && m["w2"] == 8
-	})
+	}))
 	stable()
 	start("w3")
-	eventually(t, 30*time.Second, "16 shards spread 6/5/5 on 3 workers", func() bool {
-		m := ownerCounts(t, store)
+	eventually(t, 30*time.Second, "16 shards spread 6/5/5 on 3 workers", settled(func(m map[string]int) bool {
 		n := []int{m["w1"], m["w2"], m["w3"]}
 		return n[0]+n[1]+n[2] == 16 && slices.Max(n)-slices.Min(n) <= 1
-	})
+	}))
 	stable()
 	t.Logf("leases: %v", ownerCounts(t, store))
 	for _, stop := range stops {
