@@ -112,6 +112,9 @@ type Doc struct {
 	// UTF8 reports whether every string is valid UTF-8 (JSON outside strings is ASCII), so
 	// that the whole document is.
 	UTF8 bool
+	// compact reports that the document has no whitespace outside strings: members are
+	// separated by exactly "," and names from values by exactly ":".
+	compact bool
 
 	data  []byte
 	spans []span // top-level members of an object
@@ -152,6 +155,7 @@ func (d *Doc) Parse(data []byte) error {
 	d.data = data
 	d.Multiline = false
 	d.UTF8 = false
+	d.compact = false
 	st := scanState{utf8OK: true}
 	i := st.skip(data, 0)
 	if i >= len(data) {
@@ -169,6 +173,7 @@ func (d *Doc) Parse(data []byte) error {
 	}
 	d.Kind = k
 	d.UTF8 = st.utf8OK
+	d.compact = !st.space
 	// Raw CR and LF are invalid inside strings, so in valid JSON any is whitespace: a
 	// document without whitespace outside its strings (what loggers write) has none.
 	d.Multiline = st.space && (bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0)

@@ -473,6 +473,15 @@ func (c *columns) appendText(dst []byte, d *Doc, col int) []byte {
 	return appendUnquoted(dst, v[1:len(v)-1])
 }
 
+func (c *columns) isConsumed(i int) bool {
+	for _, k := range c.consumed[:c.n] {
+		if k == i {
+			return true
+		}
+	}
+	return false
+}
+
 // appendAttributes appends a JSON object of the members no column consumed, in input order,
 // on one line; it appends nothing when none remain.
 func (c *columns) appendAttributes(dst []byte, d *Doc) []byte {
@@ -482,12 +491,30 @@ func (c *columns) appendAttributes(dst []byte, d *Doc) []byte {
 	start := len(dst)
 	dst = append(dst, '{')
 	first := true
-members:
-	for i := range d.spans {
-		for _, k := range c.consumed[:c.n] {
-			if k == i {
-				continue members
+	if d.compact {
+		// Runs of kept members are copied as they are: in a compact document they read
+		// exactly as the member-by-member form below.
+		for i := 0; i < len(d.spans); {
+			if c.isConsumed(i) {
+				i++
+				continue
 			}
+			j := i
+			for j+1 < len(d.spans) && !c.isConsumed(j+1) {
+				j++
+			}
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = append(dst, d.data[d.spans[i].ks-1:d.spans[j].ve]...)
+			i = j + 1
+		}
+		return append(dst, '}')
+	}
+	for i := range d.spans {
+		if c.isConsumed(i) {
+			continue
 		}
 		if !first {
 			dst = append(dst, ',')

@@ -85,3 +85,32 @@ func BenchmarkTimeParse(b *testing.B) {
 		})
 	}
 }
+
+// TestAttributesCompactCopy checks that copying runs of members from a compact document
+// gives exactly the member-by-member form.
+func TestAttributesCompactCopy(t *testing.T) {
+	data, _ := records(3000)
+	for _, s := range []string{
+		`{"a":1,"time":"2026-03-14T09:58:01Z","b":{"c":[1,2]},"msg":"m","d\u0065":"x","level":"I"}`,
+		`{"msg":"m","a":"\"q\"","level":"E"}`,
+		`{"x":1}`,
+		`{"msg":"only"}`,
+	} {
+		data = append(data, []byte(s))
+	}
+	p := DefaultFields.picker()
+	for _, r := range data {
+		var d Doc
+		if d.Parse(Trim(r)) != nil || d.Kind != Object || !d.compact {
+			continue
+		}
+		var c columns
+		p.pick(&d, &c)
+		fast := string(c.appendAttributes(nil, &d))
+		d.compact = false
+		slow := string(c.appendAttributes(nil, &d))
+		if fast != slow {
+			t.Fatalf("record %q: run copy %q, member by member %q", r, fast, slow)
+		}
+	}
+}
