@@ -3,6 +3,7 @@ package kpl
 import (
 	"bytes"
 	"crypto/md5"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -297,14 +298,10 @@ func AppendDecode(dst []Record, data []byte) (records []Record, ok bool) {
 	return dst, true
 }
 
-func growRecords(dst []Record, n int) []Record {
-	if cap(dst)-len(dst) >= n {
-		return dst
-	}
-	grown := make([]Record, len(dst), len(dst)+n)
-	copy(grown, dst)
-	return grown
-}
+// growRecords makes room for n more records, growing geometrically: a caller appends the
+// aggregates of a whole GetRecords response to one slice, and growing it by exactly n each
+// time copied it once per aggregate (quadratic in the response's user records).
+func growRecords(dst []Record, n int) []Record { return slices.Grow(dst, n) }
 
 // decodeRecord parses one Record message against the key tables.
 func decodeRecord(b []byte, pks, ehks []string) (Record, bool) {

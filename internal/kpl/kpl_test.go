@@ -261,6 +261,35 @@ func TestResetReusesWithoutAllocating(t *testing.T) {
 	}
 }
 
+// TestAppendDecodeGrowsGeometrically appends many aggregates to one slice, as the consumer
+// does with a GetRecords response: the slice must be reallocated a logarithmic number of
+// times, not once per aggregate (which made decoding quadratic in the response's records).
+func TestAppendDecodeGrowsGeometrically(t *testing.T) {
+	var a Aggregator
+	for i := range 50 {
+		a.Add(Record{PartitionKey: strconv.Itoa(i % 7), Data: []byte("line")})
+	}
+	agg := a.AppendEncode(nil)
+	var dst []Record
+	reallocs := 0
+	for range 1000 {
+		before := cap(dst)
+		var ok bool
+		if dst, ok = AppendDecode(dst, agg); !ok {
+			t.Fatal("aggregate did not decode")
+		}
+		if cap(dst) != before {
+			reallocs++
+		}
+	}
+	if len(dst) != 50*1000 {
+		t.Fatalf("decoded %d records, want %d", len(dst), 50*1000)
+	}
+	if reallocs > 40 {
+		t.Fatalf("the slice was reallocated %d times for 1000 aggregates, want a logarithmic number", reallocs)
+	}
+}
+
 func TestDecodeDoesNotCopyData(t *testing.T) {
 	enc := withTrailer(vectorBody)
 	recs, _ := Decode(enc)
