@@ -26,30 +26,30 @@ import (
 const benchBatch = 500
 
 // benchFlushes is how many size-triggered flushes (of DefaultBufferSize, 5 MiB of record
-// data) the benchmark input makes.
+// data) one benchmark iteration makes.
 const benchFlushes = 3
 
 // benchRecords returns generated log records that end exactly at the benchFlushes-th size
-// cut of DefaultBufferSize (about 67,000 records, 15 MiB), so every flush is cut by size and
-// Shutdown has nothing left to write, and their total data size.
-func benchRecords(b *testing.B) ([]consumer.Record, int) {
+// cut of DefaultBufferSize (65,198 records, 15.7 MB), the index of the last record of each
+// flush, and the records' total data size. As the input ends on a cut, every flush is cut
+// by size and each iteration starts with an empty buffer.
+func benchRecords(b *testing.B) (recs []consumer.Record, cuts []int, total int) {
 	b.Helper()
 	g := testlogs.New(1)
-	var recs []consumer.Record
-	acc, cuts, total := 0, 0, 0
-	for cuts < benchFlushes {
+	acc := 0
+	for len(cuts) < benchFlushes {
 		for _, r := range g.Records(shard, uint64(len(recs))+1, 1000) {
 			recs = append(recs, r)
 			total += len(r.Data)
 			if acc += recordSize(&r); acc >= DefaultBufferSize {
 				acc = 0
-				if cuts++; cuts == benchFlushes {
+				if cuts = append(cuts, len(recs)-1); len(cuts) == benchFlushes {
 					break
 				}
 			}
 		}
 	}
-	return recs, total
+	return recs, cuts, total
 }
 
 // benchStore counts what the sink writes, by kind, from the objects' metadata. It replaces
@@ -63,13 +63,6 @@ type benchStore struct {
 	archiveBytes        int            // bytes of archive objects
 }
 
-func (st *benchStore) reset() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.archived, st.analytics, st.errored, st.archiveBytes = 0, 0, 0, 0
-	st.objects = map[string]int{}
-}
-
 func (st *benchStore) put(_ context.Context, in *awss3.PutObjectInput) (*awss3.PutObjectOutput, error) {
 	n, err := io.Copy(io.Discard, in.Body)
 	if err != nil {
@@ -79,7 +72,7 @@ func (st *benchStore) put(_ context.Context, in *awss3.PutObjectInput) (*awss3.P
 	if err != nil {
 		return nil, err
 	}
-	kind := strings.SplitN(*in.Key, "/", 2)[0]
+	kind, _, _ := strings.Cut(*in.Key, "/")
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch kind {
@@ -95,6 +88,67 @@ func (st *benchStore) put(_ context.Context, in *awss3.PutObjectInput) (*awss3.P
 	return &awss3.PutObjectOutput{}, nil
 }
 
+// benchWorker plays the consumer worker of one shard: it builds the batches, counts their
+// acknowledgements, tells when a number of records is acknowledged, and checks at every
+// Prepare that exactly the records of the previous flushes are acknowledged.
+type benchWorker struct {
+	b       *testing.B
+	perIter int   // records per iteration
+	cuts    []int // index of each flush's last record in an iteration
+
+	mu       sync.Mutex
+	acked    int // records acknowledged, over all iterations
+	prepared int // Prepare calls
+	target   int
+	reached  chan struct{} // closed when acked reaches target
+}
+
+// ackedBefore returns how many records the flushes before the m-th (from 0) hold.
+func (w *benchWorker) ackedBefore(m int) int {
+	n := m / len(w.cuts) * w.perIter
+	if i := m % len(w.cuts); i > 0 {
+		n += w.cuts[i-1] + 1
+	}
+	return n
+}
+
+func (w *benchWorker) Prepare(_ context.Context, boundary checkpoint.Checkpoint) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if want := w.ackedBefore(w.prepared); w.acked != want {
+		w.b.Errorf("Prepare(%v) number %d with %d records acknowledged, want %d", boundary, w.prepared, w.acked, want)
+	}
+	w.prepared++
+	return nil
+}
+
+func (w *benchWorker) batch(recs []consumer.Record) *consumer.Batch {
+	done := 0
+	return consumer.NewBatch(shard, recs, func(n int) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.acked += n - done
+		done = n
+		if w.reached != nil && w.acked >= w.target {
+			close(w.reached)
+			w.reached = nil
+		}
+	})
+}
+
+// await returns a channel closed once n records in all are acknowledged.
+func (w *benchWorker) await(n int) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := make(chan struct{})
+	if w.acked >= n {
+		close(ch)
+		return ch
+	}
+	w.target, w.reached = n, ch
+	return ch
+}
+
 // cpuTime returns the CPU time (user and system) the process used so far, over all its
 // threads: encoding and uploads run on the processor's goroutines, not the benchmark's.
 func cpuTime(b *testing.B) time.Duration {
@@ -108,15 +162,16 @@ func cpuTime(b *testing.B) time.Duration {
 // BenchmarkSink measures the archive sink's whole path for one shard: consumer batches of
 // 500 records in, classification and partitioning, size-cut flushes of 5 MiB, parsing,
 // encoding and compression, rollups, the two-phase Prepare, object puts to an in-memory
-// store, and the acknowledgements. One iteration is the life of a shard processor over
-// about 15 MiB of log records (Initialize, every batch, Shutdown), and ends only when every
-// record is acknowledged; it fails if a record is lost or lands in the error output.
+// store, and the acknowledgements. One processor lives through the run, as on a worker
+// that holds the lease; an iteration hands it the next 65,198 log records (15.7 MB, three
+// flushes) and ends when every one of them is acknowledged. It fails if a record is not
+// acknowledged, not archived, not rolled up, or lands in the error output.
 //
 // Besides the bytes of record data per second it reports records/s (wall clock) and
-// ns/record, the process CPU time per record over every goroutine (encoding runs beside the
-// goroutine that delivers the batches).
+// ns/record, the process CPU time per record over every goroutine (the flush is built on
+// the processor's goroutine, beside the one that delivers the batches).
 func BenchmarkSink(b *testing.B) {
-	recs, total := benchRecords(b)
+	recs, cuts, total := benchRecords(b)
 	for _, bc := range []struct {
 		name string
 		opts []Option
@@ -136,49 +191,72 @@ func BenchmarkSink(b *testing.B) {
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			st := &benchStore{}
+			st := &benchStore{objects: map[string]int{}}
 			fake := newFakeS3(b)
 			fake.putObject = st.put
 			// A buffer interval far beyond the run: every flush is cut by size.
 			opts := append([]Option{WithBufferInterval(time.Hour)}, bc.opts...)
 			s := newTestSink(b, fake, realClock{}, opts...)
-			start := checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}
-			last := recs[len(recs)-1].Position()
+			w := &benchWorker{b: b, perIter: len(recs), cuts: cuts}
+			proc := s.NewProcessor(shard)
+			ctx := context.Background()
+			if err := proc.Initialize(ctx, consumer.InitInput{ShardID: shard, Start: checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}, Preparer: w}); err != nil {
+				b.Fatal(err)
+			}
+			// Stops the processor's goroutine when the benchmark fails early (a no-op after
+			// Shutdown).
+			b.Cleanup(func() { proc.LeaseLost(ctx) })
+			// Each iteration hands over the same records under the next sequence numbers.
+			// They are rewritten in place once the previous iteration's are all
+			// acknowledged, when the processor no longer reads them.
+			in := make([]consumer.Record, len(recs))
+			copy(in, recs)
 
 			b.SetBytes(int64(total))
 			b.ReportAllocs()
-			cpu0 := cpuTime(b)
+			var cpu time.Duration
+			iter := 0
 			for b.Loop() {
-				st.reset()
-				h := newHarness(b, s, shard, start, nil)
-				for i := 0; i < len(recs); i += benchBatch {
-					h.mustDeliver(recs[i:min(i+benchBatch, len(recs))])
+				b.StopTimer()
+				for i := range in {
+					in[i].SequenceNumber = testlogs.Seq(uint64(iter*len(in) + i + 1))
 				}
-				// Shutdown returns once every flush is written and acknowledged.
-				shutdown(b, h.proc)
-				if n := h.ackedCount(); n != len(recs) {
-					b.Fatalf("%d of %d records acknowledged", n, len(recs))
+				iter++
+				b.StartTimer()
+				cpu0 := cpuTime(b)
+				for i := 0; i < len(in); i += benchBatch {
+					if err := proc.ProcessRecords(ctx, w.batch(in[i:min(i+benchBatch, len(in))])); err != nil {
+						b.Fatalf("ProcessRecords: %v", err)
+					}
 				}
-				if bs := h.prep.got(); len(bs) != benchFlushes || bs[len(bs)-1] != last {
-					b.Fatalf("prepared boundaries %v, want %d ending at %v", bs, benchFlushes, last)
+				select {
+				case <-w.await(iter * len(in)):
+				case <-time.After(time.Minute): // a guard against a hang, not a wait
+					w.mu.Lock()
+					acked := w.acked
+					w.mu.Unlock()
+					b.Fatalf("iteration %d: %d of %d records acknowledged after a minute", iter, acked, iter*len(in))
 				}
-				st.mu.Lock()
-				archived, analytics, errored := st.archived, st.analytics, st.errored
-				st.mu.Unlock()
-				if archived != len(recs) || analytics != len(recs) || errored != 0 {
-					b.Fatalf("%d records archived, %d rolled up, %d errored; want %d, %d, 0",
-						archived, analytics, errored, len(recs), len(recs))
-				}
+				cpu += cpuTime(b) - cpu0
 			}
-			cpu := cpuTime(b) - cpu0
-			n := float64(b.N) * float64(len(recs))
-			b.ReportMetric(n/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(cpu.Nanoseconds())/n, "ns/record")
+			if err := proc.Shutdown(ctx); err != nil {
+				b.Fatalf("Shutdown: %v", err)
+			}
+			w.mu.Lock()
+			acked, prepared := w.acked, w.prepared
+			w.mu.Unlock()
 			st.mu.Lock()
-			b.ReportMetric(float64(st.objects["logs"]), "archive-objects")
+			defer st.mu.Unlock()
+			n := b.N * len(recs)
+			if acked != n || prepared != b.N*benchFlushes || st.archived != n || st.analytics != n || st.errored != 0 {
+				b.Fatalf("%d iterations of %d records: %d acknowledged, %d archived, %d rolled up, %d errored, %d flushes; want %d, %d, %d, 0, %d",
+					b.N, len(recs), acked, st.archived, st.analytics, st.errored, prepared, n, n, n, b.N*benchFlushes)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "ns/record")
+			b.ReportMetric(float64(st.objects["logs"])/float64(b.N), "archive-objects/op")
 			b.ReportMetric(float64(st.archiveBytes)/float64(st.objects["logs"]), "bytes/archive-object")
-			b.ReportMetric(float64(total)/float64(st.archiveBytes), "ratio")
-			st.mu.Unlock()
+			b.ReportMetric(float64(total*b.N)/float64(st.archiveBytes), "ratio")
 		})
 	}
 }
