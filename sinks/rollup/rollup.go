@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,25 +136,29 @@ func (r *Row) Field(name string) *Numeric {
 	return nil
 }
 
+// key identifies the row's window and dimensions (names and values length-prefixed, so no
+// two rows share a key).
 func (r *Row) key() string {
-	var b strings.Builder
-	b.WriteString(strconv.FormatInt(r.Start.UnixNano(), 10))
-	b.WriteByte(0)
-	b.WriteString(strconv.FormatInt(int64(r.Window), 10))
+	k := binary.AppendVarint(nil, r.Start.UnixNano())
+	k = binary.AppendVarint(k, int64(r.Window))
 	for _, d := range r.Dims {
-		b.WriteByte(0)
-		b.WriteString(d.Name)
-		b.WriteByte('=')
-		b.WriteString(d.Value)
+		k = binary.AppendUvarint(k, uint64(len(d.Name)))
+		k = append(k, d.Name...)
+		k = binary.AppendUvarint(k, uint64(len(d.Value)))
+		k = append(k, d.Value...)
 	}
-	return b.String()
+	return string(k)
 }
 
 // Aggregator rolls up the records of one batch. It is not safe for concurrent use.
 type Aggregator struct {
-	cfg  Config
-	rows map[string]*Row
-	dims []Dim
+	cfg    Config
+	rows   map[string]*Row
+	sorted []string // the dimensions sorted by name, the order of Row.Dims
+	found  []int    // per record: indexes into sorted of the dimensions present
+	vals   []encode.Field
+	key    []byte
+	text   []byte
 }
 
 // NewAggregator validates cfg and returns an empty Aggregator.
@@ -165,7 +170,9 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 	if _, err := newSketch(cfg.RelativeAccuracy); err != nil {
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
-	return &Aggregator{cfg: cfg, rows: map[string]*Row{}}, nil
+	sorted := slices.Clone(cfg.Dimensions)
+	slices.Sort(sorted)
+	return &Aggregator{cfg: cfg, rows: map[string]*Row{}, sorted: sorted}, nil
 }
 
 // Config returns the aggregator's configuration with defaults filled in.
@@ -175,25 +182,50 @@ func newSketch(acc float64) (*ddsketch.DDSketch, error) {
 	return ddsketch.LogCollapsingLowestDenseDDSketch(acc, SketchBins)
 }
 
+// appendText appends a scalar's text ([encode.Field.Text]) without allocating when the
+// value has no escapes.
+func appendText(dst []byte, f *encode.Field) []byte {
+	if f.Kind != encode.String {
+		return append(dst, f.Value...)
+	}
+	raw := f.Value[1 : len(f.Value)-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return append(dst, raw...)
+	}
+	t, _ := f.Text()
+	return append(dst, t...)
+}
+
 // Add counts one record of size bytes at time t. d is the parsed record (any kind).
 func (a *Aggregator) Add(t time.Time, size int, d *encode.Doc) {
 	start := t.UTC().Truncate(a.cfg.Window)
-	a.dims = a.dims[:0]
+	a.found, a.vals = a.found[:0], a.vals[:0]
+	// The row's key: the window, then each present dimension's index and text, each text
+	// length-prefixed so that no two sets of values share a key. It is built in a reused
+	// buffer and looked up without allocating.
+	k := binary.AppendVarint(a.key[:0], start.UnixNano())
 	if d.Kind == encode.Object {
-		for _, name := range a.cfg.Dimensions {
-			if f, ok := d.Lookup(name); ok && f.Kind.Scalar() {
-				v, _ := f.Text()
-				a.dims = append(a.dims, Dim{Name: name, Value: v})
+		for i, name := range a.sorted {
+			f, ok := d.Lookup(name)
+			if !ok || !f.Kind.Scalar() {
+				continue
 			}
+			a.found, a.vals = append(a.found, i), append(a.vals, f)
+			a.text = appendText(a.text[:0], &f)
+			k = binary.AppendUvarint(k, uint64(i))
+			k = binary.AppendUvarint(k, uint64(len(a.text)))
+			k = append(k, a.text...)
 		}
 	}
-	slices.SortFunc(a.dims, func(x, y Dim) int { return strings.Compare(x.Name, y.Name) })
-	probe := Row{Start: start, Window: a.cfg.Window, Dims: a.dims}
-	k := probe.key()
-	r := a.rows[k]
+	a.key = k
+	r := a.rows[string(k)]
 	if r == nil {
-		r = &Row{Start: start, Window: a.cfg.Window, Dims: slices.Clone(a.dims)}
-		a.rows[k] = r
+		r = &Row{Start: start, Window: a.cfg.Window, Dims: make([]Dim, len(a.found))}
+		for j, i := range a.found {
+			v, _ := a.vals[j].Text()
+			r.Dims[j] = Dim{Name: a.sorted[i], Value: v}
+		}
+		a.rows[string(k)] = r
 	}
 	r.Count++
 	r.Bytes += int64(size)

@@ -66,6 +66,54 @@ func TestAggregatorGroups(t *testing.T) {
 	}
 }
 
+// TestAggregatorKeys checks what makes two records share a row: the same text of each
+// dimension (escaped or not, string or number), and only that.
+func TestAggregatorKeys(t *testing.T) {
+	a, err := NewAggregator(Config{Dimensions: []string{"b", "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		`{"a":"x","b":"1"}`, `{"a":"\u0078","b":1}`, // one row: a=x b=1
+		`{"a":"x\u0000b=1"}`, `{"a":"x\u0000b","b":"1"}`, // values with NUL and '=': distinct rows
+		`{"b":"x"}`, `{"a":"x"}`, // the same value under different dimensions
+	} {
+		a.Add(t0, 1, doc(t, s))
+	}
+	var got []string
+	for _, r := range a.Rows() {
+		got = append(got, fmt.Sprintf("%q n=%d", r.Dims, r.Count))
+	}
+	want := []string{
+		`[{"a" "x"}] n=1`,
+		`[{"a" "x"} {"b" "1"}] n=2`,
+		`[{"a" "x\x00b"} {"b" "1"}] n=1`,
+		`[{"a" "x\x00b=1"}] n=1`,
+		`[{"b" "x"}] n=1`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows:\n%s\nwant:\n%s", join(got), join(want))
+	}
+}
+
+// BenchmarkAggregatorAdd is the rollup cost per record with the default dimensions.
+func BenchmarkAggregatorAdd(b *testing.B) {
+	a, err := NewAggregator(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	docs := make([]*encode.Doc, 64)
+	for i := range docs {
+		docs[i] = doc(b, fmt.Sprintf(`{"time":"2026-03-14T10:00:00Z","level":"INFO","msg":"m","service":"svc-%d","status":%d,"latency_ms":12.5}`, i%4, 200+i%3))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		a.Add(t0, 100, docs[i%len(docs)])
+		i++
+	}
+}
+
 func join(s []string) string {
 	var b bytes.Buffer
 	for _, x := range s {
