@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/kinlog/kinlog/checkpoint"
-	"github.com/kinlog/kinlog/consumer"
 	"github.com/kinlog/kinlog/internal/backoff"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
@@ -111,6 +110,10 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 		doc      encode.Doc
 		buf      []byte
 		stats    = flushStats{errored: map[string]int{}}
+		// The rollup object of the last record's window: records come in time order,
+		// mostly, so its prefix is rendered only when the window changes.
+		lastAna   *anaObj
+		lastStart time.Time
 	)
 	for i := range f.entries {
 		e := &f.entries[i]
@@ -121,7 +124,7 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 			_ = doc.Parse(encode.Trim(r.Data))
 			o := arch[e.part]
 			if o == nil {
-				o = &archObj{b: s.enc.NewObject()}
+				o = &archObj{b: s.builder()}
 				arch[e.part] = o
 				archList = append(archList, e.part)
 			}
@@ -133,8 +136,11 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 				stats.archived++
 				if s.anaPfx != nil {
 					start := e.at.UTC().Truncate(s.rollupWindow())
-					buf = s.anaPfx.Append(buf[:0], &prefix.Values{Time: start})
-					a := ana[string(buf)]
+					a := lastAna
+					if a == nil || !start.Equal(lastStart) {
+						buf = s.anaPfx.Append(buf[:0], &prefix.Values{Time: start})
+						a = ana[string(buf)]
+					}
 					if a == nil {
 						agg, err := rollup.NewAggregator(s.cfg.rollupCfg)
 						if err != nil {
@@ -144,6 +150,7 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 						ana[string(buf)] = a
 						anaList = append(anaList, string(buf))
 					}
+					lastAna, lastStart = a, start
 					a.agg.Add(e.at, len(r.Data), &doc)
 					a.add(pos)
 				}
@@ -175,9 +182,11 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 	for _, part := range archList {
 		o := arch[part]
 		if o.n == 0 {
+			s.builders.Put(o.b)
 			continue // every record failed to encode
 		}
 		body, err := o.b.Finish(nil)
+		s.builders.Put(o.b) // the body is a copy
 		if err != nil {
 			return nil, stats, fmt.Errorf("encoding object: %w", err)
 		}
@@ -239,18 +248,13 @@ func (p *processor) write(f *flush) error {
 	if err := p.uploadAll(ctx, objs); err != nil {
 		return err
 	}
-	// Every object is durable: acknowledge exactly the flush's records, batch by batch.
-	var batches []*consumer.Batch
-	through := map[*consumer.Batch]int{}
+	// Every object is durable: acknowledge exactly the flush's records, batch by batch (a
+	// flush holds each batch's records as one run, in order).
 	for i := range f.entries {
 		e := &f.entries[i]
-		if _, ok := through[e.batch]; !ok {
-			batches = append(batches, e.batch)
+		if i+1 == len(f.entries) || f.entries[i+1].batch != e.batch {
+			e.batch.AckThrough(e.idx + 1)
 		}
-		through[e.batch] = e.idx + 1
-	}
-	for _, b := range batches {
-		b.AckThrough(through[b])
 	}
 	s.met.records.Add(float64(stats.archived))
 	for t, n := range stats.errored {

@@ -69,6 +69,7 @@ type processor struct {
 
 	mu       sync.Mutex
 	entries  []entry // the open buffer
+	lastLen  int     // records in the last sealed flush, to size the next buffer
 	parts    map[string]*partition
 	size     int
 	firstAt  time.Time              // clock time the open buffer got its first record
@@ -236,6 +237,9 @@ func (p *processor) add(ctx context.Context, e entry) error {
 	if len(p.entries) == 0 {
 		p.firstAt = p.s.cfg.clock.Now()
 		p.kickLocked() // arm the interval timer
+		if cap(p.entries) == 0 {
+			p.entries = make([]entry, 0, p.lastLen) // sized like the last flush
+		}
 	}
 	p.entries = append(p.entries, e)
 	p.size += recordSize(e.rec())
@@ -303,6 +307,7 @@ func (p *processor) sealLocked() {
 	}
 	f := &flush{entries: p.entries, boundary: p.entries[len(p.entries)-1].rec().Position()}
 	p.queue = append(p.queue, f)
+	p.lastLen = len(p.entries)
 	p.entries = nil
 	p.parts = map[string]*partition{}
 	p.size = 0

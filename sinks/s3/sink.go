@@ -43,6 +43,9 @@ type Sink struct {
 	anaPfx *prefix.Template
 	timeFm encode.TimeFormat
 	met    *metrics
+	// builders are idle object builders, shared by the shards: their buffers are reused
+	// from flush to flush instead of growing from empty each time.
+	builders sync.Pool
 
 	mu    sync.Mutex
 	procs map[*processor]struct{}
@@ -150,4 +153,13 @@ func (s *Sink) bufferedRecords() float64 {
 		n += p.unacked()
 	}
 	return float64(n)
+}
+
+// builder returns an empty object builder.
+func (s *Sink) builder() *encode.Builder {
+	if b, ok := s.builders.Get().(*encode.Builder); ok {
+		b.Reset()
+		return b
+	}
+	return s.enc.NewObject()
 }
