@@ -80,13 +80,12 @@ func (f *fakeKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInpu
 // testShard is the test data behind a fake shard: its records in order, and whether it is
 // closed (then reading past its last record ends the shard).
 type testShard struct {
-	id             string
-	parents        []string
-	startHash      string
-	endHash        string
-	records        []types.Record
-	closed         bool
-	lastSeqOfRange string
+	id        string
+	parents   []string
+	startHash string
+	endHash   string
+	records   []types.Record
+	closed    bool
 }
 
 // testStream serves test data through the function fields of a fakeKinesis. Iterators are

@@ -26,10 +26,6 @@ type badMarshaler struct{}
 
 func (badMarshaler) MarshalJSON() ([]byte, error) { return nil, errors.New("cannot") }
 
-type nilStringer struct{ s *string }
-
-func (n *nilStringer) Error() string { return *n.s }
-
 // TestHandlerMatchesJSONHandler checks that Handler encodes records byte for byte as
 // slog.JSONHandler does (without its trailing newline).
 func TestHandlerMatchesJSONHandler(t *testing.T) {

@@ -1,7 +1,6 @@
 package deploytest
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,8 +39,6 @@ type problems []error
 func (p *problems) addf(format string, args ...any) {
 	*p = append(*p, fmt.Errorf(format, args...))
 }
-
-func (p problems) err() error { return errors.Join(p...) }
 
 // requireNone fails the test with every problem found.
 func requireNone(t testing.TB, what string, ps problems) {

@@ -106,14 +106,6 @@ func (c *byteColumn) add(b []byte) {
 	c.ends = append(c.ends, len(c.buf))
 }
 
-func (c *byteColumn) value(i int) []byte {
-	s := 0
-	if i > 0 {
-		s = c.ends[i-1]
-	}
-	return c.buf[s:c.ends[i]]
-}
-
 func (c *byteColumn) reset() {
 	c.buf = c.buf[:0]
 	c.ends = c.ends[:0]
