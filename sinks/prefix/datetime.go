@@ -249,6 +249,28 @@ func (f *DateTimeFormat) Append(dst []byte, t time.Time) []byte {
 }
 
 // pad appends v in decimal, zero-padded to width digits (a minus sign precedes the digits).
+// Resolution returns the coarsest duration r such that two times with the same
+// t.Truncate(r) always format the same: an hour for "yyyy/MM/dd/HH", a day (the coarsest it
+// reports) for a pattern without hours.
+func (f *DateTimeFormat) Resolution() time.Duration {
+	r := 24 * time.Hour
+	for _, op := range f.ops {
+		switch op.letter {
+		case 'a', 'H', 'k', 'K', 'h':
+			r = min(r, time.Hour)
+		case 'm':
+			r = min(r, time.Minute)
+		case 's':
+			r = min(r, time.Second)
+		case 'A':
+			r = min(r, time.Millisecond)
+		case 'S', 'n':
+			r = min(r, time.Nanosecond)
+		}
+	}
+	return r
+}
+
 func pad(dst []byte, v, width int) []byte {
 	if v < 0 {
 		dst = append(dst, '-')

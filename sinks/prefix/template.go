@@ -190,6 +190,19 @@ type Values struct {
 	ErrorType string
 }
 
+// Resolution returns the coarsest duration r such that records whose times have the same
+// t.Truncate(r) and the same field values get the same result (see
+// [DateTimeFormat.Resolution]); a day when the template uses no timestamp.
+func (t *Template) Resolution() time.Duration {
+	r := 24 * time.Hour
+	for _, p := range t.parts {
+		if p.kind == 1 {
+			r = min(r, p.ts.Resolution())
+		}
+	}
+	return r
+}
+
 // Append evaluates the template and appends the result to dst. Field values are escaped
 // with [EscapeValue] so that a value cannot add path segments.
 func (t *Template) Append(dst []byte, v *Values) []byte {

@@ -219,3 +219,41 @@ func TestParts(t *testing.T) {
 		t.Errorf("error prefix parts = %+v", p)
 	}
 }
+
+// TestResolution checks the property callers rely on: times that truncate to the same
+// instant at the reported resolution format the same, and the resolution is not finer than
+// it needs to be for the common patterns.
+func TestResolution(t *testing.T) {
+	want := map[string]time.Duration{
+		"yyyy/MM/dd/HH": time.Hour, "yyyy-MM-dd": 24 * time.Hour, "HH:mm": time.Minute,
+		"uuuu-M-d H:m:s": time.Second, "h a": time.Hour, "A": time.Millisecond, "ss.SSS": time.Nanosecond,
+		"E QQQ G D": 24 * time.Hour, "'literal' X": 24 * time.Hour,
+	}
+	for pattern, res := range want {
+		f, err := ParseDateTimeFormat(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Resolution(); got != res {
+			t.Errorf("%q: resolution %v, want %v", pattern, got, res)
+		}
+		// Times spread over several years, each against the start of its resolution step
+		// and a time just before the next step.
+		for i := range 2000 {
+			t1 := time.Unix(1700000000+int64(i)*7919*61, int64(i)*104729).UTC()
+			lo := t1.Truncate(f.Resolution())
+			hi := lo.Add(f.Resolution() - time.Nanosecond)
+			a, b, c := f.Append(nil, t1), f.Append(nil, lo), f.Append(nil, hi)
+			if string(a) != string(b) || string(a) != string(c) {
+				t.Fatalf("%q: %v formats %q, %v formats %q, %v formats %q", pattern, t1, a, lo, b, hi, c)
+			}
+		}
+	}
+	tpl := MustParse("logs/!{timestamp:yyyy}/x=!{partitionKeyFromQuery:svc}/!{timestamp:HH}/", AllowTimestamp|AllowQuery)
+	if got := tpl.Resolution(); got != time.Hour {
+		t.Errorf("template resolution %v, want 1h", got)
+	}
+	if got := MustParse("fixed/", 0).Resolution(); got != 24*time.Hour {
+		t.Errorf("template without timestamps: resolution %v, want 24h", got)
+	}
+}

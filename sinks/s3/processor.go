@@ -63,9 +63,11 @@ type processor struct {
 	done   chan struct{} // closed when run returns
 
 	// Parsing scratch, used by the worker's goroutine only.
-	doc    encode.Doc
-	keyBuf []byte
-	vals   prefix.Values
+	doc      encode.Doc
+	keyBuf   []byte
+	keyAt    time.Time // the step of the template's resolution keyBuf was rendered for
+	keyValid bool      // keyBuf holds the prefix of keyAt (templates without fields)
+	vals     prefix.Values
 
 	mu       sync.Mutex
 	entries  []entry // the open buffer
@@ -180,7 +182,12 @@ func (p *processor) classify(b *consumer.Batch, i int) entry {
 		p.vals.Fields[j] = v
 	}
 	p.vals.Time = e.at
-	p.keyBuf = s.pfx.Append(p.keyBuf[:0], &p.vals)
+	// Records come mostly in time order: without fields in the template, a record in the
+	// same step of the template's resolution as the last one has the prefix in keyBuf.
+	if step := e.at.Truncate(s.pfxRes); len(fields) > 0 || !p.keyValid || !step.Equal(p.keyAt) {
+		p.keyBuf = s.pfx.Append(p.keyBuf[:0], &p.vals)
+		p.keyAt, p.keyValid = step, len(fields) == 0
+	}
 	if len(p.keyBuf)+s.maxNameLen(p.shard) > MaxKeyLength {
 		e.errType, e.reason = ErrorPartitioning, fmt.Sprintf("key prefix of %d bytes makes keys longer than %d bytes", len(p.keyBuf), MaxKeyLength)
 		return e

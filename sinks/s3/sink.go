@@ -39,6 +39,7 @@ type Sink struct {
 	log    *slog.Logger
 	enc    *encode.Encoder
 	pfx    *prefix.Template
+	pfxRes time.Duration // pfx.Resolution()
 	errPfx *prefix.Template
 	anaPfx *prefix.Template
 	timeFm encode.TimeFormat
@@ -79,6 +80,7 @@ func New(client API, bucket, stream string, opts ...Option) (*Sink, error) {
 	if s.pfx, err = prefix.Parse(cfg.prefix, prefix.AllowTimestamp|prefix.AllowQuery); err != nil {
 		return nil, fmt.Errorf("s3 sink: archive prefix: %w", err)
 	}
+	s.pfxRes = s.pfx.Resolution()
 	if s.errPfx, err = prefix.Parse(cfg.errorPrefix, prefix.AllowTimestamp|prefix.AllowErrorType); err != nil {
 		return nil, fmt.Errorf("s3 sink: error prefix: %w", err)
 	}
