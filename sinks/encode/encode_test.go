@@ -148,6 +148,14 @@ func TestSplitCustomFields(t *testing.T) {
 		string(l.Attributes) != `{"level":"INFO","meta":{"at":1773482281},"msg":"m"}` {
 		t.Fatalf("got time=%v level=%q message=%q attributes=%s", l.Time, l.Level, l.Message, l.Attributes)
 	}
+	// Only the nested time: no top-level member carries a configured name.
+	in = []byte(`{"meta":{"at":1773482281},"x":1}`)
+	if _, err := f.Split(&l, in, parse(t, in), nil); err != nil {
+		t.Fatal(err)
+	}
+	if l.Time == nil || !l.Time.Equal(want) || string(l.Attributes) != string(in) {
+		t.Fatalf("nested time alone: got time=%v attributes=%s", l.Time, l.Attributes)
+	}
 }
 
 func TestTimeFormat(t *testing.T) {

@@ -355,14 +355,18 @@ const (
 // and is n bytes long (63 standing for 63 or more), so that most members are ruled out by a
 // single table lookup.
 type picker struct {
-	f     Fields
-	lists [numTextCols][]string
-	first [256]uint64
+	f      Fields
+	lists  [numTextCols][]string
+	first  [256]uint64
+	dotted bool // some time member is a dotted path, which may match no top-level name
 }
 
 func (f Fields) picker() *picker {
 	f = f.withDefaults()
 	p := &picker{f: f, lists: [numTextCols][]string{colLevel: f.Level, colService: f.Service, colMessage: f.Message}}
+	for _, name := range f.Time {
+		p.dotted = p.dotted || strings.Contains(name, ".")
+	}
 	for _, list := range [][]string{f.Time, f.Level, f.Service, f.Message} {
 		for _, name := range list {
 			if name != "" {
@@ -406,7 +410,7 @@ func (p *picker) pick(d *Doc, c *columns) {
 			cand |= 1 << i
 		}
 	}
-	if cand == 0 && !all {
+	if cand == 0 && !all && !p.dotted {
 		return
 	}
 	// first returns the first member called name, or -1.
