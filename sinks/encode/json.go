@@ -72,6 +72,18 @@ func (f *Field) Text() (string, bool) {
 	return "", false
 }
 
+// AppendText is [Field.Text] appending to dst; it does not allocate unless the string has
+// escapes.
+func (f *Field) AppendText(dst []byte) ([]byte, bool) {
+	switch f.Kind {
+	case String:
+		return appendUnquoted(dst, f.Value[1:len(f.Value)-1]), true
+	case Number, Bool:
+		return append(dst, f.Value...), true
+	}
+	return dst, false
+}
+
 // appendUnquoted appends the contents of a string (between the quotes) with its escapes
 // resolved. The input was validated by the scanner.
 func appendUnquoted(dst, b []byte) []byte {

@@ -169,3 +169,18 @@ func FuzzDocParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFieldAppendText(t *testing.T) {
+	var d Doc
+	if err := d.Parse([]byte(`{"s":"a\u00e9\"b","p":"plain","n":-1.5e3,"b":true,"z":null,"o":{"k":1},"a":[1]}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range d.Len() {
+		f := d.Field(i)
+		want, wantOK := f.Text()
+		got, ok := f.AppendText([]byte("pre:"))
+		if ok != wantOK || (ok && string(got) != "pre:"+want) || (!ok && string(got) != "pre:") {
+			t.Errorf("%s: AppendText = %q, %v; Text = %q, %v", f.Key, got, ok, want, wantOK)
+		}
+	}
+}

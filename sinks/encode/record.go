@@ -469,12 +469,11 @@ func (c *columns) appendText(dst []byte, d *Doc, col int) []byte {
 	if i < 0 {
 		return dst
 	}
-	sp := &d.spans[i]
-	v := d.data[sp.vs:sp.ve]
-	if sp.kind != String {
-		return append(dst, v...)
+	f := d.Field(i)
+	if out, ok := f.AppendText(dst); ok {
+		return out
 	}
-	return appendUnquoted(dst, v[1:len(v)-1])
+	return append(dst, f.Value...) // a message that is an object or array: its JSON
 }
 
 func (c *columns) isConsumed(i int) bool {

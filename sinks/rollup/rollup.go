@@ -182,20 +182,6 @@ func newSketch(acc float64) (*ddsketch.DDSketch, error) {
 	return ddsketch.LogCollapsingLowestDenseDDSketch(acc, SketchBins)
 }
 
-// appendText appends a scalar's text ([encode.Field.Text]) without allocating when the
-// value has no escapes.
-func appendText(dst []byte, f *encode.Field) []byte {
-	if f.Kind != encode.String {
-		return append(dst, f.Value...)
-	}
-	raw := f.Value[1 : len(f.Value)-1]
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return append(dst, raw...)
-	}
-	t, _ := f.Text()
-	return append(dst, t...)
-}
-
 // Add counts one record of size bytes at time t. d is the parsed record (any kind).
 func (a *Aggregator) Add(t time.Time, size int, d *encode.Doc) {
 	start := t.UTC().Truncate(a.cfg.Window)
@@ -211,7 +197,7 @@ func (a *Aggregator) Add(t time.Time, size int, d *encode.Doc) {
 				continue
 			}
 			a.found, a.vals = append(a.found, i), append(a.vals, f)
-			a.text = appendText(a.text[:0], &f)
+			a.text, _ = f.AppendText(a.text[:0]) // a scalar
 			k = binary.AppendUvarint(k, uint64(i))
 			k = binary.AppendUvarint(k, uint64(len(a.text)))
 			k = append(k, a.text...)
