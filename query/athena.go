@@ -15,7 +15,7 @@ type Column struct {
 }
 
 // DefaultNDJSONColumns are the columns declared for an NDJSON archive: the common log
-// members, and raw for records that were not JSON. Add the members your logs carry.
+// members, and raw for records that were not a JSON object. Add the members your logs carry.
 var DefaultNDJSONColumns = []Column{
 	{"time", "string"}, {"level", "string"}, {"service", "string"}, {"msg", "string"},
 	{"message", "string"}, {"status", "int"}, {"latency_ms", "double"}, {"raw", "string"},

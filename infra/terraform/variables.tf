@@ -202,7 +202,7 @@ variable "glue_table_name" {
 }
 
 variable "glue_columns" {
-  description = "Columns of the archive table: top-level JSON fields of the log records (the OpenX SerDe leaves missing fields NULL and ignores extra ones). Default: time, level, service, msg, message, status, latency_ms, and raw (the payload of records that were not JSON)."
+  description = "Columns of the archive table: top-level JSON fields of the log records (the OpenX SerDe leaves missing fields NULL and ignores extra ones). Default: time, level, service, msg, message, status, latency_ms, and raw (the text of records that were not a JSON object)."
   type = list(object({
     name    = string
     type    = string
@@ -216,7 +216,7 @@ variable "glue_columns" {
     { name = "message", type = "string", comment = "message field of other loggers" },
     { name = "status", type = "int" },
     { name = "latency_ms", type = "double" },
-    { name = "raw", type = "string", comment = "payload of a record that was not JSON" },
+    { name = "raw", type = "string", comment = "text of a record that was not a JSON object" },
   ]
 }
 
