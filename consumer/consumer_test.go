@@ -956,3 +956,62 @@ func TestShutdownDuringTakeReleasesTheLease(t *testing.T) {
 		}
 	})
 }
+
+// countingStore counts the lease table scans.
+type countingStore struct {
+	*memory.Store
+	scans atomic.Int64
+}
+
+func (c *countingStore) ListLeases(ctx context.Context) ([]checkpoint.Lease, error) {
+	c.scans.Add(1)
+	return c.Store.ListLeases(ctx)
+}
+
+// TestLeaseScanInterval checks how often a worker scans the lease table: every failover/10
+// by default, every WithLeaseScanInterval when set, and that a dead worker's lease is still
+// taken, within the failover time plus the interval.
+func TestLeaseScanInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     []Option
+		interval time.Duration
+	}{
+		{"default", nil, DefaultFailoverTime / 10},
+		{"set", []Option{WithLeaseScanInterval(5 * time.Second)}, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newTestStream()
+				id := s.addShards(1)[0]
+				store := &countingStore{Store: memory.New()}
+				// A dead worker's lease, expired once it has not moved for the failover time.
+				if _, err := store.CreateLease(context.Background(), checkpoint.Lease{Key: id, Checkpoint: checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := store.TakeLease(context.Background(), lease(t, store, id), "dead"); err != nil {
+					t.Fatal(err)
+				}
+				c := newTestConsumer(t, s.api(), store, newProcLog(true), tc.opts...)
+				stop := started(t, c)
+				synctest.Wait()
+				before := store.scans.Load()
+				const window = 60 * time.Second
+				time.Sleep(window)
+				synctest.Wait()
+				if got, want := store.scans.Load()-before, int64(window/tc.interval); got < want-1 || got > want+1 {
+					t.Errorf("%d scans in %v, want %d (one every %v)", got, window, want, tc.interval)
+				}
+				if l := lease(t, store, id); l.Owner != "w1" {
+					t.Errorf("the dead worker's lease is owned by %q after %v, want w1", l.Owner, window)
+				}
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+	if _, err := New(newTestStream().api(), memory.New(), testStreamName, newProcLog(true).factory(), WithLeaseScanInterval(-time.Second)); err == nil {
+		t.Error("a negative lease scan interval was accepted")
+	}
+}

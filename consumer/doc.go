@@ -11,8 +11,9 @@
 // # Leases
 //
 // One lease per shard, fenced by owner and lease counter (see [checkpoint.Store]). Every
-// failover/10 (1s at the default failover time of 10s; [WithFailoverTime]) a worker
-// lists the lease table and, if it holds fewer than its fair share — ⌈shards needing work /
+// failover/10 (1s at the default failover time of 10s; [WithFailoverTime], or as set by
+// [WithLeaseScanInterval]) a worker lists the lease table and, if it holds fewer than its
+// fair share — ⌈shards needing work /
 // live workers⌉, counting the distinct owners of unexpired leases plus itself — takes every
 // available lease up to that share at once: unowned ones, ones it owned in an earlier life,
 // then expired ones. A lease is expired when its counter has not moved for the failover

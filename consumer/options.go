@@ -83,6 +83,7 @@ type config struct {
 	workerID           string
 	failover           time.Duration
 	renewInterval      time.Duration
+	scanInterval       time.Duration // as set; 0 for the default
 	takeInterval       time.Duration
 	initial            InitialPosition
 	maxRecords         int32
@@ -105,8 +106,17 @@ func WithWorkerID(id string) Option { return func(c *config) { c.workerID = id }
 // WithFailoverTime sets the time after which a lease whose counter has not moved is
 // considered expired and may be taken by another worker (the KCL's failoverTimeMillis).
 // Leases are renewed every failover/3 and the lease table is scanned for leases to take
-// every failover/10. The default is 10s.
+// every failover/10 (see [WithLeaseScanInterval]). The default is 10s.
 func WithFailoverTime(d time.Duration) Option { return func(c *config) { c.failover = d } }
+
+// WithLeaseScanInterval sets how often the worker reads the whole lease table to take
+// unowned and expired leases and to balance shards between workers. A dead worker's
+// leases are taken within the failover time plus this interval. Each scan is a DynamoDB
+// Scan of the table (about one read unit per 8 leases, eventually consistent), so a large
+// table read by many workers every second costs real money: a longer interval trades
+// failover and balancing speed for fewer reads. The default is failover/10 (1s at the
+// default failover time).
+func WithLeaseScanInterval(d time.Duration) Option { return func(c *config) { c.scanInterval = d } }
 
 // WithInitialPosition sets where shards without a checkpoint start. The default is
 // [TrimHorizon]. Children of shards that already have leases always start at
@@ -235,6 +245,13 @@ func newConfig(opts []Option) (config, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.renewInterval = c.failover / 3
-	c.takeInterval = c.failover / 10
+	switch {
+	case c.scanInterval < 0:
+		bad("lease scan interval %v is negative", c.scanInterval)
+	case c.scanInterval == 0:
+		c.takeInterval = c.failover / 10
+	default:
+		c.takeInterval = c.scanInterval
+	}
 	return c, errors.Join(errs...)
 }

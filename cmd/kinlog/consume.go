@@ -74,6 +74,9 @@ type consumeConfig struct {
 		// IdleTimeBetweenReads is the longest pause between polls of a caught-up shard.
 		// Default: 1s.
 		IdleTimeBetweenReads Duration `yaml:"idle_time_between_reads"`
+		// LeaseScanInterval is how often the lease table is scanned to take and balance
+		// leases; each scan reads the whole table. Default: failover_time/10.
+		LeaseScanInterval Duration `yaml:"lease_scan_interval"`
 		// ShardSyncInterval is how often shards are listed. Default: 1m.
 		ShardSyncInterval Duration `yaml:"shard_sync_interval"`
 		// CheckpointInterval is the shortest time between checkpoints of a shard. Default: 1s.
@@ -208,6 +211,9 @@ func (c *consumeConfig) validate() error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		return bad("log.level", err)
+	}
+	if c.Consumer.LeaseScanInterval < 0 {
+		return bad("consumer.lease_scan_interval", errors.New("must not be negative"))
 	}
 	if c.Shutdown.Timeout <= 0 {
 		return bad("shutdown.timeout", errors.New("must be positive"))
@@ -417,6 +423,9 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	}
 	if cc.WorkerID != "" {
 		copts = append(copts, consumer.WithWorkerID(cc.WorkerID))
+	}
+	if cc.LeaseScanInterval > 0 {
+		copts = append(copts, consumer.WithLeaseScanInterval(time.Duration(cc.LeaseScanInterval)))
 	}
 	c, err := consumer.New(kinesis.NewFromConfig(awsCfg), store, cfg.Stream, sink.NewProcessor, copts...)
 	if err != nil {

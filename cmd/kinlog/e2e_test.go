@@ -239,6 +239,7 @@ func TestConsumeConfigErrors(t *testing.T) {
 		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "sink.s3.flush_size=huge"}, "sink.s3.flush_size"},
 		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "sink.s3.sse=KMS"}, "sink.s3.sse"},
 		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "analytics.window=7m"}, "analytics.window"},
+		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "consumer.lease_scan_interval=-1s"}, "consumer.lease_scan_interval"},
 		{[]string{"--set", "nope=1"}, "unknown key"},
 	}
 	for _, tt := range tests {
