@@ -3,10 +3,10 @@ package query
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/kinlog/kinlog/internal/jsonx"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -368,39 +369,83 @@ func splitLines(raw []byte) [][]byte {
 	return recs
 }
 
-// parquetRecords turns rows of the Parquet log schema back into JSON records: the
-// attributes' members, then time, level, service and msg, and the Kinesis metadata under
-// "kinesis".
+// parquetRecords turns rows of the Parquet log schema back into JSON records: time, level,
+// service and msg, the attributes' members, and the Kinesis metadata under "kinesis". A
+// column wins over an attribute of the same name. The records are appended to one buffer.
 func parquetRecords(data []byte) ([][]byte, error) {
 	rows, err := encode.ReadParquet(data)
 	if err != nil {
 		return nil, err
 	}
 	recs := make([][]byte, 0, len(rows))
-	for _, r := range rows {
-		m := map[string]any{}
-		if r.Attributes != "" {
-			if err := json.Unmarshal([]byte(r.Attributes), &m); err != nil {
-				return nil, fmt.Errorf("row %s/%d: attributes: %w", r.Sequence, r.SubSequence, err)
+	var (
+		buf  []byte
+		ends = make([]int, 0, len(rows))
+		doc  encode.Doc
+	)
+	for i := range rows {
+		r := &rows[i]
+		buf = append(buf, '{')
+		n := 0
+		member := func(name string) {
+			if n > 0 {
+				buf = append(buf, ',')
 			}
+			n++
+			buf = jsonx.AppendString(buf, name)
+			buf = append(buf, ':')
 		}
 		if r.Time != nil {
-			m["time"] = r.Time.UTC().Format(time.RFC3339Nano)
+			member("time")
+			buf = append(buf, '"')
+			buf = r.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, '"')
 		}
-		for k, v := range map[string]string{"level": r.Level, "service": r.Service, "msg": r.Message} {
-			if v != "" {
-				m[k] = v
+		columns := [...]struct{ name, value string }{{"level", r.Level}, {"service", r.Service}, {"msg", r.Message}}
+		for _, c := range columns {
+			if c.value != "" {
+				member(c.name)
+				buf = jsonx.AppendString(buf, c.value)
 			}
 		}
-		m["kinesis"] = map[string]any{
-			"shard": r.Shard, "sequence": r.Sequence, "sub_sequence": r.SubSequence,
-			"arrival_time": r.ArrivalTime.UTC().Format(time.RFC3339Nano), "partition_key": r.PartitionKey,
+		if r.Attributes != "" {
+			if err := doc.Parse([]byte(r.Attributes)); err != nil || doc.Kind != encode.Object {
+				return nil, fmt.Errorf("row %s/%d: attributes are not a JSON object", r.Sequence, r.SubSequence)
+			}
+		attributes:
+			for k := range doc.Len() {
+				f := doc.Field(k)
+				name := f.Name()
+				if name == "kinesis" || (name == "time" && r.Time != nil) {
+					continue
+				}
+				for _, c := range columns {
+					if name == c.name && c.value != "" {
+						continue attributes
+					}
+				}
+				member(name)
+				buf = append(buf, f.Value...)
+			}
 		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, b)
+		member("kinesis")
+		buf = append(buf, `{"shard":`...)
+		buf = jsonx.AppendString(buf, r.Shard)
+		buf = append(buf, `,"sequence":`...)
+		buf = jsonx.AppendString(buf, r.Sequence)
+		buf = append(buf, `,"sub_sequence":`...)
+		buf = strconv.AppendInt(buf, r.SubSequence, 10)
+		buf = append(buf, `,"arrival_time":"`...)
+		buf = r.ArrivalTime.UTC().AppendFormat(buf, time.RFC3339Nano)
+		buf = append(buf, `","partition_key":`...)
+		buf = jsonx.AppendString(buf, r.PartitionKey)
+		buf = append(buf, "}}"...)
+		ends = append(ends, len(buf))
+	}
+	start := 0
+	for _, end := range ends {
+		recs = append(recs, buf[start:end:end])
+		start = end
 	}
 	return recs, nil
 }
