@@ -214,44 +214,30 @@ func (s *Store) ReleaseLease(ctx context.Context, held checkpoint.Lease) error {
 // checkpoint.ErrLeaseLost unless held still holds the lease, and checkpoint.ErrRegression if
 // cp is before the stored checkpoint.
 func (s *Store) Checkpoint(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint) (checkpoint.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, err)
-	}
-	if err := cp.Validate(); err != nil {
-		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l, ok := s.holding(held)
-	if !ok {
-		want := held
-		want.Counter++
-		want.Checkpoint, want.Pending, want.OwnerSwitchesSinceCheckpoint = cp, nil, 0
-		if r, ok := s.repeated(held.Key, want); ok && held.Owner != "" {
-			return r, nil
-		}
-		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
-	}
-	if cp.Compare(l.Checkpoint) < 0 {
-		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s at %s (stored %s): %w", held.Key, cp, l.Checkpoint, checkpoint.ErrRegression)
-	}
-	l.Checkpoint = cp
-	l.Pending = nil
-	l.OwnerSwitchesSinceCheckpoint = 0
-	l.Counter++
-	s.leases[l.Key] = l
-	return clone(l), nil
+	return s.writeAt(ctx, held, cp, "checkpointing", func(l *checkpoint.Lease) {
+		l.Checkpoint, l.Pending, l.OwnerSwitchesSinceCheckpoint = cp, nil, 0
+	})
 }
 
 // PrepareCheckpoint stores pending as the lease's pending checkpoint and increments
 // Counter. Errors are those of [Store.Checkpoint]; a pending checkpoint before the stored
 // checkpoint is a regression.
 func (s *Store) PrepareCheckpoint(ctx context.Context, held checkpoint.Lease, pending checkpoint.Checkpoint) (checkpoint.Lease, error) {
+	return s.writeAt(ctx, held, pending, "preparing checkpoint of", func(l *checkpoint.Lease) {
+		l.Pending = &pending
+	})
+}
+
+// writeAt is the fenced write of Checkpoint and PrepareCheckpoint: at must be valid, held
+// must still hold the lease (or the identical write must just have succeeded, for a retried
+// request), and at must not be before the stored checkpoint. apply changes the lease, whose
+// counter is then incremented. doing names the operation in errors.
+func (s *Store) writeAt(ctx context.Context, held checkpoint.Lease, at checkpoint.Checkpoint, doing string, apply func(*checkpoint.Lease)) (checkpoint.Lease, error) {
 	if err := ctx.Err(); err != nil {
-		return checkpoint.Lease{}, fmt.Errorf("preparing checkpoint of lease %s: %w", held.Key, err)
+		return checkpoint.Lease{}, fmt.Errorf("%s lease %s: %w", doing, held.Key, err)
 	}
-	if err := pending.Validate(); err != nil {
-		return checkpoint.Lease{}, fmt.Errorf("preparing checkpoint of lease %s: %w", held.Key, err)
+	if err := at.Validate(); err != nil {
+		return checkpoint.Lease{}, fmt.Errorf("%s lease %s: %w", doing, held.Key, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,16 +245,16 @@ func (s *Store) PrepareCheckpoint(ctx context.Context, held checkpoint.Lease, pe
 	if !ok {
 		want := held
 		want.Counter++
-		want.Pending = &pending
+		apply(&want)
 		if r, ok := s.repeated(held.Key, want); ok && held.Owner != "" {
 			return r, nil
 		}
-		return checkpoint.Lease{}, fmt.Errorf("preparing checkpoint of lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
+		return checkpoint.Lease{}, fmt.Errorf("%s lease %s: %w", doing, held.Key, checkpoint.ErrLeaseLost)
 	}
-	if pending.Compare(l.Checkpoint) < 0 {
-		return checkpoint.Lease{}, fmt.Errorf("preparing checkpoint of lease %s at %s (stored %s): %w", held.Key, pending, l.Checkpoint, checkpoint.ErrRegression)
+	if at.Compare(l.Checkpoint) < 0 {
+		return checkpoint.Lease{}, fmt.Errorf("%s lease %s at %s (stored %s): %w", doing, held.Key, at, l.Checkpoint, checkpoint.ErrRegression)
 	}
-	l.Pending = &pending
+	apply(&l)
 	l.Counter++
 	s.leases[l.Key] = clone(l)
 	return clone(l), nil
