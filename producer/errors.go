@@ -1,10 +1,8 @@
 package producer
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -76,39 +74,58 @@ func (e *DeliveryError) Error() string {
 func (e *DeliveryError) Unwrap() error { return e.Err }
 
 // retryableRequestError reports whether a whole PutRecords or ListShards call that failed
-// with err is worth retrying: transport errors, throttling and server faults are; client
-// faults (stream not found, access denied, validation, KMS errors) are not.
+// with err is worth retrying. The SDK reports every failure to get a response — connection
+// refused or reset, EOF, a TLS or DNS failure, the deadline of [WithRequestTimeout] — as an
+// *awshttp.ResponseError with status code 0 wrapped in an OperationError: those are
+// retried, as are throttling and server faults (HTTP 5xx and 429, or a server-fault code).
+// Only faults of the request itself fail at once: an error response with a 4xx status and
+// a client-fault code (stream not found, access denied, validation, KMS key disabled or not
+// found), and the SDK's own parameter validation or serialization failures.
 func retryableRequestError(err error) bool {
-	if errors.Is(err, context.Canceled) {
-		return false
+	var invalid smithy.InvalidParamsError
+	var serialization *smithy.SerializationError
+	if errors.As(err, &invalid) || errors.As(err, &serialization) {
+		return false // the SDK refused the request before sending it
 	}
 	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode() {
-		case "ProvisionedThroughputExceededException", "InternalFailure", "InternalFailureException",
-			"LimitExceededException", "ServiceUnavailable", "ServiceUnavailableException",
-			"ThrottlingException", "Throttling", "RequestTimeout", "RequestTimeoutException",
-			"RequestLimitExceeded", "SlowDown", "KMSThrottlingException":
-			return true
-		}
-		if apiErr.ErrorFault() == smithy.FaultServer {
-			return true
-		}
-		var respErr *awshttp.ResponseError
-		if errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 500 {
-			return true
-		}
-		return false
-	}
-	var respErr *awshttp.ResponseError
-	if errors.As(err, &respErr) {
-		return respErr.HTTPStatusCode() >= 500 || respErr.HTTPStatusCode() == 429
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
+	if !errors.As(err, &apiErr) {
+		// No error response was read: a transport failure, or a response the SDK could not
+		// parse. Whether the server applied the request is unknown; sending it again is the
+		// only way not to lose it.
 		return true
 	}
-	// Anything else that is not an API error (connection refused, EOF, deadline of a single
-	// attempt) is a transport problem.
+	if retryableErrorCode(apiErr.ErrorCode()) {
+		return true
+	}
+	status := 0
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) {
+		status = respErr.HTTPStatusCode()
+	}
+	switch {
+	case status >= 500 || status == 429:
+		return true
+	case apiErr.ErrorFault() == smithy.FaultServer:
+		return true
+	case status >= 400:
+		return false
+	case apiErr.ErrorFault() == smithy.FaultClient:
+		return false
+	}
 	return true
+}
+
+// retryableErrorCode reports whether an error code names throttling or a transient fault,
+// whatever status it came with.
+func retryableErrorCode(code string) bool {
+	switch code {
+	case "ProvisionedThroughputExceededException", "InternalFailure", "InternalFailureException",
+		"LimitExceededException", "ServiceUnavailable", "ServiceUnavailableException",
+		"ThrottlingException", "Throttling", "ThrottledException", "RequestThrottled",
+		"RequestThrottledException", "TooManyRequestsException", "RequestTimeout",
+		"RequestTimeoutException", "RequestLimitExceeded", "SlowDown", "KMSThrottlingException",
+		"PriorRequestNotComplete", "TransactionInProgressException", "EC2ThrottledException":
+		return true
+	}
+	return false
 }
