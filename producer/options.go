@@ -69,6 +69,9 @@ type config struct {
 	sdkSerializer      bool
 	requestTimeout     time.Duration
 	requestBytesSet    bool
+	ttlSet             bool
+	spoolDir           string
+	spool              SpoolOptions
 }
 
 func defaultConfig() config {
@@ -140,8 +143,9 @@ func WithMaxRecordSize(n int) Option { return func(c *config) { c.maxRecordSize 
 func WithRateLimit(percent int) Option { return func(c *config) { c.rateLimit = percent } }
 
 // WithRecordTTL sets how long a record may wait for delivery, retries included, before it
-// is reported failed with [ErrRecordExpired]. The default is 30 s; 0 means forever.
-func WithRecordTTL(d time.Duration) Option { return func(c *config) { c.ttl = d } }
+// is reported failed with [ErrRecordExpired]. The default is 30 s without a spool and 0 with
+// one ([WithSpool]); 0 means forever.
+func WithRecordTTL(d time.Duration) Option { return func(c *config) { c.ttl, c.ttlSet = d, true } }
 
 // WithRetryBackoff sets the first and the largest delay between retries of a failed Kinesis
 // record; the delay doubles per attempt and is jittered. The defaults are 100 ms and 5 s.
@@ -207,6 +211,14 @@ func (c *config) validate() error {
 	}
 	if c.ttl < 0 {
 		bad("negative record TTL %v", c.ttl)
+	}
+	if c.spoolDir != "" {
+		if !c.ttlSet {
+			c.ttl = 0
+		}
+		if err := c.spool.resolve(c.maxRecordSize); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.backoff <= 0 || c.maxBackoff < c.backoff {
 		bad("retry backoff %v..%v: first must be positive and at most the largest", c.backoff, c.maxBackoff)

@@ -100,6 +100,8 @@ type pipeline struct {
 	closing     bool
 	aborting    bool
 
+	expiredRecs []entry // scratch list of expire
+
 	freeKEs  []*kentry
 	freeReqs []*request
 	hashes   hashCache
@@ -134,8 +136,8 @@ func (pl *pipeline) run() {
 			timerC = timer.C
 		}
 		select {
-		case <-p.wake:
-			p.wakeFlag.Store(false)
+		case <-p.buf.wake:
+			p.buf.wakeFlag.Store(false)
 		case req := <-p.doneCh:
 			pl.complete(req)
 		case r := <-p.refreshCh:
@@ -155,9 +157,10 @@ func (pl *pipeline) run() {
 }
 
 func (pl *pipeline) drained() bool {
-	pl.p.mu.Lock()
-	defer pl.p.mu.Unlock()
-	return pl.p.bufRecords == 0
+	b := pl.p.buf
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.emptyLocked()
 }
 
 func (pl *pipeline) shutdown() {
@@ -177,6 +180,9 @@ func (pl *pipeline) shutdown() {
 	p.lifeCancel()
 	p.workers.Wait()
 	p.summer.Close()
+	if p.spool != nil {
+		p.kept = p.spool.stop()
+	}
 	close(p.stopped)
 }
 
@@ -234,10 +240,7 @@ func (pl *pipeline) nextWake() int64 {
 // drain takes the records put since the last call.
 func (pl *pipeline) drain(now int64) {
 	p := pl.p
-	p.mu.Lock()
-	head := p.qHead
-	p.qHead, p.qTail = nil, nil
-	p.mu.Unlock()
+	head := p.buf.take()
 	if head == nil {
 		return
 	}
@@ -254,15 +257,7 @@ func (pl *pipeline) drain(now int64) {
 		clear(b.entries[:b.n])
 		b.n = 0
 	}
-	p.mu.Lock()
-	for b := head; b != nil && p.nFree < maxFreeBlocks; {
-		next := b.next
-		b.next = p.freeBlocks
-		p.freeBlocks = b
-		p.nFree++
-		b = next
-	}
-	p.mu.Unlock()
+	p.buf.recycle(head)
 }
 
 // route returns the shard a hash key maps to, or the unmapped pseudo-shard.
@@ -707,7 +702,7 @@ func (pl *pipeline) deliver(ke *kentry, shardID, seq string, now int64) {
 	p.stats.delivered.Add(uint64(n))
 	p.stats.kinesisRecords.Add(1)
 	p.stats.kinesisBytes.Add(uint64(len(ke.data)))
-	p.release(int64(n), bytes, 0, nil)
+	p.buf.release(ke.recs, bytes, 0, nil, true)
 	pl.freeKE(ke)
 }
 
@@ -723,18 +718,33 @@ func (pl *pipeline) report(e *entry, res *Result) {
 	}
 }
 
-// failKE reports every user record of ke failed with err.
+// failKE reports every user record of ke failed with err. abandoned says that Close gave
+// up on them: with a spool they are not failed but kept in it for the next start (only a
+// PutSync waiter hears of them).
 func (pl *pipeline) failKE(ke *kentry, err error, abandoned bool) {
 	var bytes int64
+	n := len(ke.recs)
+	if abandoned && pl.p.spool != nil {
+		for i := range ke.recs {
+			e := &ke.recs[i]
+			bytes += int64(e.size)
+			if e.sync != nil {
+				res := Result{Record: e.rec, Err: fmt.Errorf("%w: the record stays in the spool for the next start", ErrClosed), Attempts: int(e.attempts)}
+				pl.report(&entry{sync: e.sync}, &res)
+			}
+		}
+		pl.p.buf.release(ke.recs, bytes, 0, nil, false)
+		pl.freeKE(ke)
+		return
+	}
 	for i := range ke.recs {
 		bytes += int64(ke.recs[i].size)
 		pl.fail(&ke.recs[i], err)
 	}
-	n := len(ke.recs)
 	if abandoned {
 		pl.p.abandoned += uint64(n)
 	}
-	pl.p.release(int64(n), bytes, uint64(n), err)
+	pl.p.buf.release(ke.recs, bytes, uint64(n), err, true)
 	pl.freeKE(ke)
 }
 
@@ -789,8 +799,9 @@ func (pl *pipeline) dueRetries(now int64) {
 
 // expire fails the records of ke whose TTL is over and routes the others again.
 func (pl *pipeline) expire(ke *kentry, now int64) {
-	var failed, bytes int64
+	var bytes int64
 	var lastErr error
+	failed := pl.expiredRecs[:0]
 	for i := range ke.recs {
 		e := &ke.recs[i]
 		if now-e.enq < int64(pl.cfg.ttl) {
@@ -803,12 +814,14 @@ func (pl *pipeline) expire(ke *kentry, now int64) {
 		}
 		pl.fail(e, err)
 		lastErr = err
-		failed++
+		failed = append(failed, *e)
 		bytes += int64(e.size)
 	}
-	if failed > 0 {
-		pl.p.release(failed, bytes, uint64(failed), lastErr)
+	if len(failed) > 0 {
+		pl.p.buf.release(failed, bytes, uint64(len(failed)), lastErr, true)
 	}
+	clear(failed)
+	pl.expiredRecs = failed[:0]
 	pl.freeKE(ke)
 }
 
@@ -831,6 +844,9 @@ func (pl *pipeline) abortAll() {
 	p := pl.p
 	pl.aborting = true
 	p.lifeCancel()
+	if p.spool != nil {
+		p.spool.stopLoader() // nothing more is queued from the spool
+	}
 	pl.drain(p.now())
 	for _, s := range pl.queues {
 		for _, ke := range s.ready {

@@ -61,23 +61,8 @@ type Producer struct {
 	cfg        config
 	epoch      time.Time
 
-	// mu guards the hand-off from Put to the pipeline and the buffer accounting.
-	mu         sync.Mutex
-	qHead      *block // records put since the pipeline last drained, in order
-	qTail      *block
-	freeBlocks *block // drained blocks for reuse
-	nFree      int
-	arena      []byte // current chunk that Put copies small records into
-	bufBytes   int64  // bytes of records accepted and not yet reported
-	bufRecords int64  // records accepted and not yet reported
-	putCount   uint64 // records accepted by Put
-	closed     bool
-	changed    chan struct{} // closed when buffered counts drop; nil when nobody waits
-	failed     uint64        // records reported failed so far
-	lastErr    error         // most recent failure
-
-	wakeFlag atomic.Bool
-	wake     chan struct{}
+	buf      *buffer // the hand-off from Put to the pipeline
+	spool    *spool  // nil without WithSpool; also buf.spool
 	flushing atomic.Int32
 
 	closing   chan struct{} // closed by the first Close
@@ -99,6 +84,7 @@ type Producer struct {
 	bodies    bufferPool
 
 	abandoned uint64 // records failed by an aborted Close; written by the pipeline before stopped closes
+	kept      uint64 // records an aborted Close left in the spool; same
 
 	stats counters
 }
@@ -108,9 +94,11 @@ type entry struct {
 	rec      Record
 	hash     kpl.HashKey
 	enq      int64 // nanoseconds since the producer's epoch when the pipeline took it
-	size     int32 // len(PartitionKey)+len(Data), the buffer accounting unit
+	seq      uint64 // the record's sequence number in the spool, when spooled
+	size     int32  // len(PartitionKey)+len(Data), the buffer accounting unit
 	attempts int32
 	hashed   bool        // hash is set (explicit hash keys are parsed by Put)
+	spooled  bool        // the record is in the spool
 	sync     chan Result // PutSync's waiter, or nil
 }
 
@@ -141,21 +129,32 @@ func New(client Client, stream string, opts ...Option) (*Producer, error) {
 		stream:    stream,
 		cfg:       cfg,
 		epoch:     time.Now(),
-		wake:      make(chan struct{}, 1),
+		buf:       newBuffer(&cfg),
 		closing:   make(chan struct{}),
 		abort:     make(chan struct{}),
 		stopped:   make(chan struct{}),
 		reqCh:     make(chan *request, cfg.maxInFlight),
 		doneCh:    make(chan *request, cfg.maxInFlight),
 		refreshCh: make(chan refreshResult, 1),
-		summer:    kpl.NewSummer(),
 	}
 	if strings.HasPrefix(stream, "arn:") {
 		p.streamARN = &p.stream
 	} else {
 		p.streamName = &p.stream
 	}
+	if cfg.spoolDir != "" {
+		sp, err := openSpool(cfg.spoolDir, cfg.spool, p.buf)
+		if err != nil {
+			return nil, err
+		}
+		p.spool = sp
+		p.buf.spool = sp
+	}
+	p.summer = kpl.NewSummer()
 	p.lifeCtx, p.lifeCancel = context.WithCancel(context.Background())
+	if p.spool != nil {
+		p.spool.start()
+	}
 	p.workers.Add(cfg.maxInFlight)
 	for range cfg.maxInFlight {
 		go p.sender()
@@ -230,116 +229,19 @@ func (p *Producer) put(ctx context.Context, rec Record, block bool, sync chan Re
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	for {
-		if p.closed {
-			p.mu.Unlock()
-			return ErrClosed
-		}
-		if p.bufBytes+int64(size) <= p.cfg.maxBufferedBytes && p.bufRecords < p.cfg.maxBufferedRecords {
-			break
-		}
-		if !block {
-			p.mu.Unlock()
-			return ErrBufferFull
-		}
-		if p.changed == nil {
-			p.changed = make(chan struct{})
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-p.closing:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for buffer room: %w", ctx.Err())
-		}
-		p.mu.Lock()
-	}
-	rec.Data = p.copyLocked(rec.Data)
-	b := p.qTail
-	if b == nil || b.n == len(b.entries) {
-		b = p.newBlockLocked()
-	}
-	b.entries[b.n] = entry{rec: rec, hash: hash, hashed: rec.ExplicitHashKey != "", size: int32(size), sync: sync}
-	b.n++
-	p.bufBytes += int64(size)
-	p.bufRecords++
-	p.putCount++
-	p.mu.Unlock()
-	p.signal()
-	return nil
+	e := entry{rec: rec, hash: hash, hashed: rec.ExplicitHashKey != "", size: int32(size), sync: sync}
+	return p.buf.put(ctx, e, block, p.closing)
 }
 
-// block is a fixed-size chunk of the queue from Put to the pipeline; blocks are reused, so
-// the queue never reallocates and copies as it grows.
-const maxFreeBlocks = 64
-
-type block struct {
-	entries [256]entry
-	n       int
-	next    *block
-}
-
-func (p *Producer) newBlockLocked() *block {
-	b := p.freeBlocks
-	if b != nil {
-		p.freeBlocks = b.next
-		p.nFree--
-		b.next = nil
-	} else {
-		b = new(block)
+// SpoolRecovery describes what the producer found in its spool directory when New opened it;
+// ok is false without a spool.
+func (p *Producer) SpoolRecovery() (r SpoolRecovery, ok bool) {
+	if p.spool == nil {
+		return SpoolRecovery{}, false
 	}
-	if p.qTail == nil {
-		p.qHead = b
-	} else {
-		p.qTail.next = b
-	}
-	p.qTail = b
-	return b
-}
-
-// copyLocked copies b into the arena (small records) or a fresh slice.
-func (p *Producer) copyLocked(b []byte) []byte {
-	n := len(b)
-	if n > arenaMax {
-		c := make([]byte, n)
-		copy(c, b)
-		return c
-	}
-	if cap(p.arena)-len(p.arena) < n {
-		p.arena = make([]byte, 0, arenaChunk)
-	}
-	start := len(p.arena)
-	p.arena = append(p.arena, b...)
-	return p.arena[start:len(p.arena):len(p.arena)]
-}
-
-// signal wakes the pipeline.
-func (p *Producer) signal() {
-	// Load first: while the pipeline has a wake-up pending, Puts only read the flag.
-	if !p.wakeFlag.Load() && p.wakeFlag.CompareAndSwap(false, true) {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// release returns reported records' room to the buffer and wakes waiters.
-func (p *Producer) release(records, bytes int64, failed uint64, lastErr error) {
-	p.mu.Lock()
-	p.bufRecords -= records
-	p.bufBytes -= bytes
-	if failed > 0 {
-		p.failed += failed
-		p.lastErr = lastErr
-	}
-	if p.changed != nil {
-		close(p.changed)
-		p.changed = nil
-	}
-	p.mu.Unlock()
+	r = p.spool.recovery
+	r.Damaged = append([]SpoolDamage(nil), r.Damaged...)
+	return r, true
 }
 
 // Flush sends everything buffered without waiting for the linger time and returns when
@@ -348,38 +250,8 @@ func (p *Producer) release(records, bytes int64, failed uint64, lastErr error) {
 func (p *Producer) Flush(ctx context.Context) error {
 	p.flushing.Add(1)
 	defer p.flushing.Add(-1)
-	p.forceSignal()
-	return p.waitEmpty(ctx)
-}
-
-func (p *Producer) forceSignal() {
-	p.wakeFlag.Store(true)
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (p *Producer) waitEmpty(ctx context.Context) error {
-	for {
-		p.mu.Lock()
-		if p.bufRecords == 0 {
-			p.mu.Unlock()
-			return nil
-		}
-		if p.changed == nil {
-			p.changed = make(chan struct{})
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-p.stopped:
-			return ErrClosed
-		case <-ctx.Done():
-			return fmt.Errorf("flushing producer: %w", ctx.Err())
-		}
-	}
+	p.buf.forceSignal()
+	return p.buf.waitEmpty(ctx, p.stopped)
 }
 
 // Close stops accepting records, delivers everything buffered, stops the producer's
@@ -390,9 +262,7 @@ func (p *Producer) waitEmpty(ctx context.Context) error {
 // Close is idempotent; later calls wait for the same shutdown.
 func (p *Producer) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
+		p.buf.close()
 		close(p.closing)
 	})
 	var ctxErr error
@@ -403,12 +273,20 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.abortOnce.Do(func() { close(p.abort) })
 		<-p.stopped
 	}
-	p.mu.Lock()
-	failed, last := p.failed, p.lastErr
-	p.mu.Unlock()
+	p.buf.mu.Lock()
+	failed, last := p.buf.failed, p.buf.lastErr
+	p.buf.mu.Unlock()
 	var errs []error
 	if ctxErr != nil && p.abandoned > 0 {
 		errs = append(errs, fmt.Errorf("%w: gave up on %d records", ctxErr, p.abandoned))
+	}
+	if ctxErr != nil && p.kept > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d records kept in the spool %s for the next producer on it", ctxErr, p.kept, p.cfg.spoolDir))
+	}
+	if p.spool != nil {
+		if err := p.spool.closeErr(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if failed > 0 {
 		errs = append(errs, &DeliveryError{Failed: failed, Err: last})

@@ -51,6 +51,16 @@ type Stats struct {
 	BufferedBytes   int64
 	// InFlightRequests is the number of PutRecords calls under way.
 	InFlightRequests int64
+	// With a spool ([WithSpool]): SpooledRecords and SpooledBytes are the records in the
+	// spool not yet reported and the bytes of its files; OldestSpooledAge is how long the
+	// oldest of them has waited (to within 1024 records); RecordsReplayed counts records
+	// an earlier run left in the spool and this one sent; SpoolLostRecords counts records
+	// found damaged in the spool (see [Producer.SpoolRecovery]) or lost to a failed write.
+	SpooledRecords   uint64
+	SpooledBytes     int64
+	OldestSpooledAge time.Duration
+	RecordsReplayed  uint64
+	SpoolLostRecords uint64
 	// Latency is the distribution of time from Put to delivery.
 	Latency LatencyHistogram
 }
@@ -94,10 +104,14 @@ func (p *Producer) Stats() Stats {
 		ShardMismatches:   c.mismatches.Load(),
 		InFlightRequests:  c.inflight.Load(),
 	}
-	p.mu.Lock()
-	s.BufferedRecords, s.BufferedBytes = p.bufRecords, p.bufBytes
-	s.RecordsPut = p.putCount
-	p.mu.Unlock()
+	b := p.buf
+	b.mu.Lock()
+	s.BufferedRecords, s.BufferedBytes = b.records, b.bytes
+	s.RecordsPut = b.putCount
+	if sp := b.spool; sp != nil {
+		sp.statsLocked(&s, p.now())
+	}
+	b.mu.Unlock()
 	s.Latency.Bounds = latencyBounds[:]
 	s.Latency.Counts = make([]uint64, len(c.lat))
 	for i := range c.lat {
