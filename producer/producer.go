@@ -93,7 +93,7 @@ type Producer struct {
 type entry struct {
 	rec      Record
 	hash     kpl.HashKey
-	enq      int64 // nanoseconds since the producer's epoch when the pipeline took it
+	enq      int64  // nanoseconds since the producer's epoch when the pipeline took it
 	seq      uint64 // the record's sequence number in the spool, when spooled
 	size     int32  // len(PartitionKey)+len(Data), the buffer accounting unit
 	attempts int32
