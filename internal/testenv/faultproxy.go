@@ -115,9 +115,10 @@ func (f *FaultProxy) CutResponsesAfter(n int) {
 	f.add("cut", "limit_data", "downstream", toxiproxy.Attributes{"bytes": n})
 }
 
-// Bandwidth limits the service's answers to kbps kilobytes per second.
+// Bandwidth limits the traffic in each direction to kbps kilobytes per second.
 func (f *FaultProxy) Bandwidth(kbps int) {
-	f.add("bandwidth", "bandwidth", "downstream", toxiproxy.Attributes{"rate": kbps})
+	f.add("bandwidth-up", "bandwidth", "upstream", toxiproxy.Attributes{"rate": kbps})
+	f.add("bandwidth-down", "bandwidth", "downstream", toxiproxy.Attributes{"rate": kbps})
 }
 
 // Heal removes every toxic; the proxy passes traffic untouched again.
