@@ -39,7 +39,15 @@ func NewFaultProxy(t testing.TB, service Service) *FaultProxy {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + hex.EncodeToString(id[:])
+	// The toxiproxy client puts the name in URL paths unescaped: a subtest name holding '#'
+	// or '?' ("case#01") would address another proxy, or none.
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '=':
+			return r
+		}
+		return '_'
+	}, t.Name()) + "-" + hex.EncodeToString(id[:])
 	c := toxiproxy.NewClient(os.Getenv(string(Toxiproxy)))
 	p, err := c.CreateProxy(name, "127.0.0.1:0", up.Host)
 	if err != nil {
@@ -84,21 +92,30 @@ func (f *FaultProxy) add(name, typ, stream string, attrs toxiproxy.Attributes) {
 	}
 }
 
+// freezeFor is the latency of a frozen proxy: longer than any test.
+const freezeFor = 24 * time.Hour
+
 // Freeze holds every byte in both directions, on open and new connections, without closing
 // anything: connections are accepted and requests never answered, as by a frozen
-// (SIGSTOPped) server.
+// (SIGSTOPped) server. [FaultProxy.Heal] releases the held bytes, as SIGCONT would: the
+// service then executes the requests sent during the freeze (even those their clients gave
+// up on) and its answers reach the clients still waiting.
+//
+// It is a latency toxic of a day each way: toxiproxy's timeout toxic would drop the bytes
+// instead, and close every connection when removed, which no frozen server does.
 func (f *FaultProxy) Freeze() {
-	f.add("freeze-up", "timeout", "upstream", toxiproxy.Attributes{"timeout": 0})
-	f.add("freeze-down", "timeout", "downstream", toxiproxy.Attributes{"timeout": 0})
+	f.add("freeze-up", "latency", "upstream", toxiproxy.Attributes{"latency": freezeFor.Milliseconds()})
+	f.add("freeze-down", "latency", "downstream", toxiproxy.Attributes{"latency": freezeFor.Milliseconds()})
 }
 
 // LoseResponses lets requests through to the service, which executes them, and drops its
-// answers: the client times out on requests that were applied.
+// answers: the client times out on requests that were applied. [FaultProxy.Heal] closes the
+// connections whose answers were dropped; a client without a timeout waits until then.
 func (f *FaultProxy) LoseResponses() {
 	f.add("lose-responses", "timeout", "downstream", toxiproxy.Attributes{"timeout": 0})
 }
 
-// Latency delays the service's answers by d (plus up to jitter).
+// Latency delays the service's answers by d, give or take up to jitter.
 func (f *FaultProxy) Latency(d, jitter time.Duration) {
 	f.add("latency", "latency", "downstream", toxiproxy.Attributes{"latency": d.Milliseconds(), "jitter": jitter.Milliseconds()})
 }
