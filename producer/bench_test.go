@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -89,12 +88,31 @@ func cpuTime() time.Duration {
 // request building, response handling — per ~230-byte log line, against a client that
 // answers at once. Keys come from a pool of 1024 random partition keys, as the slog
 // handler's default.
+//
+// The spool variants add the on-disk spool (in the test's temporary directory) with each
+// sync mode; the target is measured with spool=batched (100 ms sync interval).
 func BenchmarkPut(b *testing.B) {
-	for _, agg := range []bool{true, false} {
-		b.Run("aggregation="+strconv.FormatBool(agg), func(b *testing.B) {
+	type variant struct {
+		name  string
+		agg   bool
+		spool *SpoolSync
+	}
+	mode := func(m SpoolSync) *SpoolSync { return &m }
+	for _, v := range []variant{
+		{"aggregation=true", true, nil},
+		{"aggregation=false", false, nil},
+		{"aggregation=true/spool=batched", true, mode(SyncBatched)},
+		{"aggregation=true/spool=write", true, mode(SyncWrite)},
+	} {
+		agg := v.agg
+		b.Run(v.name, func(b *testing.B) {
 			const pool = 1024
 			lines, keys := benchLines(pool)
-			p, err := New(newBenchClient(4), "bench", WithAggregation(agg), WithRateLimit(0))
+			opts := []Option{WithAggregation(agg), WithRateLimit(0)}
+			if v.spool != nil {
+				opts = append(opts, WithSpool(b.TempDir(), SpoolOptions{Sync: *v.spool}))
+			}
+			p, err := New(newBenchClient(4), "bench", opts...)
 			if err != nil {
 				b.Fatal(err)
 			}

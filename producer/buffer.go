@@ -130,9 +130,13 @@ func (b *buffer) put(ctx context.Context, e entry, block bool, closing <-chan st
 		s.wantLoad()
 	}
 	end := s.appended
+	early := len(s.wbuf) >= spoolWriteChunk
 	b.mu.Unlock()
 	if queued {
 		b.signal()
+	}
+	if early {
+		s.writeEarly()
 	}
 	return s.commit(end)
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kinlog/kinlog/internal/kpl"
@@ -203,6 +204,9 @@ const (
 	ackSlot       = 24
 	ageEvery      = 1024 // a put time is remembered every ageEvery records
 	loadChunk     = 4 << 20
+	// spoolWriteChunk is how much is collected before it is written without waiting for
+	// the sync interval, so that the write buffer stays small and is reused.
+	spoolWriteChunk = 1 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -247,15 +251,23 @@ type spool struct {
 	replayed    uint64
 	lost        uint64
 
-	// Guarded by wmu.
+	// Guarded by wmu, held while writing.
 	wmu     sync.Mutex
 	spare   []byte
 	written int64 // appended bytes written to files
-	synced  int64 // written bytes flushed to the device
 	cur     *segment
 	curFile *os.File
-	ackGen  uint64
-	ackWM   uint64 // watermark last written to the acked file
+	retired []*os.File // full segments' files, to be synced and closed by syncUpTo
+
+	// Guarded by smu, held while flushing files to the device; writes go on meanwhile.
+	smu    sync.Mutex
+	synced int64 // written bytes flushed to the device
+
+	// The flusher's own (and stop's, after the flusher ended).
+	ackGen uint64
+	ackWM  uint64 // watermark last written to the acked file
+
+	clock atomic.Int64 // Unix ns, updated every SyncInterval: the put time of records
 
 	// Loader's own.
 	rseg  *segment
@@ -375,7 +387,7 @@ func (s *spool) readAcked() uint64 {
 	return wm
 }
 
-// writeAcked records the watermark wm (wmu held). It is not fsynced: a lost update only
+// writeAcked records the watermark wm. It is not fsynced: a lost update only
 // makes the next start send again records that were delivered.
 func (s *spool) writeAcked(wm uint64) error {
 	if wm == s.ackWM {
@@ -637,7 +649,7 @@ func (s *spool) appendLocked(r *Record) uint64 {
 	b := s.wbuf[start:]
 	binary.LittleEndian.PutUint32(b, uint32(n-frameHeader))
 	p := b[frameHeader:]
-	now := time.Now().UnixNano()
+	now := s.clock.Load()
 	binary.LittleEndian.PutUint64(p, seq)
 	binary.LittleEndian.PutUint64(p[8:], uint64(now))
 	i := 16
@@ -698,18 +710,23 @@ func (s *spool) commit(end int64) error {
 		return nil
 	}
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	var err error
 	if s.written < end {
-		if err := s.writeLocked(); err != nil {
-			return err
-		}
+		err = s.writeLocked()
 	}
-	if s.opts.Sync == SyncFsync && s.synced < end {
-		if err := s.syncLocked(); err != nil {
-			return err
-		}
+	s.wmu.Unlock()
+	if err == nil && s.opts.Sync == SyncFsync {
+		err = s.syncUpTo(end)
 	}
-	return nil
+	return err
+}
+
+// writeEarly writes what was appended unless another goroutine is writing already.
+func (s *spool) writeEarly() {
+	if s.wmu.TryLock() {
+		_ = s.writeLocked()
+		s.wmu.Unlock()
+	}
 }
 
 // writeLocked writes every appended frame to the current segment, starting a new one when
@@ -785,33 +802,47 @@ func (s *spool) writeFrames(data []byte, first, end uint64) error {
 	return nil
 }
 
-// rotateLocked closes the current segment, flushed to the device (wmu held).
+// rotateLocked ends the current segment (wmu held); syncUpTo flushes and closes its file.
 func (s *spool) rotateLocked() error {
-	if err := s.curFile.Sync(); err != nil {
-		return fmt.Errorf("syncing spool segment: %w", err)
-	}
-	if err := s.curFile.Close(); err != nil {
-		return fmt.Errorf("closing spool segment: %w", err)
-	}
+	s.retired = append(s.retired, s.curFile)
 	s.buf.mu.Lock()
 	s.cur.open = false
 	s.buf.mu.Unlock()
 	s.cur, s.curFile = nil, nil
-	s.synced = s.written
 	return nil
 }
 
-// syncLocked flushes the current segment to the device (wmu held).
-func (s *spool) syncLocked() error {
-	if s.curFile != nil && s.synced < s.written {
-		if err := s.curFile.Sync(); err != nil {
-			s.buf.mu.Lock()
-			s.err = fmt.Errorf("%w: syncing spool segment: %w", ErrSpool, err)
-			s.buf.mu.Unlock()
-			return s.err
+// syncUpTo returns once the bytes written up to end are flushed to the device. Concurrent
+// callers share one fsync; writes go on while it runs.
+func (s *spool) syncUpTo(end int64) error {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.synced >= end {
+		return nil
+	}
+	s.wmu.Lock()
+	cur, retired, upto := s.curFile, s.retired, s.written
+	s.retired = nil
+	s.wmu.Unlock()
+	var err error
+	for _, f := range retired {
+		if serr := f.Sync(); serr != nil && err == nil {
+			err = serr
+		}
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}
-	s.synced = s.written
+	if cur != nil && err == nil {
+		err = cur.Sync()
+	}
+	if err != nil {
+		s.buf.mu.Lock()
+		s.err = fmt.Errorf("%w: syncing spool segment: %w", ErrSpool, err)
+		s.buf.mu.Unlock()
+		return s.err
+	}
+	s.synced = max(s.synced, upto)
 	return nil
 }
 
@@ -819,6 +850,7 @@ func (s *spool) syncLocked() error {
 
 // start runs the spool's flusher and loader.
 func (s *spool) start() {
+	s.clock.Store(time.Now().UnixNano())
 	s.wg.Add(2)
 	go s.flusher()
 	go s.loader()
@@ -832,7 +864,8 @@ func (s *spool) flusher() {
 	defer t.Stop()
 	for {
 		select {
-		case <-t.C:
+		case now := <-t.C:
+			s.clock.Store(now.UnixNano())
 			s.flush(false)
 		case <-s.stopc:
 			return
@@ -845,13 +878,14 @@ func (s *spool) flusher() {
 // when nothing is pending.
 func (s *spool) flush(final bool) {
 	s.wmu.Lock()
+	err := s.writeLocked()
+	written := s.written
+	s.wmu.Unlock()
+	if err != nil || s.syncUpTo(written) != nil {
+		return
+	}
+	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := s.writeLocked(); err != nil {
-		return
-	}
-	if err := s.syncLocked(); err != nil {
-		return
-	}
 	b := s.buf
 	b.mu.Lock()
 	wm := s.acks.wm
