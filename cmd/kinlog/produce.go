@@ -28,10 +28,16 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	keyField := fs.String("partition-key-field", "", "JSON member whose value is the partition key (default: random, for an even spread)")
 	aggregate := fs.Bool("aggregate", true, "KPL-aggregate records")
 	maxRecord := fs.Int("max-record-size", producer.DefaultMaxRecordSize, "largest record accepted, in bytes")
-	ttl := fs.Duration("record-ttl", producer.DefaultRecordTTL, "give up on a record not delivered within this time (0: never)")
+	ttl := fs.Duration("record-ttl", producer.DefaultRecordTTL, "give up on a record not delivered within this time (0: never; default 0 with --spool)")
+	spoolDir := fs.String("spool", "", "keep every accepted line in this directory until Kinesis confirmed it; lines left by an earlier run are sent first")
+	spoolSync := fs.String("spool-sync", producer.SyncWrite.String(), "when a spooled line is on disk: write (survives a crash of the process), fsync (and of the machine), batched (every 100 ms)")
+	spoolMax := ByteSize(producer.DefaultSpoolMaxBytes)
+	fs.TextVar(&spoolMax, "spool-max-bytes", spoolMax, "bound of the spool's files (5MiB, 2GiB, ...); reading waits while it is full")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	ttlSet := false
+	fs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "record-ttl" })
 	if *stream == "" {
 		return fmt.Errorf("%w: --stream is required", errUsage)
 	}
@@ -48,10 +54,21 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		failed   int
 		firstErr error
 	)
-	p, err := producer.New(kinesis.NewFromConfig(cfg), *stream,
-		producer.WithAggregation(*aggregate),
-		producer.WithMaxRecordSize(*maxRecord),
-		producer.WithRecordTTL(*ttl),
+	opts := []producer.Option{producer.WithAggregation(*aggregate), producer.WithMaxRecordSize(*maxRecord)}
+	if *spoolDir != "" {
+		mode, err := producer.ParseSpoolSync(*spoolSync)
+		if err != nil {
+			return fmt.Errorf("%w: --spool-sync: %v", errUsage, err)
+		}
+		opts = append(opts, producer.WithSpool(*spoolDir, producer.SpoolOptions{Sync: mode, MaxBytes: int64(spoolMax)}))
+		if !ttlSet {
+			*ttl = 0
+		}
+	}
+	if *spoolDir == "" || ttlSet {
+		opts = append(opts, producer.WithRecordTTL(*ttl))
+	}
+	p, err := producer.New(kinesis.NewFromConfig(cfg), *stream, append(opts,
 		producer.WithResultHandler(func(r producer.Result) {
 			if r.Err == nil {
 				return
@@ -62,9 +79,17 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				firstErr = r.Err
 			}
 			mu.Unlock()
-		}))
+		}))...)
 	if err != nil {
 		return err
+	}
+	if r, ok := p.SpoolRecovery(); ok {
+		if r.Records > 0 {
+			fmt.Fprintf(stderr, "kinlog produce: sending first %d lines an earlier run left in %s\n", r.Records, r.Dir)
+		}
+		for _, d := range r.Damaged {
+			fmt.Fprintf(stderr, "kinlog produce: spool file %s damaged at byte %d (%s): %d bytes cut off, kept in %s\n", d.File, d.Offset, d.Reason, d.Bytes, d.SavedAs)
+		}
 	}
 	start := time.Now()
 	rejected := 0
@@ -75,6 +100,8 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			break
 		}
 	}
+	// Without a TTL (the default with a spool) Close waits 30 s for Kinesis; what is not
+	// delivered by then stays in the spool for the next run.
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *ttl+30*time.Second)
 	defer cancel()
 	closeErr := p.Close(closeCtx)
