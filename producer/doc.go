@@ -32,12 +32,62 @@
 // up to 10 MiB), and go out when full or when the oldest record has waited the linger time
 // (100 ms, [WithLinger]); at most 8 are in flight ([WithMaxInFlight]). Per-shard token
 // buckets hold each shard to 150% ([WithRateLimit]) of its 1 MiB/s and 1000 records/s write
-// limits. Entries failing with ProvisionedThroughputExceededException or InternalFailure,
-// and whole requests failing with a transport error or server fault, are retried with
-// jittered exponential backoff until the record's time to live (30 s, [WithRecordTTL])
-// runs out, when the record is reported with [ErrRecordExpired]. Other errors (stream not
-// found, access denied, KMS errors) are reported at once. Each call is bounded by
-// [WithRequestTimeout] (30 s).
+// limits.
+//
+// What is retried, with jittered exponential backoff (100 ms doubling to 5 s,
+// [WithRetryBackoff]), until the record's time to live runs out:
+//
+//   - entries that PutRecords rejects with ProvisionedThroughputExceededException or
+//     InternalFailure;
+//   - whole calls that got no answer: connection refused or reset, EOF, TLS handshake and
+//     DNS failures, an answer cut short, and calls that ran out of [WithRequestTimeout]
+//     (30 s per call, the SDK's own attempts included) — the SDK reports all of these as a
+//     response error with status code 0;
+//   - whole calls answered with throttling (429, LimitExceededException, ThrottlingException,
+//     KMSThrottlingException and the like) or a server fault (5xx).
+//
+// Only faults of the request itself fail at once, reported with the error: stream not found,
+// access denied, validation errors, a disabled or missing KMS key (a 4xx answer with a client
+// fault code, or the SDK refusing the parameters). A record whose time to live ([WithRecordTTL]:
+// 30 s by default, none with a spool) runs out is reported with [ErrRecordExpired], wrapping
+// the last failure. Every record accepted by Put ends in exactly one [Result] — delivered,
+// failed with a reason, or (with a spool, when Close gives up) kept on disk for the next
+// start — so no accepted record is ever dropped silently.
+//
+// # What survives a crash
+//
+// Without a spool, accepted records live in memory only: a crash of the process (SIGKILL,
+// OOM kill, panic) loses every record not yet confirmed by Kinesis — up to the whole buffer
+// (64 MiB by default) during an outage. With [WithSpool], every accepted record is appended
+// to checksummed segment files and deleted only once Kinesis confirmed it (or it was
+// reported failed); the next producer on the directory sends what is left, in the order it
+// was put, with the same producer id. When a record is on disk depends on
+// [SpoolOptions].Sync:
+//
+//   - [SyncWrite] (the default): written before Put returns — survives a process crash;
+//     fsynced every SyncInterval (100 ms) — a machine crash or power loss can lose the last
+//     interval.
+//   - [SyncFsync]: fsynced before Put returns — survives both.
+//   - [SyncBatched]: written and fsynced every SyncInterval — any crash can lose the last
+//     interval; the cheapest.
+//
+// A torn record at the end of a segment (a crash in the middle of a write) or any other
+// damage is found by its CRC-32C at start: the good records before it are kept and sent,
+// the damaged bytes are saved beside the segment and reported ([Producer.SpoolRecovery],
+// [Stats].SpoolLostRecords); nothing panics. The spool is bounded by bytes
+// ([SpoolOptions].MaxBytes, 1 GiB): when it is full Put waits and TryPut fails with
+// [ErrBufferFull], as with the memory buffer, and records beyond the memory buffer wait on
+// disk, so an outage can last as long as the disk bound allows. One directory belongs to
+// one producer at a time ([ErrSpoolLocked]).
+//
+// Delivery into Kinesis is at-least-once with or without a spool: a request that Kinesis
+// executed but whose answer was lost (a timeout, a reset after the request was sent, a crash
+// between the send and the spool's acknowledgement) is sent again, and its records are then
+// in the stream twice. Each spooled record keeps a stable identity — the spool's producer id
+// and the sequence number it got when it was put — across retries and restarts. Records of
+// one partition key reach Kinesis in the order they were put when one request is in flight
+// ([WithMaxInFlight](1)); with more, or after a retry, two requests can land in either order,
+// as with the KPL.
 //
 // # Cost
 //

@@ -248,6 +248,7 @@ type spool struct {
 	segs        []*segment
 	syncWaiters map[uint64]chan Result // PutSync waiters of records on disk only
 	err         error                  // sticky write error
+	writtenSeq  uint64                 // records below it are in the files (or lost to a failed write)
 	replayed    uint64
 	lost        uint64
 
@@ -442,7 +443,7 @@ func (s *spool) recover(wm uint64) error {
 		s.recovery.Records += sg.end - max(sg.first, wm)
 		next = max(next, sg.end)
 	}
-	s.nextSeq, s.memSeq, s.startSeq = next, wm, next
+	s.nextSeq, s.memSeq, s.startSeq, s.writtenSeq = next, wm, next, next
 	s.acks.reset(wm)
 	s.pending = s.recovery.Records
 	// Sequence numbers between wm and next that no segment holds were lost to damage;
@@ -740,15 +741,14 @@ func (s *spool) writeLocked() error {
 		return err
 	}
 	data, upto := s.wbuf, s.appended
-	first, end := s.nextSeq, s.nextSeq
-	if len(data) > 0 {
-		first = binary.LittleEndian.Uint64(data[frameHeader:])
-	}
-	s.wbuf = s.spare[:0]
-	b.mu.Unlock()
 	if len(data) == 0 {
+		b.mu.Unlock()
 		return nil
 	}
+	first, end := binary.LittleEndian.Uint64(data[frameHeader:]), s.nextSeq
+	// wbuf and spare take turns: one is written while the other collects.
+	s.wbuf, s.spare = s.spare[:0], nil
+	b.mu.Unlock()
 	err := s.writeFrames(data, first, end)
 	s.spare = data[:0]
 	if cap(s.spare) > 16<<20 {
@@ -756,6 +756,7 @@ func (s *spool) writeLocked() error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	s.writtenSeq = end
 	if err != nil {
 		s.err = fmt.Errorf("%w: %w", ErrSpool, err)
 		b.notifyLocked()
@@ -1009,10 +1010,15 @@ func (s *spool) loadSome() bool {
 			break
 		}
 	}
+	if from >= s.writtenSeq {
+		// What is left is being written right now: look again once it is in the files.
+		b.mu.Unlock()
+		return true
+	}
 	if sg == nil || sg.first > from {
-		// Records from..(sg.first or nextSeq) are in no file: lost to damage or to a
+		// Records from..(sg.first, or all written) are in no file: lost to damage or to a
 		// failed write. Acknowledge them so that the watermark passes.
-		to := s.nextSeq
+		to := s.writtenSeq
 		if sg != nil {
 			to = sg.first
 		}
@@ -1048,10 +1054,13 @@ func (s *spool) loadSome() bool {
 	}
 	r := &frameReader{f: s.rfile, off: s.roff, buf: s.rbuf[:0]}
 	var batch []entry
+	var slab []byte // the batch's data, copied out of the read buffer, which moves
 	var bytes int64
+	var readErr error
 	for s.rseq < segEnd && r.off < segSize && bytes < loadChunk && int64(len(batch)) < roomRecs {
 		fr, err := r.next()
 		if err != nil {
+			readErr = err
 			break
 		}
 		seq := s.rseq
@@ -1066,7 +1075,15 @@ func (s *spool) loadSome() bool {
 			s.roff -= int64(fr.frameLen)
 			break
 		}
-		e := entry{rec: Record{PartitionKey: string(fr.pk), ExplicitHashKey: string(fr.ehk), Data: fr.data},
+		if slab == nil {
+			slab = make([]byte, 0, min(loadChunk, roomBytes))
+		}
+		if cap(slab)-len(slab) < len(fr.data) {
+			slab = make([]byte, 0, max(len(fr.data), loadChunk/4))
+		}
+		at := len(slab)
+		slab = append(slab, fr.data...)
+		e := entry{rec: Record{PartitionKey: string(fr.pk), ExplicitHashKey: string(fr.ehk), Data: slab[at:len(slab):len(slab)]},
 			seq: seq, spooled: true, size: int32(size)}
 		if len(fr.ehk) > 0 {
 			h, err := kpl.ParseHashKey(e.rec.ExplicitHashKey)
@@ -1081,7 +1098,21 @@ func (s *spool) loadSome() bool {
 	}
 	s.rbuf = r.buf[:0]
 	if len(batch) == 0 {
-		return false
+		if readErr == nil {
+			return false
+		}
+		// A record of this run's files is unreadable (the disk altered it): the rest of
+		// the segment is lost. Count it and go on with the next one rather than stall.
+		b.mu.Lock()
+		for q := max(from, s.rseq); q < segEnd; q++ {
+			s.ackLocked(q)
+		}
+		s.lost += segEnd - max(from, s.rseq)
+		s.memSeq = max(s.memSeq, segEnd)
+		s.rseq, s.roff = segEnd, segSize
+		b.notifyLocked()
+		b.mu.Unlock()
+		return true
 	}
 	b.mu.Lock()
 	for i := range batch {

@@ -493,3 +493,55 @@ func TestAckTracker(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoolBacklogStress puts records much faster than a slow stream takes them, with a
+// small memory buffer, so the records go back and forth between memory and disk many
+// times; every record must arrive, with its own data.
+func TestSpoolBacklogStress(t *testing.T) {
+	fs := newFakeStream(4)
+	fc := fs.client()
+	var calls atomic.Int64
+	slow := fc.putRecords
+	fc.putRecords = func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+		if calls.Add(1)%3 == 0 {
+			select { // an occasional slow answer
+			case <-time.After(2 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		return slow(ctx, in)
+	}
+	p := newTestProducer(t, fc, WithSpool(t.TempDir(), SpoolOptions{Sync: SyncBatched, SegmentBytes: 256 << 10, SyncInterval: 2 * time.Millisecond}),
+		WithMaxBufferedBytes(1<<20), WithMaxBufferedRecords(2000), WithLinger(time.Millisecond))
+	const n = 200000
+	for i := range n {
+		if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		p.buf.mu.Lock()
+		s := p.spool
+		t.Fatalf("Flush: %v; memory %d records, spool next %d mem %d written %d pending %d wm %d lost %d, %d segments",
+			err, p.buf.records, s.nextSeq, s.memSeq, s.writtenSeq, s.pending, s.acks.wm, s.lost, len(s.segs))
+	}
+	st := p.Stats()
+	if st.SpoolLostRecords != 0 || st.RecordsDelivered != n {
+		t.Fatalf("delivered %d of %d, %d lost", st.RecordsDelivered, n, st.SpoolLostRecords)
+	}
+	got := 0
+	for _, recs := range fs.consumed(t) {
+		for _, r := range recs {
+			var i int
+			if _, err := fmt.Sscanf(string(r.Data[:8]), "%d", &i); err != nil || string(r.Data) != string(spoolRecord(i).Data) || r.PartitionKey != spoolRecord(i).PartitionKey {
+				t.Fatalf("record %q (key %s) is not one that was put", r.Data, r.PartitionKey)
+			}
+			got++
+		}
+	}
+	if got != n {
+		t.Fatalf("%d records in the stream, want %d", got, n)
+	}
+}

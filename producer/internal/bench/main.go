@@ -50,6 +50,8 @@ func run() error {
 	inflight := flag.Int("inflight", producer.DefaultMaxInFlight, "PutRecords requests in flight")
 	keys := flag.Int("keys", 1024, "distinct random partition keys")
 	buffer := flag.Int64("buffer", producer.DefaultMaxBufferedBytes, "producer buffer bound in bytes")
+	spoolDir := flag.String("spool", "", "spool directory (empty: no spool; a temporary directory is a good choice)")
+	spoolSync := flag.String("spool-sync", "batched", "spool sync mode: write, batched or fsync")
 	verify := flag.Bool("verify", true, "read the stream back and check every line arrived once on its own shard")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile to this file")
@@ -115,7 +117,15 @@ func run() error {
 	cpu0 := cpuTime()
 	start := time.Now()
 	failed := 0
-	p, err := producer.New(client, name,
+	opts := []producer.Option{}
+	if *spoolDir != "" {
+		mode, err := producer.ParseSpoolSync(*spoolSync)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, producer.WithSpool(*spoolDir, producer.SpoolOptions{Sync: mode}))
+	}
+	p, err := producer.New(client, name, append(opts,
 		producer.WithAggregation(*aggregate),
 		producer.WithRateLimit(*rate),
 		producer.WithMaxInFlight(*inflight),
@@ -124,7 +134,7 @@ func run() error {
 			if r.Err != nil {
 				failed++
 			}
-		}))
+		}))...)
 	if err != nil {
 		return err
 	}
@@ -149,6 +159,9 @@ func run() error {
 	st := p.Stats()
 
 	fmt.Printf("stream            %s (%d shards), aggregation %v, rate limit %d%%, in flight %d, buffer %d MiB\n", name, *shards, *aggregate, *rate, *inflight, *buffer>>20)
+	if *spoolDir != "" {
+		fmt.Printf("spool             %s, sync %s\n", *spoolDir, *spoolSync)
+	}
 	fmt.Printf("user records      %d (%.1f MB of data, %d partition keys)\n", *n, float64(bytes)/1e6, *keys)
 	fmt.Printf("elapsed           %v\n", elapsed.Round(time.Millisecond))
 	fmt.Printf("records/s         %.0f\n", float64(*n)/elapsed.Seconds())
