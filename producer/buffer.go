@@ -144,6 +144,11 @@ func (b *buffer) put(ctx context.Context, e entry, block bool, closing <-chan st
 // queueLocked copies e's data and queues it for the pipeline.
 func (b *buffer) queueLocked(e entry) {
 	e.rec.Data = b.copyLocked(e.rec.Data)
+	b.queueOwnedLocked(e)
+}
+
+// queueOwnedLocked queues e, whose data is the producer's own copy.
+func (b *buffer) queueOwnedLocked(e entry) {
 	bl := b.qTail
 	if bl == nil || bl.n == len(bl.entries) {
 		bl = b.newBlockLocked()

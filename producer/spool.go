@@ -271,11 +271,12 @@ type spool struct {
 	clock atomic.Int64 // Unix ns, updated every SyncInterval: the put time of records
 
 	// Loader's own.
-	rseg  *segment
-	rfile *os.File
-	roff  int64  // offset in rseg of the frame of sequence number rseq
-	rseq  uint64 //
-	rbuf  []byte
+	rseg   *segment
+	rfile  *os.File
+	roff   int64  // offset in rseg of the frame of sequence number rseq
+	rseq   uint64 //
+	rbuf   []byte
+	lbatch []entry
 
 	loadWake   chan struct{}
 	loaderStop chan struct{}
@@ -646,7 +647,12 @@ func (s *spool) appendLocked(r *Record) uint64 {
 	s.nextSeq++
 	n := frameSize(r)
 	start := len(s.wbuf)
-	s.wbuf = slices.Grow(s.wbuf, n)[:start+n]
+	if cap(s.wbuf)-start < n {
+		// A fresh buffer (the other one is being written), or one outgrown: size it for a
+		// chunk and then some, so that appends rarely copy it.
+		s.wbuf = slices.Grow(s.wbuf, max(n, 2*spoolWriteChunk))
+	}
+	s.wbuf = s.wbuf[:start+n]
 	b := s.wbuf[start:]
 	binary.LittleEndian.PutUint32(b, uint32(n-frameHeader))
 	p := b[frameHeader:]
@@ -1053,7 +1059,7 @@ func (s *spool) loadSome() bool {
 		s.roff, s.rseq = int64(len(segmentMagic)), sg.first // cannot happen; start over
 	}
 	r := &frameReader{f: s.rfile, off: s.roff, buf: s.rbuf[:0]}
-	var batch []entry
+	batch := s.lbatch[:0]
 	var slab []byte // the batch's data, copied out of the read buffer, which moves
 	var bytes int64
 	var readErr error
@@ -1097,6 +1103,7 @@ func (s *spool) loadSome() bool {
 		bytes += int64(size)
 	}
 	s.rbuf = r.buf[:0]
+	defer func() { clear(batch); s.lbatch = batch[:0] }()
 	if len(batch) == 0 {
 		if readErr == nil {
 			return false
@@ -1127,7 +1134,7 @@ func (s *spool) loadSome() bool {
 		if e.seq < s.startSeq {
 			s.replayed++
 		}
-		b.queueLocked(e) // copies the data out of the read buffer
+		b.queueOwnedLocked(e) // the data is in the batch's own slab
 		s.memSeq++
 	}
 	more := s.backlogLocked()
