@@ -17,6 +17,7 @@ type collectorDescs struct {
 	throttled, refreshes, refreshErrors, mismatches  *prometheus.Desc
 	bufferedRecords, bufferedBytes, inflight, perRec *prometheus.Desc
 	latency                                          *prometheus.Desc
+	spooled, spooledBytes, spoolAge, replayed, lost  *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector for p. constLabels are added to every metric,
@@ -48,6 +49,11 @@ func NewCollector(p *Producer, constLabels prometheus.Labels) *Collector {
 		inflight:        d("requests_in_flight", "PutRecords calls under way."),
 		perRec:          d("user_records_per_kinesis_record", "Mean user records per delivered Kinesis record."),
 		latency:         d("delivery_latency_seconds", "Time from Put to delivery."),
+		spooled:         d("spooled_records", "User records in the spool not yet reported."),
+		spooledBytes:    d("spooled_bytes", "Bytes of the spool's files."),
+		spoolAge:        d("spool_oldest_record_age_seconds", "How long the oldest record in the spool has waited."),
+		replayed:        d("records_replayed_total", "User records an earlier run left in the spool and this one sent."),
+		lost:            d("spool_lost_records_total", "User records found damaged in the spool or lost to a failed spool write."),
 	}}
 }
 
@@ -57,7 +63,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{d.put, d.delivered, d.failed, d.retried, d.resent,
 		d.kinesisRecords, d.kinesisBytes, d.requests, d.reqErrs, d.throttled, d.refreshes,
 		d.refreshErrors, d.mismatches, d.bufferedRecords, d.bufferedBytes, d.inflight, d.perRec,
-		d.latency} {
+		d.latency, d.spooled, d.spooledBytes, d.spoolAge, d.replayed, d.lost} {
 		ch <- x
 	}
 }
@@ -89,6 +95,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.bufferedBytes, float64(s.BufferedBytes))
 	gauge(d.inflight, float64(s.InFlightRequests))
 	gauge(d.perRec, s.RecordsPerKinesisRecord())
+	gauge(d.spooled, float64(s.SpooledRecords))
+	gauge(d.spooledBytes, float64(s.SpooledBytes))
+	gauge(d.spoolAge, s.OldestSpooledAge.Seconds())
+	counter(d.replayed, s.RecordsReplayed)
+	counter(d.lost, s.SpoolLostRecords)
 	buckets := make(map[float64]uint64, len(s.Latency.Bounds))
 	var cum uint64
 	for i, b := range s.Latency.Bounds {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,5 +78,43 @@ func TestCollector(t *testing.T) {
 	}
 	if labels["stream"] != "test-stream" || labels["app"] != "test" {
 		t.Errorf("labels %v", labels)
+	}
+}
+
+func TestCollectorSpool(t *testing.T) {
+	gs := newGatedStream(1)
+	p := newTestProducer(t, gs.client(), WithSpool(t.TempDir(), SpoolOptions{}), WithMaxBufferedRecords(10),
+		WithRequestTimeout(20*time.Millisecond), WithRetryBackoff(5*time.Millisecond, 10*time.Millisecond))
+	for i := range 100 {
+		if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(NewCollector(p, nil)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.Metric{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0]
+	}
+	if v := got["kinlog_producer_spooled_records"].GetGauge().GetValue(); v != 100 {
+		t.Errorf("spooled_records = %v, want 100", v)
+	}
+	if v := got["kinlog_producer_spooled_bytes"].GetGauge().GetValue(); v <= 0 {
+		t.Errorf("spooled_bytes = %v", v)
+	}
+	for _, name := range []string{"kinlog_producer_spool_oldest_record_age_seconds", "kinlog_producer_records_replayed_total", "kinlog_producer_spool_lost_records_total"} {
+		if got[name] == nil {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	gs.openGate()
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -513,7 +513,7 @@ func TestSpoolBacklogStress(t *testing.T) {
 	}
 	p := newTestProducer(t, fc, WithSpool(t.TempDir(), SpoolOptions{Sync: SyncBatched, SegmentBytes: 256 << 10, SyncInterval: 2 * time.Millisecond}),
 		WithMaxBufferedBytes(1<<20), WithMaxBufferedRecords(2000), WithLinger(time.Millisecond))
-	const n = 200000
+	const n = 100000
 	for i := range n {
 		if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
 			t.Fatal(err)
