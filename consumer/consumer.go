@@ -297,7 +297,9 @@ func parentsDone(l checkpoint.Lease, byKey map[string]checkpoint.Lease) bool {
 // when none is available and another worker holds clearly more than this one, steals a
 // bounded number from the most loaded worker.
 func (c *Consumer) leaseCycle(ctx, life context.Context) {
-	leases, err := c.store.ListLeases(ctx)
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.listTimeout())
+	leases, err := c.store.ListLeases(lctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			c.log.Warn("listing leases", "err", err)
@@ -434,7 +436,7 @@ func (c *Consumer) take(ctx, life context.Context, leases []checkpoint.Lease, st
 			// A take already sent runs under life, not ctx: if shutdown cancelled it, a
 			// write DynamoDB applied would leave a lease owned by this worker that nobody
 			// releases. Awaited, a lease won gets a shard worker, which shutdown releases.
-			tctx, cancel := context.WithTimeout(life, c.cfg.renewInterval)
+			tctx, cancel := context.WithTimeout(life, c.cfg.leaseCallTimeout())
 			defer cancel()
 			got, err := c.store.TakeLease(tctx, l, c.cfg.workerID)
 			if err != nil {

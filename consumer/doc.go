@@ -28,7 +28,10 @@
 // at once: the processor gets LeaseLost and nothing it acknowledges afterwards is
 // checkpointed. All writes of one lease (renewal, checkpoint, prepared boundary, release)
 // are serialized by one owner of its state and pass the lease returned by the previous
-// write.
+// write. Every lease-table call has a deadline — failover/3 for a write or a take, the
+// failover time for a listing — so a request on a connection that never answers is
+// abandoned and retried instead of stalling the shard; a write in flight never holds up
+// the renewal of other leases, the lease scan, Status or the metrics.
 //
 // # Shard discovery and resharding
 //

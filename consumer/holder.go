@@ -20,8 +20,14 @@ var ErrPendingUnacked = errors.New("consumer: previous prepared boundary not ack
 var errReleased = errors.New("consumer: lease released")
 
 // holder owns the state of one lease this worker holds. Every write on the lease — renewal,
-// checkpoint, prepared boundary, release — goes through it, serialized by its mutex, and
-// passes the lease returned by the previous write, as the store's fencing requires.
+// checkpoint, prepared boundary, release — goes through it, serialized by wmu, and passes
+// the lease returned by the previous write, as the store's fencing requires.
+//
+// Two mutexes keep a slow or unanswered write from stalling readers: wmu is held across a
+// write's store calls, each bounded by the lease call timeout (see [holder.callCtx]), and
+// serializes writers only; mu guards the fields below it and is never held across a call,
+// so Status, the lease scan and the metrics endpoint never wait for DynamoDB. Renewal does
+// not queue behind another write either (see [holder.renew]).
 type holder struct {
 	c   *Consumer
 	key string
@@ -30,7 +36,9 @@ type holder struct {
 	gone     atomic.Bool // released: a later change of the lease is not a loss
 	lostOnce sync.Once
 	onLost   func(reason string)
-	onStored func(cp checkpoint.Checkpoint) // called, under mu, after every stored checkpoint
+	onStored func(cp checkpoint.Checkpoint) // called, under wmu, after every stored checkpoint
+
+	wmu sync.Mutex // held by the write in flight
 
 	mu        sync.Mutex
 	lease     checkpoint.Lease
@@ -68,7 +76,7 @@ func (h *holder) markLost(reason string) {
 	})
 }
 
-// usableLocked reports why no write may be made, or nil.
+// usableLocked reports why no write may be made, or nil. It needs mu.
 func (h *holder) usableLocked() error {
 	if h.lost.Load() {
 		return fmt.Errorf("lease %s: %w", h.key, checkpoint.ErrLeaseLost)
@@ -77,6 +85,14 @@ func (h *holder) usableLocked() error {
 		return fmt.Errorf("lease %s: %w", h.key, errReleased)
 	}
 	return nil
+}
+
+// callCtx bounds one call to the store made by a holder write: a request on a connection
+// that never answers (packets dropped, nothing closed) is abandoned after the lease call
+// timeout, so that the write can be retried on a new connection and wmu is released in
+// time for the lease's renewal.
+func (h *holder) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.c.cfg.leaseCallTimeout())
 }
 
 // counter returns the lease counter last written.
@@ -96,17 +112,47 @@ func (h *holder) snapshot() (written checkpoint.Checkpoint, pending *checkpoint.
 	return h.written, pending
 }
 
+// begin starts a write: it takes wmu and returns the lease to write from, or why no write
+// may be made (then wmu is not held).
+func (h *holder) begin() (checkpoint.Lease, error) {
+	h.wmu.Lock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.usableLocked(); err != nil {
+		h.wmu.Unlock()
+		return checkpoint.Lease{}, err
+	}
+	return h.lease, nil
+}
+
 // renew increments the lease counter. A refused renewal loses the lease; so does a lease
 // that will not have been renewed for the failover time by the next renewal, since other
 // workers may consider it expired by then.
+//
+// While another write on the lease is in flight (a checkpoint or a prepared boundary, which
+// renew the lease too when they succeed), renew does not wait for it: it only checks that
+// the lease is not about to expire. Waiting would hold up the renewal of every other lease
+// of the worker.
 func (h *holder) renew(ctx context.Context) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.usableLocked() != nil {
+	if !h.wmu.TryLock() {
+		h.mu.Lock()
+		h.expireLocked(h.c.cfg.clock.Now(), "a write on the lease is in flight")
+		h.mu.Unlock()
 		return
 	}
-	l, err := h.c.store.RenewLease(ctx, h.lease)
+	defer h.wmu.Unlock()
+	h.mu.Lock()
+	held, err := h.lease, h.usableLocked()
+	h.mu.Unlock()
+	if err != nil {
+		return
+	}
+	cctx, cancel := h.callCtx(ctx)
+	l, err := h.c.store.RenewLease(cctx, held)
+	cancel()
 	now := h.c.cfg.clock.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	switch {
 	case err == nil:
 		h.lease = l
@@ -115,11 +161,24 @@ func (h *holder) renew(ctx context.Context) {
 		h.markLost("renewal refused: " + err.Error())
 	default:
 		h.c.log.Warn("renewing lease", "shard", h.key, "err", err)
-		// Stop before other workers may consider the lease expired: they count the failover
-		// time from when they saw the last renewal, so never before h.renewedAt.
-		if now.Add(h.c.cfg.renewInterval).Sub(h.renewedAt) >= h.c.cfg.failover {
-			h.markLost("not renewed within the failover time")
+		h.expireLocked(now, "")
+	}
+}
+
+// expireLocked loses the lease when it will not have been renewed for the failover time by
+// the next renewal. It needs mu.
+func (h *holder) expireLocked(now time.Time, why string) {
+	if h.usableLocked() != nil {
+		return
+	}
+	// Stop before other workers may consider the lease expired: they count the failover
+	// time from when they saw the last renewal, so never before h.renewedAt.
+	if now.Add(h.c.cfg.renewInterval).Sub(h.renewedAt) >= h.c.cfg.failover {
+		reason := "not renewed within the failover time"
+		if why != "" {
+			reason += " (" + why + ")"
 		}
+		h.markLost(reason)
 	}
 }
 
@@ -127,83 +186,104 @@ func (h *holder) renew(ctx context.Context) {
 // boundary is pending, checkpoints before it are held back: storing one would clear the
 // boundary before the batch it guards is durable.
 func (h *holder) checkpoint(ctx context.Context, cp checkpoint.Checkpoint) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.usableLocked(); err != nil {
+	held, err := h.begin()
+	if err != nil {
 		return err
 	}
-	if cp.Compare(h.written) <= 0 || (h.pending != nil && cp.Compare(*h.pending) < 0) {
+	defer h.wmu.Unlock()
+	h.mu.Lock()
+	skip := cp.Compare(h.written) <= 0 || (h.pending != nil && cp.Compare(*h.pending) < 0)
+	h.mu.Unlock()
+	if skip {
 		return nil
 	}
-	return h.writeCheckpointLocked(ctx, cp)
+	_, err = h.writeCheckpoint(ctx, held, cp)
+	return err
 }
 
-func (h *holder) writeCheckpointLocked(ctx context.Context, cp checkpoint.Checkpoint) error {
-	l, err := h.c.store.Checkpoint(ctx, h.lease, cp)
+// writeCheckpoint stores cp from held and returns the lease as stored. It needs wmu.
+func (h *holder) writeCheckpoint(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint) (checkpoint.Lease, error) {
+	cctx, cancel := h.callCtx(ctx)
+	l, err := h.c.store.Checkpoint(cctx, held, cp)
+	cancel()
 	if err != nil {
 		if isLeaseGone(err) {
 			h.markLost("checkpoint refused: " + err.Error())
 		}
-		return fmt.Errorf("checkpointing shard %s at %s: %w", h.key, cp, err)
+		return checkpoint.Lease{}, fmt.Errorf("checkpointing shard %s at %s: %w", h.key, cp, err)
 	}
+	h.mu.Lock()
 	h.lease = l
 	h.written = cp
 	h.pending = nil
 	h.renewedAt = h.c.cfg.clock.Now()
+	h.mu.Unlock()
 	h.c.met.checkpoints.Inc()
 	if h.onStored != nil {
 		h.onStored(cp)
 	}
-	return nil
+	return l, nil
 }
 
 // prepare checkpoints acked (everything acknowledged so far) and then stores boundary as
-// the pending checkpoint, both under the lease.
+// the pending checkpoint, both under the lease. Each of the two writes is bounded by the
+// lease call timeout; a write that timed out returns an error and may be retried.
 func (h *holder) prepare(ctx context.Context, acked, boundary checkpoint.Checkpoint) error {
 	if err := boundary.Validate(); err != nil {
 		return fmt.Errorf("preparing shard %s at %s: %w", h.key, boundary, err)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.usableLocked(); err != nil {
+	held, err := h.begin()
+	if err != nil {
 		return err
 	}
-	if h.pending != nil && acked.Compare(*h.pending) < 0 {
+	defer h.wmu.Unlock()
+	h.mu.Lock()
+	written, pending := h.written, h.pending
+	h.mu.Unlock()
+	if pending != nil && acked.Compare(*pending) < 0 {
 		// The pending boundary is not durable yet: only re-preparing the same one is allowed,
 		// and the checkpoint must not clear it.
-		if boundary.Compare(*h.pending) != 0 {
-			return fmt.Errorf("preparing shard %s at %s while %s is pending: %w", h.key, boundary, *h.pending, ErrPendingUnacked)
+		if boundary.Compare(*pending) != 0 {
+			return fmt.Errorf("preparing shard %s at %s while %s is pending: %w", h.key, boundary, *pending, ErrPendingUnacked)
 		}
-	} else if acked.Compare(h.written) > 0 {
-		if err := h.writeCheckpointLocked(ctx, acked); err != nil {
+	} else if acked.Compare(written) > 0 {
+		if held, err = h.writeCheckpoint(ctx, held, acked); err != nil {
 			return err
 		}
 	}
-	l, err := h.c.store.PrepareCheckpoint(ctx, h.lease, boundary)
+	cctx, cancel := h.callCtx(ctx)
+	l, err := h.c.store.PrepareCheckpoint(cctx, held, boundary)
+	cancel()
 	if err != nil {
 		if isLeaseGone(err) {
 			h.markLost("prepare refused: " + err.Error())
 		}
 		return fmt.Errorf("preparing shard %s at %s: %w", h.key, boundary, err)
 	}
+	h.mu.Lock()
 	h.lease = l
 	b := boundary
 	h.pending = &b
 	h.renewedAt = h.c.cfg.clock.Now()
+	h.mu.Unlock()
 	return nil
 }
 
 // release gives the lease up so that any worker can take it at once. Afterwards the holder
 // makes no write.
 func (h *holder) release(ctx context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.usableLocked(); err != nil {
+	held, err := h.begin()
+	if err != nil {
 		return err
 	}
+	defer h.wmu.Unlock()
+	h.mu.Lock()
 	h.released = true
 	h.gone.Store(true)
-	if err := h.c.store.ReleaseLease(ctx, h.lease); err != nil {
+	h.mu.Unlock()
+	cctx, cancel := h.callCtx(ctx)
+	defer cancel()
+	if err := h.c.store.ReleaseLease(cctx, held); err != nil {
 		if isLeaseGone(err) {
 			h.lost.Store(true)
 		}

@@ -255,3 +255,15 @@ func newConfig(opts []Option) (config, error) {
 	}
 	return c, errors.Join(errs...)
 }
+
+// leaseCallTimeout bounds every call to the lease table made by the worker: one lease
+// write (a renewal, checkpoint, prepared boundary or release, with the store's read-back
+// after a failed condition), one take, one listing. It is the renewal interval, failover/3:
+// a write abandoned after it can still be retried once before the lease would expire, and
+// a request on a connection that never answers is given up (the connection with it) instead
+// of holding the lease's write lock or the lease scan indefinitely.
+func (c *config) leaseCallTimeout() time.Duration { return c.renewInterval }
+
+// listTimeout bounds one listing of the lease table or of the stream's shards, which may
+// take several pages.
+func (c *config) listTimeout() time.Duration { return c.failover }

@@ -17,7 +17,9 @@ func (c *Consumer) listShards(ctx context.Context) ([]types.Shard, error) {
 	in := &kinesis.ListShardsInput{StreamName: c.streamName(), StreamARN: c.streamARN()}
 	var shards []types.Shard
 	for {
-		out, err := c.client.ListShards(ctx, in)
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.listTimeout())
+		out, err := c.client.ListShards(pctx, in)
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("listing shards of %s: %w", c.stream, err)
 		}
@@ -38,7 +40,9 @@ func (c *Consumer) listShards(ctx context.Context) ([]types.Shard, error) {
 // something being consumed); otherwise at the initial position. With LATEST, closed shards
 // get no lease (their open descendants start at LATEST).
 func (c *Consumer) syncShards(ctx context.Context) error {
-	leases, err := c.store.ListLeases(ctx)
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.listTimeout())
+	leases, err := c.store.ListLeases(lctx)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("syncing shards: %w", err)
 	}
@@ -102,7 +106,9 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 			l.StartingHashKey = aws.ToString(r.StartingHashKey)
 			l.EndingHashKey = aws.ToString(r.EndingHashKey)
 		}
-		created, err := c.store.CreateLease(ctx, l)
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.leaseCallTimeout())
+		created, err := c.store.CreateLease(cctx, l)
+		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("creating lease for shard %s: %w", id, err))
 			return
@@ -119,7 +125,10 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		if _, ok := byID[l.Key]; ok {
 			continue
 		}
-		if err := c.store.DeleteLease(ctx, l.Key); err != nil {
+		dctx, cancel := context.WithTimeout(ctx, c.cfg.leaseCallTimeout())
+		err := c.store.DeleteLease(dctx, l.Key)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("deleting lease of gone shard %s: %w", l.Key, err))
 			continue
 		}

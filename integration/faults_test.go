@@ -51,6 +51,7 @@ type faultRig struct {
 	workers               []*faultWorker
 	prod                  *producedLog
 	mon                   *leaseMonitor
+	records               int // records the test produces (faultRecords unless set)
 }
 
 func newFaultRig(t *testing.T, name string) *faultRig {
@@ -58,14 +59,15 @@ func newFaultRig(t *testing.T, name string) *faultRig {
 	sc := testenv.S3Client(t)
 	ddb := testenv.DynamoDBClient(t)
 	r := &faultRig{
-		t:      t,
-		start:  time.Now(),
-		stream: testenv.Name(t, name),
-		table:  testenv.Name(t, name+"-leases"),
-		bucket: testenv.Name(t, name),
-		kc:     kc,
-		sc:     sc,
-		prod:   &producedLog{last: map[string]checkpoint.Checkpoint{}},
+		t:       t,
+		start:   time.Now(),
+		stream:  testenv.Name(t, name),
+		table:   testenv.Name(t, name+"-leases"),
+		bucket:  testenv.Name(t, name),
+		kc:      kc,
+		sc:      sc,
+		prod:    &producedLog{last: map[string]checkpoint.Checkpoint{}},
+		records: faultRecords,
 	}
 	var err error
 	if r.store, err = ddbstore.New(ddb, r.table); err != nil {
@@ -95,8 +97,8 @@ type faultWorker struct {
 }
 
 // startWorker starts a worker whose lease table and bucket are reached through the given
-// clients (one of them through a fault proxy).
-func (r *faultRig) startWorker(id string, ddbc *dynamodb.Client, s3c *s3.Client) *faultWorker {
+// clients (one of them through a fault proxy); sinkOpts are added to the sink's options.
+func (r *faultRig) startWorker(id string, ddbc *dynamodb.Client, s3c *s3.Client, sinkOpts ...s3sink.Option) *faultWorker {
 	t := r.t
 	logs := filepath.Join(t.TempDir(), id+".log")
 	f, err := os.Create(logs)
@@ -109,13 +111,13 @@ func (r *faultRig) startWorker(id string, ddbc *dynamodb.Client, s3c *s3.Client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink, err := s3sink.New(s3c, r.bucket, r.stream,
+	sink, err := s3sink.New(s3c, r.bucket, r.stream, append([]s3sink.Option{
 		s3sink.WithLogger(log), s3sink.WithPrefix(pipelinePrefix),
 		s3sink.WithEncoding(encode.Config{Format: encode.Parquet}),
-		s3sink.WithBufferSize(96<<10), s3sink.WithBufferInterval(500*time.Millisecond),
+		s3sink.WithBufferSize(96 << 10), s3sink.WithBufferInterval(500 * time.Millisecond),
 		s3sink.WithRollups(rollup.Config{Numeric: []string{"latency_ms"}}),
 		s3sink.WithRetryBackoff(50*time.Millisecond, time.Second),
-		s3sink.WithRegisterer(reg))
+		s3sink.WithRegisterer(reg)}, sinkOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,8 +426,8 @@ func (r *faultRig) finish(produced <-chan struct{}) {
 	r.prod.mu.Lock()
 	ok, failed, ferr := r.prod.ok, r.prod.failed, r.prod.firstErr
 	r.prod.mu.Unlock()
-	if failed > 0 || ok != faultRecords {
-		t.Fatalf("producer delivered %d of %d records, %d failed (first: %v)", ok, faultRecords, failed, ferr)
+	if failed > 0 || ok != r.records {
+		t.Fatalf("producer delivered %d of %d records, %d failed (first: %v)", ok, r.records, failed, ferr)
 	}
 	want := r.prod.snapshot()
 	if !poll(2*time.Minute, 200*time.Millisecond, func() bool {
@@ -442,12 +444,12 @@ func (r *faultRig) finish(produced <-chan struct{}) {
 	var res pipelineScan
 	if !poll(30*time.Second, 2*time.Second, func() bool {
 		seen, res = scanPipeline(t, r.sc, r.bucket)
-		return len(seen) >= faultRecords
+		return len(seen) >= r.records
 	}) {
-		t.Errorf("records checkpointed but only %d of %d in the bucket", len(seen), faultRecords)
+		t.Errorf("records checkpointed but only %d of %d in the bucket", len(seen), r.records)
 	}
 	dups, missing := 0, 0
-	for i := range faultRecords {
+	for i := range r.records {
 		switch c := seen[i]; {
 		case c == 0:
 			missing++
@@ -461,7 +463,7 @@ func (r *faultRig) finish(produced <-chan struct{}) {
 			}
 		}
 	}
-	malformed := (faultRecords + faultMalformed - 1) / faultMalformed
+	malformed := (r.records + faultMalformed - 1) / faultMalformed
 	if res.errored != malformed {
 		t.Errorf("%d records in the error output, want the %d malformed ones", res.errored, malformed)
 	}
@@ -661,6 +663,232 @@ func TestFaultsS3Outage(t *testing.T) {
 	}
 	r.inject("S3 resetting connections", 3*time.Second, fp.ResetConnections, fp.Heal)
 	r.inject("S3 answering 2s late", 4*time.Second, func() { fp.Latency(2*time.Second, 0) }, fp.Heal)
+
+	close(hurry)
+	r.finish(produced)
+}
+
+// The black-hole tests: a fraction of the connections to DynamoDB or S3 stop answering for
+// longer than the workers' deadlines, without anything being closed (see
+// testenv.FaultProxy.BlackHole). A request on such a connection is only ever abandoned by
+// its caller's deadline; the workers must keep archiving through the other connections
+// before the fault heals.
+const (
+	blackHoleRecords  = 6000
+	blackHoleSpan     = 20 * time.Second // the producer's pace; the rest comes after the fault
+	blackHoleFraction = 0.5
+	// blackHoleS3Timeout is the sinks' request timeout in the S3 test.
+	blackHoleS3Timeout = 2 * time.Second
+	// blackHoleLeaseCall is the workers' lease call timeout: failover/3 (3s in the rig).
+	blackHoleLeaseCall = time.Second
+)
+
+// progressDuring waits until every shard's stored checkpoint is beyond where it was when
+// called, up to until (the fault is still on). It returns how long that took, or false.
+func (r *faultRig) progressDuring(until time.Time) (time.Duration, bool) {
+	start := time.Now()
+	at := map[string]checkpoint.Checkpoint{}
+	ls, err := r.leases()
+	if err != nil {
+		r.t.Fatalf("listing leases: %v", err)
+	}
+	for _, l := range ls {
+		at[l.Key] = l.Checkpoint
+	}
+	ok := poll(time.Until(until), 100*time.Millisecond, func() bool {
+		ls, err := r.leases()
+		if err != nil {
+			return false
+		}
+		for _, l := range ls {
+			if l.Checkpoint.Compare(at[l.Key]) <= 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start), ok
+}
+
+// checkpoints reads every shard's stored checkpoint directly.
+func (r *faultRig) checkpoints() map[string]checkpoint.Checkpoint {
+	out := map[string]checkpoint.Checkpoint{}
+	if ls, err := r.leases(); err == nil {
+		for _, l := range ls {
+			out[l.Key] = l.Checkpoint
+		}
+	}
+	return out
+}
+
+// statusProbe calls a worker's Status every 50ms and keeps the longest call, counting a
+// call still running as lasting until now.
+type statusProbe struct {
+	mu      sync.Mutex
+	longest time.Duration
+	since   time.Time // start of the call in progress; zero between calls
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func probeStatus(c *consumer.Consumer) *statusProbe {
+	p := &statusProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			p.mu.Lock()
+			p.since = time.Now()
+			p.mu.Unlock()
+			c.Status()
+			p.mu.Lock()
+			p.longest = max(p.longest, time.Since(p.since))
+			p.since = time.Time{}
+			p.mu.Unlock()
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// worst returns the longest Status call so far.
+func (p *statusProbe) worst() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.since.IsZero() {
+		return max(p.longest, time.Since(p.since))
+	}
+	return p.longest
+}
+
+// halt stops the probe once its call in progress returns (after a heal, on code that
+// blocks).
+func (p *statusProbe) halt() { close(p.stop); <-p.done }
+
+// TestFaultsS3BlackHole archives records with two workers whose bucket is reached through
+// a fault proxy that black-holes half the connections to S3 for 3.5 request timeouts:
+// uploads caught in the hole must be abandoned at the sinks' request timeout and retried on
+// other connections, so that every shard's checkpoint advances before the fault heals.
+// Every record is archived exactly once.
+func TestFaultsS3BlackHole(t *testing.T) {
+	testenv.Require(t, testenv.Kinesis, testenv.DynamoDB, testenv.S3)
+	fp := testenv.NewFaultProxy(t, testenv.S3)
+	r := newFaultRig(t, "faults-s3bh")
+	r.records = blackHoleRecords
+	cfg := testenv.AWSConfig(t)
+	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint = aws.String(fp.URL); o.UsePathStyle = true })
+	ddbc := testenv.DynamoDBClient(t)
+
+	r.startWorker("w0", ddbc, s3c, s3sink.WithRequestTimeout(blackHoleS3Timeout))
+	r.startWorker("w1", ddbc, s3c, s3sink.WithRequestTimeout(blackHoleS3Timeout))
+	t.Cleanup(func() { fp.Up(); fp.Heal() })
+	r.monitorLeases()
+	hurry := make(chan struct{})
+	produced := r.produce(r.records, blackHoleSpan, hurry)
+	r.waitArchiving()
+
+	const holdFor = 7 * time.Second // 3.5 request timeouts
+	before := r.counts()
+	fp.BlackHole(blackHoleFraction)
+	applied := time.Now()
+	t.Logf("%v: S3 black-holed on %.0f%% of connections for %v (request timeout %v)", time.Since(r.start).Round(time.Millisecond),
+		100*blackHoleFraction, holdFor, blackHoleS3Timeout)
+	// Uploads sent before the fault may still finish; count progress from one timeout in.
+	hold(blackHoleS3Timeout)
+	at := r.checkpoints()
+	took, ok := r.progressDuring(applied.Add(holdFor))
+	if !ok {
+		var stuck []string
+		now := r.checkpoints()
+		for k, cp := range now {
+			if cp.Compare(at[k]) <= 0 {
+				stuck = append(stuck, k)
+			}
+		}
+		slices.Sort(stuck)
+		t.Errorf("shards %v made no progress from %v into the black hole until it healed %v in: uploads caught in it were not abandoned and retried",
+			stuck, blackHoleS3Timeout, holdFor)
+	} else {
+		t.Logf("    every shard's checkpoint advanced %v after the first request timeout, with the fault still on", took.Round(time.Millisecond))
+	}
+	hold(time.Until(applied.Add(holdFor)))
+	fp.Heal()
+	r.recovery("S3 black hole", time.Now())
+	after := r.counts()
+	t.Logf("    during the black hole and its recovery: %v sink errors (failed S3 writes and prepares), %v leases lost, %v taken",
+		after.sinkErrors-before.sinkErrors, after.leaseLosses-before.leaseLosses, after.leaseTakes-before.leaseTakes)
+
+	close(hurry)
+	r.finish(produced)
+}
+
+// TestFaultsDynamoDBBlackHole archives records with two workers whose lease table is
+// reached through a fault proxy that black-holes half the connections to DynamoDB for
+// three failover times: lease writes caught in it (a sink's prepared boundary, a
+// checkpoint, a renewal) must be abandoned at the lease call timeout, without holding up
+// Status, the renewal of other leases or the lease scan, so that every shard's checkpoint
+// advances before the fault heals. Every record is archived exactly once.
+func TestFaultsDynamoDBBlackHole(t *testing.T) {
+	testenv.Require(t, testenv.Kinesis, testenv.DynamoDB, testenv.S3)
+	fp := testenv.NewFaultProxy(t, testenv.DynamoDB)
+	r := newFaultRig(t, "faults-ddbbh")
+	r.records = blackHoleRecords
+	cfg := testenv.AWSConfig(t)
+	ddbc := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(fp.URL) })
+	s3c := testenv.S3Client(t)
+
+	w0 := r.startWorker("w0", ddbc, s3c)
+	w1 := r.startWorker("w1", ddbc, s3c)
+	t.Cleanup(func() { fp.Up(); fp.Heal() })
+	r.monitorLeases()
+	hurry := make(chan struct{})
+	produced := r.produce(r.records, blackHoleSpan, hurry)
+	r.waitArchiving()
+
+	const holdFor = 9 * time.Second // three failover times, nine lease call timeouts
+	before := r.counts()
+	probes := []*statusProbe{probeStatus(w0.c), probeStatus(w1.c)}
+	fp.BlackHole(blackHoleFraction)
+	applied := time.Now()
+	t.Logf("%v: DynamoDB black-holed on %.0f%% of connections for %v (lease call timeout %v)", time.Since(r.start).Round(time.Millisecond),
+		100*blackHoleFraction, holdFor, blackHoleLeaseCall)
+	hold(blackHoleLeaseCall)
+	at := r.checkpoints()
+	took, ok := r.progressDuring(applied.Add(holdFor))
+	if !ok {
+		var stuck []string
+		for k, cp := range r.checkpoints() {
+			if cp.Compare(at[k]) <= 0 {
+				stuck = append(stuck, k)
+			}
+		}
+		slices.Sort(stuck)
+		t.Errorf("shards %v made no progress from %v into the black hole until it healed %v in", stuck, blackHoleLeaseCall, holdFor)
+	} else {
+		t.Logf("    every shard's checkpoint advanced %v after the first lease call timeout, with the fault still on", took.Round(time.Millisecond))
+	}
+	hold(time.Until(applied.Add(holdFor)))
+	// Status reads no lease table: it must never have waited for a write in the hole.
+	for i, p := range probes {
+		if d := p.worst(); d > 500*time.Millisecond {
+			t.Errorf("worker w%d: a Status call took %v during the black hole, want under 500ms", i, d.Round(time.Millisecond))
+		} else {
+			t.Logf("    worker w%d: longest Status call during the black hole %v", i, d.Round(time.Microsecond))
+		}
+	}
+	fp.Heal()
+	for _, p := range probes {
+		p.halt()
+	}
+	r.recovery("DynamoDB black hole", time.Now())
+	after := r.counts()
+	t.Logf("    during the black hole and its recovery: %v sink errors (failed S3 writes and prepares), %v leases lost, %v taken",
+		after.sinkErrors-before.sinkErrors, after.leaseLosses-before.leaseLosses, after.leaseTakes-before.leaseTakes)
 
 	close(hurry)
 	r.finish(produced)

@@ -115,6 +115,19 @@ func (f *FaultProxy) LoseResponses() {
 	f.add("lose-responses", "timeout", "downstream", toxiproxy.Attributes{"timeout": 0})
 }
 
+// BlackHole holds, for ever, the service's answers on a fraction (0 to 1) of the
+// connections, drawn at random for each open connection and each new one; the others are
+// untouched. On a connection in the hole requests reach the service, which executes them,
+// and nothing comes back — not even a close, since the service's close waits behind the
+// held answer — as on a network path that silently drops packets: only a client-side
+// deadline gets the caller out. [FaultProxy.Heal] releases the held bytes.
+func (f *FaultProxy) BlackHole(fraction float32) {
+	f.t.Helper()
+	if _, err := f.proxy.AddToxic("black-hole", "latency", "downstream", fraction, toxiproxy.Attributes{"latency": freezeFor.Milliseconds()}); err != nil {
+		f.t.Fatalf("adding latency toxic: %v", err)
+	}
+}
+
 // Latency delays the service's answers by d, give or take up to jitter.
 func (f *FaultProxy) Latency(d, jitter time.Duration) {
 	f.add("latency", "latency", "downstream", toxiproxy.Attributes{"latency": d.Milliseconds(), "jitter": jitter.Milliseconds()})

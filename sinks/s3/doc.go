@@ -42,7 +42,9 @@
 //
 // Writes are retried with jittered exponential backoff ([WithRetryBackoff]) until they
 // succeed or the lease is lost: an unwritable bucket stops acknowledgements (the consumer's
-// lag grows, nothing is lost), and every failed attempt is logged and counted. Each object
+// lag grows, nothing is lost), and every failed attempt is logged and counted. Each attempt
+// has a deadline ([WithRequestTimeout]: 30 s plus 1 s per MiB by default), so an upload on
+// a connection that never answers is abandoned and retried on a new one. Each object
 // carries a CRC32C checksum (configurable, [WithChecksum]) that S3 verifies; objects from
 // [WithMultipart]'s threshold (32 MiB) upload in parts through feature/s3/manager.
 //

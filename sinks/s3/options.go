@@ -34,6 +34,16 @@ const (
 	// attempts to write an object or prepare a boundary.
 	DefaultRetryMin = 200 * time.Millisecond
 	DefaultRetryMax = 30 * time.Second
+	// DefaultRequestTimeout is the deadline of one attempt to write an object, before
+	// [UploadRateFloor] adds time for its size: long enough for S3's own retries of a
+	// throttled or failed request, short enough that an attempt stuck on a connection that
+	// never answers (packets dropped, nothing closed) is abandoned, with its connection, and
+	// retried on a new one within half a minute.
+	DefaultRequestTimeout = 30 * time.Second
+	// UploadRateFloor is the slowest upload rate an attempt is given time for: each
+	// attempt's deadline is the request timeout plus one second per UploadRateFloor bytes
+	// of the object (1 MiB/s: 16 s more for a 16 MiB object).
+	UploadRateFloor = 1 << 20
 	// MaxKeyLength is S3's limit on a key's length in bytes.
 	MaxKeyLength = 1024
 )
@@ -97,6 +107,7 @@ type config struct {
 	concurrency    int
 	retryMin       time.Duration
 	retryMax       time.Duration
+	reqTimeout     time.Duration
 	clock          Clock
 	log            *slog.Logger
 	reg            prometheus.Registerer
@@ -117,6 +128,7 @@ func defaults() config {
 		concurrency:    DefaultUploadConcurrency,
 		retryMin:       DefaultRetryMin,
 		retryMax:       DefaultRetryMax,
+		reqTimeout:     DefaultRequestTimeout,
 		clock:          realClock{},
 	}
 }
@@ -209,6 +221,17 @@ func WithRetryBackoff(min, max time.Duration) Option {
 	return func(o *config) { o.retryMin, o.retryMax = min, max }
 }
 
+// WithRequestTimeout sets the deadline of each attempt to write an object: d, plus one
+// second per [UploadRateFloor] bytes of the object (a multipart upload is one attempt). An
+// attempt that does not finish in time is abandoned, closing its connection, and retried
+// with backoff like any failed write, so a connection that never answers stalls a shard for
+// about d instead of until it closes. 0 means no deadline: an attempt waits as long as its
+// connection stays open. Default: [DefaultRequestTimeout] (30 s).
+//
+// Preparing a flush's boundary in the lease table is bounded by the consumer (a third of
+// its failover time per call), not by this option.
+func WithRequestTimeout(d time.Duration) Option { return func(o *config) { o.reqTimeout = d } }
+
 // WithClock sets the clock of buffering intervals and retry backoff. Default: the system
 // clock.
 func WithClock(c Clock) Option { return func(o *config) { o.clock = c } }
@@ -235,6 +258,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("s3 sink: multipart threshold %d is below the part size %d", c.multipartAt, c.partSize)
 	case c.retryMin <= 0 || c.retryMax < c.retryMin:
 		return fmt.Errorf("s3 sink: retry backoff %v..%v is invalid", c.retryMin, c.retryMax)
+	case c.reqTimeout < 0:
+		return fmt.Errorf("s3 sink: negative request timeout %v", c.reqTimeout)
 	case c.clock == nil:
 		return fmt.Errorf("s3 sink: nil clock")
 	}

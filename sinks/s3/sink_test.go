@@ -772,6 +772,7 @@ func TestNewValidates(t *testing.T) {
 		"small part":           {WithMultipart(1<<20, 1<<20)},
 		"bad checksum":         {WithChecksum("MD5")},
 		"bad encoding":         {WithEncoding(encode.Config{Framing: 9})},
+		"negative timeout":     {WithRequestTimeout(-time.Second)},
 	} {
 		if _, err := New(fake, "b", "s", opts...); err == nil {
 			t.Errorf("%s: New accepted it", name)

@@ -70,7 +70,22 @@ func (s *Sink) put(ctx context.Context, log *slog.Logger, o *object) error {
 	}
 }
 
+// attemptTimeout is the deadline of one attempt to write an object of n bytes; 0 for none.
+func (c *config) attemptTimeout(n int) time.Duration {
+	if c.reqTimeout == 0 {
+		return 0
+	}
+	return c.reqTimeout + time.Duration(int64(n)*int64(time.Second)/UploadRateFloor)
+}
+
+// putOnce makes one attempt to write o, within the attempt timeout: a request left
+// unanswered is cancelled, which closes its connection, so the next attempt dials a new one.
 func (s *Sink) putOnce(ctx context.Context, o *object) error {
+	if d := s.cfg.attemptTimeout(len(o.body)); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	in := &awss3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(o.key),
