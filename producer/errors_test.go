@@ -340,3 +340,61 @@ func TestClientFaultFailsAtOnce(t *testing.T) {
 		t.Fatalf("PutRecords called %d times, want once", got)
 	}
 }
+
+// TestRetriedRequestKeepsOrder: a request that fails whole is sent again with its records in
+// the order they were put, ahead of later records (one request in flight).
+func TestRetriedRequestKeepsOrder(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	var seq atomic.Int64
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".ListShards") {
+			oneShard(w)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		if calls.Add(1) <= 3 { // the first three calls fail whole
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.WriteHeader(500)
+			_, _ = io.WriteString(w, `{"__type":"InternalFailure","message":"try again"}`)
+			return
+		}
+		var in struct{ Records []struct{ Data []byte } }
+		if err := json.Unmarshal(body, &in); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		mu.Lock()
+		for _, e := range in.Records {
+			got = append(got, string(e.Data))
+		}
+		mu.Unlock()
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		kinesisAnswer(w, r, &seq)
+	}))
+	t.Cleanup(srv.Close)
+	c := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: aws.AnonymousCredentials{}, Retryer: aws.NopRetryer{}})
+	p := newTestProducer(t, c, WithAggregation(false), WithMaxInFlight(1), WithMaxRequestEntries(20),
+		WithRetryBackoff(time.Millisecond, 20*time.Millisecond), WithLinger(time.Millisecond))
+	const n = 200
+	for i := range n {
+		if err := p.Put(context.Background(), Record{PartitionKey: "k", Data: fmt.Appendf(nil, "%04d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != n {
+		t.Fatalf("%d records delivered, want %d", len(got), n)
+	}
+	for i, d := range got {
+		if d != fmt.Sprintf("%04d", i) {
+			t.Fatalf("record %d delivered as the %dth: order lost on retry (%v...)", i, i, got[:min(len(got), 30)])
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -129,4 +130,52 @@ func ExampleNewWriter() {
 	}
 	fmt.Println(lines[0])
 	// Output: {"level":"info","msg":"from a writer"}
+}
+
+// unreachable stands in for a Kinesis that does not answer: calls wait until they give up.
+type unreachable struct{ oneShardStream }
+
+func (*unreachable) PutRecords(ctx context.Context, _ *kinesis.PutRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A spool keeps what a producer accepted across restarts: here the first producer cannot
+// reach Kinesis and is closed with no time left (as by a SIGTERM handler in a hurry); the
+// next one on the same directory sends those lines first. The slog handler is used as with
+// any producer.
+func ExampleWithSpool() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "kinlog-spool")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+
+	first, err := producer.New(&unreachable{}, "app-logs", producer.WithSpool(dir, producer.SpoolOptions{}))
+	if err != nil {
+		panic(err)
+	}
+	log := slog.New(producer.NewHandler(first, nil))
+	for i := range 3 {
+		log.Info("task done", "task", i)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	fmt.Println(first.Close(gone) != nil) // "closing producer: context canceled: 3 records kept in the spool …"
+
+	second, err := producer.New(&oneShardStream{}, "app-logs", producer.WithSpool(dir, producer.SpoolOptions{}))
+	if err != nil {
+		panic(err)
+	}
+	r, _ := second.SpoolRecovery()
+	fmt.Println("left by the first run:", r.Records)
+	if err := second.Close(ctx); err != nil {
+		panic(err)
+	}
+	fmt.Println("replayed:", second.Stats().RecordsReplayed)
+	// Output:
+	// true
+	// left by the first run: 3
+	// replayed: 3
 }

@@ -28,6 +28,7 @@ type shard struct {
 	agg     kpl.Aggregator // the open aggregate, reused for every aggregate of the shard
 	aggRecs []entry        // the user records in agg
 	ready   []*kentry      // sealed Kinesis records waiting for a request, in order
+	waiting int            // its Kinesis records waiting to be retried: until then, it sends nothing
 	lim     bucket
 }
 
@@ -88,6 +89,8 @@ type pipeline struct {
 	suspects   []suspect
 
 	retries     []*kentry
+	due         []*kentry // scratch list of dueRetries
+	retryAt     int64     // when the failed records of the response being handled are due
 	expired     []*kentry
 	inflight    int
 	sendAll     bool
@@ -385,7 +388,8 @@ func (pl *pipeline) dispatch(now int64, flush bool) {
 			return
 		}
 		req := pl.build(now)
-		if len(pl.expired) > 0 {
+		dropped := len(pl.expired) > 0
+		if dropped {
 			for _, ke := range pl.expired {
 				pl.expire(ke, now)
 			}
@@ -394,7 +398,7 @@ func (pl *pipeline) dispatch(now int64, flush bool) {
 		}
 		if len(req.kes) == 0 {
 			pl.freeReq(req)
-			if pl.readyCount > 0 && pl.limitedAt < 0 {
+			if dropped && pl.readyCount > 0 && pl.limitedAt < 0 {
 				continue // only expired records were dropped; look again
 			}
 			return
@@ -438,7 +442,9 @@ func (pl *pipeline) build(now int64) *request {
 	pl.rr++
 	for i := 0; i < n && len(req.kes) < pl.cfg.maxRequestEntries; i++ {
 		s := pl.queues[(start+i)%n]
-		if len(s.ready) == 0 {
+		if len(s.ready) == 0 || s.waiting > 0 {
+			// A shard with records waiting to be retried sends nothing until they are
+			// due, so that its records go out in order.
 			continue
 		}
 		useLim := limited && s != pl.unmapped
@@ -574,6 +580,7 @@ func (r *request) prepare(p *Producer) {
 // complete handles a finished PutRecords call.
 func (pl *pipeline) complete(req *request) {
 	p := pl.p
+	pl.retryAt = 0
 	pl.inflight--
 	p.stats.inflight.Store(int64(pl.inflight))
 	p.stats.requests.Add(1)
@@ -764,7 +771,13 @@ func (pl *pipeline) retry(ke *kentry, err error, now int64) {
 		pl.expire(ke, now)
 		return
 	}
-	ke.notBefore = now + pl.backoff(ke.attempts)
+	// The records of one response wait the same backoff, so that they are sent again in
+	// the order they were sent (and per partition key, in the order they were put).
+	if pl.retryAt <= now {
+		pl.retryAt = now + pl.backoff(ke.attempts)
+	}
+	ke.notBefore = pl.retryAt
+	ke.shard.waiting++
 	pl.retries = append(pl.retries, ke)
 }
 
@@ -777,10 +790,15 @@ func (pl *pipeline) backoff(attempt int) int64 {
 	return half + rand.Int64N(half+1)
 }
 
-// dueRetries puts Kinesis records whose backoff is over back at the front of their shard.
+// dueRetries puts Kinesis records whose backoff is over back at the front of their shard,
+// in the order they failed.
 func (pl *pipeline) dueRetries(now int64) {
 	keep := pl.retries[:0]
+	due := pl.due[:0]
 	for _, ke := range pl.retries {
+		if ke.notBefore <= now {
+			ke.shard.waiting--
+		}
 		switch {
 		case ke.notBefore > now:
 			keep = append(keep, ke)
@@ -789,12 +807,17 @@ func (pl *pipeline) dueRetries(now int64) {
 		case ke.shard.removed:
 			pl.disassemble(ke)
 		default:
-			pl.pushFront(ke.shard, ke)
-			pl.sendAll = true
+			due = append(due, ke)
 		}
 	}
 	clear(pl.retries[len(keep):])
 	pl.retries = keep
+	for i := len(due) - 1; i >= 0; i-- { // pushing to the front reverses
+		pl.pushFront(due[i].shard, due[i])
+		pl.sendAll = true
+	}
+	clear(due)
+	pl.due = due[:0]
 }
 
 // expire fails the records of ke whose TTL is over and routes the others again.

@@ -134,8 +134,7 @@ func normTime(b []byte) []byte {
 func TestHandlerEmptyGroupIsValidJSON(t *testing.T) {
 	// slog.JSONHandler emits invalid JSON here (a missing comma); ours must not.
 	h := NewHandler(nil, nil)
-	var r slog.Record
-	r = slog.NewRecord(time.Time{}, slog.LevelInfo, "m", 0)
+	r := slog.NewRecord(time.Time{}, slog.LevelInfo, "m", 0)
 	r.AddAttrs(slog.Group("g", slog.Attr{}), slog.Int("b", 1))
 	out := h.AppendJSON(nil, r)
 	if string(out) != `{"level":"INFO","msg":"m","b":1}` {
