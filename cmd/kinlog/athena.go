@@ -24,8 +24,8 @@ func runAthenaDDL(_ context.Context, args []string, stdout, _ io.Writer) error {
 	table := fs.String("table", "logs", "table name (the rollups table is <table>_rollups)")
 	columns := fs.String("columns", "", "NDJSON columns as name:type,... (default: time, level, service, msg, message, status, latency_ms, raw)")
 	start := fs.String("projection-start", "NOW-1YEARS", "first date partition projection covers")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	o := query.DDLOptions{Database: *database, Table: *table, Bucket: *bucket, Prefix: *pfx, AnalyticsPrefix: *analytics, ProjectionStart: *start}
 	switch *encoding {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,8 +36,12 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	to := fs.String("to", "", "reset: sequence number or TRIM_HORIZON / LATEST / SHARD_END")
 	subSeq := fs.Uint64("sub", 0, "reset: sub-sequence number")
 	from := fs.String("from", "", "import-vmware: the vmware-go-kcl-v2 lease table to import")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v\n%s", errUsage, err, checkpointUsage)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		if errors.Is(err, errHelp) {
+			fmt.Fprint(stdout, "\n"+checkpointUsage+"\n")
+			return err
+		}
+		return fmt.Errorf("%w\n%s", err, checkpointUsage)
 	}
 	if *table == "" {
 		return fmt.Errorf("%w: --table is required\n%s", errUsage, checkpointUsage)

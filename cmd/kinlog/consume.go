@@ -266,8 +266,8 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var sets stringList
 	fs.Var(&sets, "set", "override a config key: --set sink.s3.bucket=logs (repeatable)")
 	check := fs.Bool("check", false, "validate the configuration, print it with defaults filled in, and exit")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	cfg := defaultConsumeConfig()
 	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {

@@ -41,8 +41,8 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	records := fs.Int("records", 20000, "number of log records to produce")
 	pathStyle := fs.Bool("s3-path-style", true, "path-style S3 addressing (MinIO needs it)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if *records < 1 {
 		return fmt.Errorf("%w: --records must be positive", errUsage)

@@ -6,10 +6,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -40,6 +42,33 @@ func main() {
 // errUsage marks an error the user made on the command line (exit status 2).
 var errUsage = errors.New("usage")
 
+// errHelp says that the user asked for a command's help, which was printed (exit status 0).
+var errHelp = errors.New("help requested")
+
+// parseFlags parses a command's flags. On -h or --help it prints the command's purpose,
+// usage and flags with their defaults to stdout and returns errHelp; a wrong flag is a
+// usage error naming it.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		name := fs.Name()
+		for _, c := range commands() {
+			if c.name == strings.Fields(name)[0] {
+				fmt.Fprintf(stdout, "kinlog %s: %s\n\n", name, c.summary)
+			}
+		}
+		fmt.Fprintf(stdout, "usage: kinlog %s [flags] [arguments]\n\nflags:\n", name)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return errHelp
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v (see kinlog %s --help)", errUsage, err, fs.Name())
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
@@ -52,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name == args[0] {
 			err := c.run(ctx, args[1:], stdout, stderr)
 			switch {
-			case err == nil:
+			case err == nil, errors.Is(err, errHelp):
 				return 0
 			case errors.Is(err, errUsage):
 				fmt.Fprintf(stderr, "kinlog %s: %v\n", c.name, err)

@@ -76,6 +76,30 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestCommandHelp: every command's --help (and -h) prints its purpose, usage and flags to
+// stdout and exits 0; a wrong flag names itself and points at --help.
+func TestCommandHelp(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{
+		{"demo", "--help"}, {"consume", "--help"}, {"produce", "--help"}, {"produce", "-h"},
+		{"query", "--help"}, {"athena-ddl", "--help"}, {"checkpoint", "list", "--help"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			stdout, stderr, code := runKinlog(t, ctx, "", args...)
+			if code != 0 || !strings.Contains(stdout, "usage: kinlog "+args[0]) || !strings.Contains(stdout, "flags:\n  -") || stderr != "" {
+				t.Fatalf("kinlog %v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+			}
+		})
+	}
+	_, stderr, code := runKinlog(t, ctx, "", "produce", "--spool-synk", "write")
+	if code != 2 || !strings.Contains(stderr, "-spool-synk") || !strings.Contains(stderr, "kinlog produce --help") {
+		t.Fatalf("a wrong flag: exit %d, stderr %q", code, stderr)
+	}
+	if stdout, _, _ := runKinlog(t, ctx, "", "produce", "--help"); !strings.Contains(stdout, "-spool-sync") {
+		t.Fatalf("produce --help does not show the spool flags: %q", stdout)
+	}
+}
+
 func TestAthenaDDLCommand(t *testing.T) {
 	out, stderr, code := runKinlog(t, context.Background(), "", "athena-ddl", "--bucket", "arch", "--encoding", "parquet", "--table", "app")
 	if code != 0 || !strings.Contains(out, "CREATE EXTERNAL TABLE IF NOT EXISTS kinlog.app (") || !strings.Contains(out, "STORED AS PARQUET") ||

@@ -28,13 +28,13 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	keyField := fs.String("partition-key-field", "", "JSON member whose value is the partition key (default: random, for an even spread)")
 	aggregate := fs.Bool("aggregate", true, "KPL-aggregate records")
 	maxRecord := fs.Int("max-record-size", producer.DefaultMaxRecordSize, "largest record accepted, in bytes")
-	ttl := fs.Duration("record-ttl", producer.DefaultRecordTTL, "give up on a record not delivered within this time (0: never; default 0 with --spool)")
+	ttl := fs.Duration("record-ttl", producer.DefaultRecordTTL, "give up on a record not delivered within this time; 0: never (the default with --spool)")
 	spoolDir := fs.String("spool", "", "keep every accepted line in this directory until Kinesis confirmed it; lines left by an earlier run are sent first")
 	spoolSync := fs.String("spool-sync", producer.SyncWrite.String(), "when a spooled line is on disk: write (survives a crash of the process), fsync (and of the machine), batched (every 100 ms)")
 	spoolMax := ByteSize(producer.DefaultSpoolMaxBytes)
 	fs.TextVar(&spoolMax, "spool-max-bytes", spoolMax, "bound of the spool's files (5MiB, 2GiB, ...); reading waits while it is full")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	ttlSet := false
 	fs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "record-ttl" })

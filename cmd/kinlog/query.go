@@ -62,8 +62,8 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	scan := fs.Bool("scan", false, "answer --stats/--count-by by scanning records even when rollups could")
 	pathStyle := fs.Bool("s3-path-style", envBool("KINLOG_S3_PATH_STYLE"), "path-style S3 addressing, for MinIO (default $KINLOG_S3_PATH_STYLE)")
 	showStats := fs.Bool("v", false, "print what the query read to stderr")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if *bucket == "" {
 		return fmt.Errorf("%w: --bucket is required", errUsage)
