@@ -28,18 +28,7 @@ func TestCollector(t *testing.T) {
 	if err := p.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(NewCollector(p, prometheus.Labels{"app": "test"})); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]*dto.Metric{}
-	for _, mf := range mfs {
-		got[mf.GetName()] = mf.GetMetric()[0]
-	}
+	got := gather(t, p, prometheus.Labels{"app": "test"})
 	counter := func(name string) float64 {
 		m, ok := got[name]
 		if !ok {
@@ -90,18 +79,7 @@ func TestCollectorSpool(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(NewCollector(p, nil)); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]*dto.Metric{}
-	for _, mf := range mfs {
-		got[mf.GetName()] = mf.GetMetric()[0]
-	}
+	got := gather(t, p, nil)
 	if v := got["kinlog_producer_spooled_records"].GetGauge().GetValue(); v != 100 {
 		t.Errorf("spooled_records = %v, want 100", v)
 	}
@@ -117,4 +95,22 @@ func TestCollectorSpool(t *testing.T) {
 	if err := p.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// gather collects p's metrics through a registry, by name.
+func gather(t *testing.T, p *Producer, labels prometheus.Labels) map[string]*dto.Metric {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(NewCollector(p, labels)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.Metric{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0]
+	}
+	return got
 }
