@@ -27,6 +27,11 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(args) == 0 {
 		return fmt.Errorf("%w: missing subcommand\n%s", errUsage, checkpointUsage)
 	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(stdout, "kinlog checkpoint: %s\n\n%s\n\nflags of each subcommand: kinlog checkpoint SUBCOMMAND --help\n", summaryOf("checkpoint"), checkpointUsage)
+		return errHelp
+	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("checkpoint "+sub, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

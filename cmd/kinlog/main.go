@@ -52,11 +52,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		name := fs.Name()
-		for _, c := range commands() {
-			if c.name == strings.Fields(name)[0] {
-				fmt.Fprintf(stdout, "kinlog %s: %s\n\n", name, c.summary)
-			}
-		}
+		fmt.Fprintf(stdout, "kinlog %s: %s\n\n", name, summaryOf(strings.Fields(name)[0]))
 		fmt.Fprintf(stdout, "usage: kinlog %s [flags] [arguments]\n\nflags:\n", name)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
@@ -70,11 +66,12 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
 		return 0
 	}
 	for _, c := range commands() {
@@ -95,6 +92,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "kinlog: unknown command %q\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// summaryOf returns the one-line purpose of the command named name.
+func summaryOf(name string) string {
+	for _, c := range commands() {
+		if c.name == name {
+			return c.summary
+		}
+	}
+	return ""
 }
 
 func usage(w io.Writer) {

@@ -59,7 +59,6 @@ func TestUsage(t *testing.T) {
 		inStderr string
 	}{
 		{nil, 2, "usage: kinlog"},
-		{[]string{"help"}, 0, "commands:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"demo", "--no-such-flag"}, 2, "flag provided but not defined"},
 		{[]string{"athena-ddl"}, 2, "bucket is required"},
@@ -83,13 +82,23 @@ func TestCommandHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"demo", "--help"}, {"consume", "--help"}, {"produce", "--help"}, {"produce", "-h"},
 		{"query", "--help"}, {"athena-ddl", "--help"}, {"checkpoint", "list", "--help"},
+		{"checkpoint", "--help"}, {"checkpoint", "-h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			stdout, stderr, code := runKinlog(t, ctx, "", args...)
-			if code != 0 || !strings.Contains(stdout, "usage: kinlog "+args[0]) || !strings.Contains(stdout, "flags:\n  -") || stderr != "" {
+			want := "flags:\n  -"
+			if len(args) == 2 && args[0] == "checkpoint" {
+				want = "kinlog checkpoint list" // the subcommands, each with its own --help
+			}
+			if code != 0 || !strings.Contains(stdout, "kinlog "+args[0]) || !strings.Contains(stdout, want) || stderr != "" {
 				t.Fatalf("kinlog %v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
 			}
 		})
+	}
+	for _, arg := range []string{"help", "--help", "-h"} {
+		if stdout, stderr, code := runKinlog(t, ctx, "", arg); code != 0 || !strings.Contains(stdout, "commands:") || stderr != "" {
+			t.Fatalf("kinlog %s: exit %d, stdout %q, stderr %q", arg, code, stdout, stderr)
+		}
 	}
 	_, stderr, code := runKinlog(t, ctx, "", "produce", "--spool-synk", "write")
 	if code != 2 || !strings.Contains(stderr, "-spool-synk") || !strings.Contains(stderr, "kinlog produce --help") {
