@@ -123,8 +123,7 @@ func retryableErrorCode(code string) bool {
 		"LimitExceededException", "ServiceUnavailable", "ServiceUnavailableException",
 		"ThrottlingException", "Throttling", "ThrottledException", "RequestThrottled",
 		"RequestThrottledException", "TooManyRequestsException", "RequestTimeout",
-		"RequestTimeoutException", "RequestLimitExceeded", "SlowDown", "KMSThrottlingException",
-		"PriorRequestNotComplete", "TransactionInProgressException", "EC2ThrottledException":
+		"RequestTimeoutException", "RequestLimitExceeded", "SlowDown", "KMSThrottlingException":
 		return true
 	}
 	return false

@@ -735,9 +735,11 @@ func (pl *pipeline) failKE(ke *kentry, err error, abandoned bool) {
 		for i := range ke.recs {
 			e := &ke.recs[i]
 			bytes += int64(e.size)
-			if e.sync != nil {
-				res := Result{Record: e.rec, Err: fmt.Errorf("%w: the record stays in the spool for the next start", ErrClosed), Attempts: int(e.attempts)}
-				pl.report(&entry{sync: e.sync}, &res)
+			if e.sync != nil { // the result handler is not told: the record is not lost
+				select {
+				case e.sync <- Result{Record: e.rec, Err: fmt.Errorf("%w: the record stays in the spool for the next start", ErrClosed), Attempts: int(e.attempts)}:
+				default:
+				}
 			}
 		}
 		pl.p.buf.release(ke.recs, bytes, 0, nil, false)

@@ -314,7 +314,7 @@ func openSpool(dir string, o SpoolOptions, buf *buffer) (s *spool, err error) {
 	}
 	wm := s.readAcked()
 	s.ackWM = wm
-	if err := s.recover(wm); err != nil {
+	if err = s.recover(wm); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -691,7 +691,7 @@ func (s *spool) wantLoad() {
 }
 
 // statsLocked adds the spool's figures to st.
-func (s *spool) statsLocked(st *Stats, _ int64) {
+func (s *spool) statsLocked(st *Stats) {
 	st.SpooledRecords = s.pending
 	st.SpooledBytes = s.diskBytes
 	st.RecordsReplayed = s.replayed
@@ -742,6 +742,10 @@ func (s *spool) writeLocked() error {
 	b := s.buf
 	b.mu.Lock()
 	if s.err != nil {
+		// Nothing more is written after a failed write: frames appended meanwhile are
+		// lost, and the loader counts them when it passes.
+		s.wbuf = s.wbuf[:0]
+		s.writtenSeq = s.nextSeq
 		err := s.err
 		b.mu.Unlock()
 		return err
@@ -775,9 +779,7 @@ func (s *spool) writeLocked() error {
 // writeFrames writes data, the frames of records first..end-1 (wmu held).
 func (s *spool) writeFrames(data []byte, first, end uint64) error {
 	if s.cur != nil && s.cur.size >= s.opts.SegmentBytes {
-		if err := s.rotateLocked(); err != nil {
-			return err
-		}
+		s.rotateLocked()
 	}
 	if s.cur == nil {
 		sg := &segment{path: filepath.Join(s.dir, fmt.Sprintf("%020d.seg", first)), first: first, end: first, open: true}
@@ -810,13 +812,12 @@ func (s *spool) writeFrames(data []byte, first, end uint64) error {
 }
 
 // rotateLocked ends the current segment (wmu held); syncUpTo flushes and closes its file.
-func (s *spool) rotateLocked() error {
+func (s *spool) rotateLocked() {
 	s.retired = append(s.retired, s.curFile)
 	s.buf.mu.Lock()
 	s.cur.open = false
 	s.buf.mu.Unlock()
 	s.cur, s.curFile = nil, nil
-	return nil
 }
 
 // syncUpTo returns once the bytes written up to end are flushed to the device. Concurrent
@@ -949,6 +950,13 @@ func (s *spool) stop() uint64 {
 	s.flush(true)
 	s.buf.mu.Lock()
 	kept := s.pending
+	for seq, ch := range s.syncWaiters { // records on disk only, which Close gave up on
+		select {
+		case ch <- Result{Err: fmt.Errorf("%w: the record stays in the spool for the next start", ErrClosed)}:
+		default:
+		}
+		delete(s.syncWaiters, seq)
+	}
 	s.buf.mu.Unlock()
 	s.wmu.Lock()
 	if s.curFile != nil {
@@ -998,11 +1006,11 @@ func (s *spool) loader() {
 // loadSome queues a chunk of the backlog; it reports whether to go on at once.
 func (s *spool) loadSome() bool {
 	s.wmu.Lock()
-	err := s.writeLocked() // the files must hold what is to be read
+	_ = s.writeLocked() // the files must hold what is to be read; a failure is counted below
 	s.wmu.Unlock()
 	b := s.buf
 	b.mu.Lock()
-	if err != nil || !s.backlogLocked() {
+	if !s.backlogLocked() {
 		b.mu.Unlock()
 		return false
 	}
@@ -1054,9 +1062,6 @@ func (s *spool) loadSome() bool {
 			return false
 		}
 		s.rfile, s.rseg, s.roff, s.rseq = f, sg, int64(len(segmentMagic)), sg.first
-	}
-	if s.rseq > from {
-		s.roff, s.rseq = int64(len(segmentMagic)), sg.first // cannot happen; start over
 	}
 	r := &frameReader{f: s.rfile, off: s.roff, buf: s.rbuf[:0]}
 	batch := s.lbatch[:0]
@@ -1123,10 +1128,7 @@ func (s *spool) loadSome() bool {
 	}
 	b.mu.Lock()
 	for i := range batch {
-		e := batch[i]
-		if e.seq != s.memSeq {
-			break // cannot happen: the loader alone moves memSeq while there is a backlog
-		}
+		e := batch[i] // e.seq == s.memSeq: the loader alone moves memSeq while there is a backlog
 		if ch, ok := s.syncWaiters[e.seq]; ok {
 			e.sync = ch
 			delete(s.syncWaiters, e.seq)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -155,12 +156,23 @@ func TestSpoolReplaysAfterAbortedClose(t *testing.T) {
 	}
 	rec1, _ := p.SpoolRecovery()
 	const n = 3000
-	for i := range n {
+	for i := range n - 1 {
 		if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	syncErr := make(chan error, 1)
+	go func() {
+		_, err := p.PutSync(context.Background(), spoolRecord(n-1))
+		syncErr <- err
+	}()
+	for p.Stats().RecordsPut < n { // until the PutSync record is accepted
+		runtime.Gosched()
+	}
 	err = abortClose(t, p)
+	if err := <-syncErr; !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "stays in the spool") {
+		t.Fatalf("PutSync of a record kept in the spool: %v", err)
+	}
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d records kept in the spool", n)) {
 		t.Fatalf("Close: %v, want the %d records reported kept in the spool", err, n)
 	}
@@ -288,15 +300,16 @@ func TestSpoolLock(t *testing.T) {
 	mustClose(t, p2)
 }
 
-// spoolLeftBehind puts n records with Kinesis unreachable and gives up, leaving them in dir.
-func spoolLeftBehind(t *testing.T, dir string, n int, o SpoolOptions) {
+// spoolLeftBehind puts records from..to-1 with Kinesis unreachable and gives up, leaving
+// them in dir.
+func spoolLeftBehind(t *testing.T, dir string, from, to int, o SpoolOptions) {
 	t.Helper()
 	gs := newGatedStream(1)
 	p, err := New(gs.client(), "s", WithSpool(dir, o), WithRequestTimeout(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
+	for i := from; i < to; i++ {
 		if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +360,7 @@ func TestSpoolDamage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			spoolLeftBehind(t, dir, n, SpoolOptions{})
+			spoolLeftBehind(t, dir, 0, n, SpoolOptions{})
 			segs := segments(t, dir)
 			if len(segs) != 1 {
 				t.Fatalf("segments %v", segs)
@@ -372,11 +385,11 @@ func TestSpoolDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustClose(t, p)
-			got := 0
+			got := 0 // one shard: the records come back in the order they were put
 			for _, recs := range fs.consumed(t) {
-				for i, r := range recs {
-					if want := spoolRecord(i); string(r.Data) != string(want.Data) && got == i {
-						t.Fatalf("record %d is %q, want %q", i, r.Data, want.Data)
+				for _, r := range recs {
+					if want := spoolRecord(got); string(r.Data) != string(want.Data) {
+						t.Fatalf("record %d is %q, want %q", got, r.Data, want.Data)
 					}
 					got++
 				}
@@ -395,17 +408,7 @@ func TestSpoolKeepsOrderAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	const per = 700
 	for run := range 3 {
-		gs := newGatedStream(1)
-		p, err := New(gs.client(), "s", WithSpool(dir, SpoolOptions{SegmentBytes: 16 << 10}), WithRequestTimeout(20*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := run * per; i < (run+1)*per; i++ {
-			if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		_ = abortClose(t, p)
+		spoolLeftBehind(t, dir, run*per, (run+1)*per, SpoolOptions{SegmentBytes: 16 << 10})
 	}
 	fs := newFakeStream(4)
 	p, err := New(fs.client(), "s", WithSpool(dir, SpoolOptions{}), WithMaxInFlight(1))
@@ -440,6 +443,29 @@ func TestSpoolPutSyncFromDisk(t *testing.T) {
 	gs.openGate()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+
+	// And when Close gives up on it, the waiter hears that it stays in the spool.
+	gs2 := newGatedStream(1)
+	p2, err := New(gs2.client(), "s", WithSpool(t.TempDir(), SpoolOptions{}), WithMaxBufferedRecords(10), WithRequestTimeout(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := p2.Put(context.Background(), spoolRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		_, err := p2.PutSync(context.Background(), spoolRecord(50))
+		done <- err
+	}()
+	for p2.Stats().RecordsPut < 51 {
+		runtime.Gosched()
+	}
+	_ = abortClose(t, p2)
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("PutSync of a record on disk only when Close gave up: %v, want ErrClosed", err)
 	}
 }
 
@@ -543,5 +569,48 @@ func TestSpoolBacklogStress(t *testing.T) {
 	}
 	if got != n {
 		t.Fatalf("%d records in the stream, want %d", got, n)
+	}
+}
+
+// TestSpoolWriteFailure: the spool's file starts failing with ENOSPC (its descriptor is
+// swapped for /dev/full, which the kernel answers so). The Put whose write failed and every
+// later one return ErrSpool; every record written before is still delivered (from memory,
+// or read back from its file), the one whose write failed and that was on disk only is
+// counted lost; Flush and Close do not hang.
+func TestSpoolWriteFailure(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	gs := newGatedStream(1)
+	p := newTestProducer(t, gs.client(), WithSpool(t.TempDir(), SpoolOptions{Sync: SyncWrite}), WithMaxBufferedRecords(3),
+		WithRequestTimeout(20*time.Millisecond), WithRetryBackoff(5*time.Millisecond, 10*time.Millisecond))
+	for i := range 5 { // 3 in memory, 2 in the file only (Kinesis is not answering)
+		if err := p.Put(context.Background(), spoolRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := p.spool
+	s.wmu.Lock()
+	good := s.curFile
+	s.curFile = full // the disk is now full
+	s.wmu.Unlock()
+	defer good.Close()
+	if err := p.Put(context.Background(), spoolRecord(5)); !errors.Is(err, ErrSpool) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Put on a full disk: %v, want ErrSpool with ENOSPC", err)
+	}
+	if err := p.TryPut(spoolRecord(6)); !errors.Is(err, ErrSpool) {
+		t.Fatalf("later TryPut: %v, want ErrSpool", err)
+	}
+	gs.openGate()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush after a failed spool write: %v", err)
+	}
+	st := p.Stats()
+	if st.RecordsDelivered != 5 || st.SpoolLostRecords != 1 || st.SpooledRecords != 0 {
+		t.Fatalf("delivered %d, lost %d, still spooled %d; want the 5 written delivered, the one whose write failed lost",
+			st.RecordsDelivered, st.SpoolLostRecords, st.SpooledRecords)
 	}
 }

@@ -109,7 +109,7 @@ func (p *Producer) Stats() Stats {
 	s.BufferedRecords, s.BufferedBytes = b.records, b.bytes
 	s.RecordsPut = b.putCount
 	if sp := b.spool; sp != nil {
-		sp.statsLocked(&s, p.now())
+		sp.statsLocked(&s)
 	}
 	b.mu.Unlock()
 	s.Latency.Bounds = latencyBounds[:]

@@ -86,8 +86,13 @@ func (f *FaultProxy) Up() {
 }
 
 func (f *FaultProxy) add(name, typ, stream string, attrs toxiproxy.Attributes) {
+	f.addSome(name, typ, stream, 1, attrs)
+}
+
+// addSome adds a toxic to a fraction (toxicity, 0 to 1) of the connections.
+func (f *FaultProxy) addSome(name, typ, stream string, toxicity float32, attrs toxiproxy.Attributes) {
 	f.t.Helper()
-	if _, err := f.proxy.AddToxic(name, typ, stream, 1, attrs); err != nil {
+	if _, err := f.proxy.AddToxic(name, typ, stream, toxicity, attrs); err != nil {
 		f.t.Fatalf("adding %s toxic: %v", typ, err)
 	}
 }
@@ -123,9 +128,7 @@ func (f *FaultProxy) LoseResponses() {
 // deadline gets the caller out. [FaultProxy.Heal] releases the held bytes.
 func (f *FaultProxy) BlackHole(fraction float32) {
 	f.t.Helper()
-	if _, err := f.proxy.AddToxic("black-hole", "latency", "downstream", fraction, toxiproxy.Attributes{"latency": freezeFor.Milliseconds()}); err != nil {
-		f.t.Fatalf("adding latency toxic: %v", err)
-	}
+	f.addSome("black-hole", "latency", "downstream", fraction, toxiproxy.Attributes{"latency": freezeFor.Milliseconds()})
 }
 
 // Latency delays the service's answers by d, give or take up to jitter.
