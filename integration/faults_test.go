@@ -770,6 +770,34 @@ func (p *statusProbe) worst() time.Duration {
 // blocks).
 func (p *statusProbe) halt() { close(p.stop); <-p.done }
 
+// expectProgress checks that every shard's checkpoint advances after grace into a fault
+// applied at applied and held for holdFor, before it heals; why explains a failure.
+func (r *faultRig) expectProgress(applied time.Time, grace, holdFor time.Duration, why string) {
+	r.t.Helper()
+	hold(grace)
+	at := r.checkpoints()
+	took, ok := r.progressDuring(applied.Add(holdFor))
+	if !ok {
+		var stuck []string
+		for k, cp := range r.checkpoints() {
+			if cp.Compare(at[k]) <= 0 {
+				stuck = append(stuck, k)
+			}
+		}
+		slices.Sort(stuck)
+		r.t.Errorf("shards %v made no progress from %v into the black hole until it healed %v in%s", stuck, grace, holdFor, why)
+		return
+	}
+	r.t.Logf("    every shard's checkpoint advanced %v after the first timeout, with the fault still on", took.Round(time.Millisecond))
+}
+
+// logFaultCounts logs the sink errors and lease moves since before.
+func (r *faultRig) logFaultCounts(before counts) {
+	after := r.counts()
+	r.t.Logf("    during the black hole and its recovery: %v sink errors (failed S3 writes and prepares), %v leases lost, %v taken",
+		after.sinkErrors-before.sinkErrors, after.leaseLosses-before.leaseLosses, after.leaseTakes-before.leaseTakes)
+}
+
 // TestFaultsS3BlackHole archives records with two workers whose bucket is reached through
 // a fault proxy that black-holes half the connections to S3 for 3.5 request timeouts:
 // uploads caught in the hole must be abandoned at the sinks' request timeout and retried on
@@ -799,29 +827,11 @@ func TestFaultsS3BlackHole(t *testing.T) {
 	t.Logf("%v: S3 black-holed on %.0f%% of connections for %v (request timeout %v)", time.Since(r.start).Round(time.Millisecond),
 		100*blackHoleFraction, holdFor, blackHoleS3Timeout)
 	// Uploads sent before the fault may still finish; count progress from one timeout in.
-	hold(blackHoleS3Timeout)
-	at := r.checkpoints()
-	took, ok := r.progressDuring(applied.Add(holdFor))
-	if !ok {
-		var stuck []string
-		now := r.checkpoints()
-		for k, cp := range now {
-			if cp.Compare(at[k]) <= 0 {
-				stuck = append(stuck, k)
-			}
-		}
-		slices.Sort(stuck)
-		t.Errorf("shards %v made no progress from %v into the black hole until it healed %v in: uploads caught in it were not abandoned and retried",
-			stuck, blackHoleS3Timeout, holdFor)
-	} else {
-		t.Logf("    every shard's checkpoint advanced %v after the first request timeout, with the fault still on", took.Round(time.Millisecond))
-	}
+	r.expectProgress(applied, blackHoleS3Timeout, holdFor, ": uploads caught in it were not abandoned and retried")
 	hold(time.Until(applied.Add(holdFor)))
 	fp.Heal()
 	r.recovery("S3 black hole", time.Now())
-	after := r.counts()
-	t.Logf("    during the black hole and its recovery: %v sink errors (failed S3 writes and prepares), %v leases lost, %v taken",
-		after.sinkErrors-before.sinkErrors, after.leaseLosses-before.leaseLosses, after.leaseTakes-before.leaseTakes)
+	r.logFaultCounts(before)
 
 	close(hurry)
 	r.finish(produced)
@@ -857,21 +867,7 @@ func TestFaultsDynamoDBBlackHole(t *testing.T) {
 	applied := time.Now()
 	t.Logf("%v: DynamoDB black-holed on %.0f%% of connections for %v (lease call timeout %v)", time.Since(r.start).Round(time.Millisecond),
 		100*blackHoleFraction, holdFor, blackHoleLeaseCall)
-	hold(blackHoleLeaseCall)
-	at := r.checkpoints()
-	took, ok := r.progressDuring(applied.Add(holdFor))
-	if !ok {
-		var stuck []string
-		for k, cp := range r.checkpoints() {
-			if cp.Compare(at[k]) <= 0 {
-				stuck = append(stuck, k)
-			}
-		}
-		slices.Sort(stuck)
-		t.Errorf("shards %v made no progress from %v into the black hole until it healed %v in", stuck, blackHoleLeaseCall, holdFor)
-	} else {
-		t.Logf("    every shard's checkpoint advanced %v after the first lease call timeout, with the fault still on", took.Round(time.Millisecond))
-	}
+	r.expectProgress(applied, blackHoleLeaseCall, holdFor, "")
 	hold(time.Until(applied.Add(holdFor)))
 	// Status reads no lease table: it must never have waited for a write in the hole.
 	for i, p := range probes {
@@ -886,9 +882,7 @@ func TestFaultsDynamoDBBlackHole(t *testing.T) {
 		p.halt()
 	}
 	r.recovery("DynamoDB black hole", time.Now())
-	after := r.counts()
-	t.Logf("    during the black hole and its recovery: %v sink errors (failed S3 writes and prepares), %v leases lost, %v taken",
-		after.sinkErrors-before.sinkErrors, after.leaseLosses-before.leaseLosses, after.leaseTakes-before.leaseTakes)
+	r.logFaultCounts(before)
 
 	close(hurry)
 	r.finish(produced)
