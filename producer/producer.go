@@ -30,6 +30,17 @@ type Record struct {
 	ExplicitHashKey string
 	// Data is the payload. Put copies it, so the caller may reuse the slice at once.
 	Data []byte
+	// Ref is the caller's own reference to the record. The producer does not send it and
+	// does not keep it in the spool; it gives it back in the record's [Result], so that a
+	// caller can tell which of its records Kinesis confirmed (the agent advances a file's
+	// stored position with it).
+	Ref Ref
+}
+
+// Ref names where a record came from: a source (a file, say) and a position in it.
+type Ref struct {
+	Source any
+	Offset int64
 }
 
 // Result is the outcome of one record, given to the [WithResultHandler] function and

@@ -281,25 +281,8 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	log := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
 
-	// The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits at once.
-	runCtx, stop := context.WithCancel(ctx)
+	runCtx, stop := gracefulContext(ctx, log, time.Duration(cfg.Shutdown.Timeout))
 	defer stop()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
-	go func() {
-		select {
-		case s := <-sigs:
-			log.Info("shutting down", "signal", s.String(), "deadline", time.Duration(cfg.Shutdown.Timeout).String())
-			stop()
-		case <-runCtx.Done():
-			return
-		}
-		if s, ok := <-sigs; ok {
-			log.Error("second signal: exiting without a graceful shutdown", "signal", s.String())
-			os.Exit(1)
-		}
-	}()
 
 	b, err := build(runCtx, &cfg, log)
 	if err != nil {
@@ -345,6 +328,29 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// gracefulContext returns a context that the first SIGTERM or SIGINT cancels, starting a
+// graceful shutdown bounded by timeout; a second signal exits at once.
+func gracefulContext(ctx context.Context, log *slog.Logger, timeout time.Duration) (context.Context, context.CancelFunc) {
+	runCtx, stop := context.WithCancel(ctx)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		defer signal.Stop(sigs)
+		select {
+		case s := <-sigs:
+			log.Info("shutting down", "signal", s.String(), "deadline", timeout.String())
+			stop()
+		case <-runCtx.Done():
+			return
+		}
+		if s, ok := <-sigs; ok {
+			log.Error("second signal: exiting without a graceful shutdown", "signal", s.String())
+			os.Exit(1)
+		}
+	}()
+	return runCtx, stop
 }
 
 // build makes the clients, store, sink and consumer of a validated config.

@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"demo", "run the pipeline on the local stack (infra/local) and show what it did", runDemo},
 		{"consume", "run the worker: lease shards, archive records to S3 with rollups, checkpoint", runConsume},
+		{"agent", "ship log files, local sockets and syslog to a stream, keeping every file's position until Kinesis confirmed its lines", runAgent},
 		{"produce", "ship lines from stdin or files to a stream (one record per line)", runProduce},
 		{"query", "query the S3 archive: time range, filters, projections, counts, stats", runQuery},
 		{"athena-ddl", "print Athena CREATE TABLE statements with partition projection for the archive and rollups", runAthenaDDL},

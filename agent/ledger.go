@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"sort"
+	"sync"
+)
+
+// span is one record read from a file: the bytes [start, end) it came from and when it
+// was read (nanoseconds of the agent's clock).
+type span struct {
+	start, end int64
+	readAt     int64
+	done       bool
+}
+
+// ledger tracks the records of one file between read and confirmed. Its committed offset
+// only moves past a byte once every record that came from the bytes before it is confirmed
+// by Kinesis, whatever the order the confirmations arrive in; that is the position stored
+// for the file. Spans are appended in file order by the reader and marked done by the
+// producer's result handler.
+type ledger struct {
+	mu        sync.Mutex
+	spans     []span // pending spans in file order; spans[head:] are live
+	head      int
+	committed int64
+	m         *inputMetrics // the input the file belongs to
+}
+
+// add appends a record read from [start, end); an empty record (nothing to ship) is
+// passed as done.
+func (l *ledger) add(start, end, readAt int64, done bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.head == len(l.spans) {
+		l.spans, l.head = l.spans[:0], 0
+		if done {
+			l.committed = end
+			return
+		}
+	}
+	if done && l.head < len(l.spans) && l.spans[len(l.spans)-1].done {
+		// Merge consecutive skipped bytes into one span.
+		l.spans[len(l.spans)-1].end = end
+		return
+	}
+	l.spans = append(l.spans, span{start: start, end: end, readAt: readAt, done: done})
+}
+
+// unadd removes the span just added (its Put failed).
+func (l *ledger) unadd() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.spans) > l.head {
+		l.spans = l.spans[:len(l.spans)-1]
+	}
+}
+
+// confirm marks the record that starts at start done and advances the committed offset.
+func (l *ledger) confirm(start int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	live := l.spans[l.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].start >= start })
+	if i == len(live) || live[i].start != start {
+		return
+	}
+	live[i].done = true
+	for l.head < len(l.spans) && l.spans[l.head].done {
+		l.committed = l.spans[l.head].end
+		l.head++
+	}
+	if l.head > 1024 && l.head*2 > len(l.spans) {
+		n := copy(l.spans, l.spans[l.head:])
+		l.spans, l.head = l.spans[:n], 0
+	}
+}
+
+// state returns the committed offset, the number of records in flight and the read time
+// of the oldest one (0 when none).
+func (l *ledger) state() (committed int64, inflight int, oldest int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.spans[l.head:] {
+		if !s.done {
+			inflight++
+			if oldest == 0 {
+				oldest = s.readAt
+			}
+		}
+	}
+	return l.committed, inflight, oldest
+}

@@ -1,0 +1,749 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/kinlog/kinlog/agent/container"
+	"github.com/kinlog/kinlog/internal/jsonx"
+	"github.com/kinlog/kinlog/producer"
+)
+
+// fingerprintMax is how many of a file's first bytes identify it besides its inode.
+const fingerprintMax = 1024
+
+// readBudget is how much of one file is read before the others get their turn.
+const readBudget = 4 << 20
+
+// fileID is a file's identity on its machine.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi os.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true //nolint:unconvert // Dev is int32 on some platforms
+}
+
+func nlinkOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink) //nolint:unconvert
+	}
+	return 1
+}
+
+// tfile is one open tailed file. The tailer goroutine owns it; fields read by other
+// goroutines (positions, metrics) are guarded by the tailer's mu.
+type tfile struct {
+	id   fileID
+	path string
+	f    *os.File
+	fpN  int
+	fpOK uint64 // FNV-1a 64 of the first fpN bytes
+
+	readOff int64 // next byte to read
+	size    int64 // size at the last fstat
+	led     *ledger
+
+	// An unterminated line: its first byte's offset, up to MaxLineBytes of it, and its
+	// size so far.
+	lineOff   int64
+	carry     []byte
+	carrySize int
+
+	matched  bool // at a matched path in the last scan
+	gone     bool // deleted, or no longer at a matched path
+	lastGrow time.Time
+
+	// Records that end at or before resendUntil were read and sent before an unclean stop.
+	resendUntil int64
+
+	// Multiline record being joined.
+	mlOpen       bool
+	ml           []byte
+	mlStart      int64
+	mlAt         time.Time
+	mlTime       time.Time
+	mlSize       int
+	mlTruncated  bool
+	mlStream     container.Stream
+	joiner       *container.Joiner
+	joinStart    int64
+	joinPending  bool
+	origin       []byte // "origin":{"file":…}
+	kube         []byte // "kubernetes":{…} for container logs
+	pendingClose bool
+}
+
+// tailer reads the files of one file input.
+type tailer struct {
+	a    *Agent
+	in   *FileInput
+	name string
+	m    *inputMetrics
+
+	mu    sync.Mutex
+	files map[fileID]*tfile
+
+	stored     map[fileID]filePosition
+	firstStart bool // no positions file existed
+	wake       chan struct{}
+	buf        []byte
+	rec        []byte
+	now        time.Time
+}
+
+func newTailer(a *Agent, in *FileInput, name string, stored map[fileID]filePosition, firstStart bool) *tailer {
+	return &tailer{a: a, in: in, name: name, m: a.metrics.input(name), files: map[fileID]*tfile{},
+		stored: stored, firstStart: firstStart, wake: make(chan struct{}, 1), buf: make([]byte, 256<<10)}
+}
+
+// run tails until ctx ends. Records are put with ctx: a Put cut short by the end leaves
+// its record unread (it is read again on the next start).
+func (t *tailer) run(ctx context.Context, ready func()) error {
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		defer w.Close()
+		seen := map[string]bool{}
+		for _, g := range t.in.Paths {
+			dir := filepath.Dir(g)
+			if strings.ContainsAny(dir, "*?[") || seen[dir] {
+				continue // a glob in the directory part: polling finds new directories
+			}
+			seen[dir] = true
+			if err := w.Add(dir); err != nil {
+				t.a.log.Warn("cannot watch directory; polling it", "input", t.name, "dir", dir, "err", err)
+			}
+		}
+		go func() {
+			for {
+				select {
+				case _, ok := <-w.Events:
+					if !ok {
+						return
+					}
+					select {
+					case t.wake <- struct{}{}:
+					default:
+					}
+				case _, ok := <-w.Errors:
+					if !ok {
+						return
+					}
+				}
+			}
+		}()
+	} else {
+		t.a.log.Warn("no file-system notifications; polling", "input", t.name, "err", err)
+	}
+	tick := time.NewTicker(t.in.PollInterval)
+	defer tick.Stop()
+	defer t.closeAll()
+	t.now = time.Now()
+	t.recoverRotated()
+	first := true
+	for {
+		t.now = time.Now()
+		t.scan(first)
+		more := false
+		for _, f := range t.sortedFiles() {
+			m, err := t.readFile(ctx, f)
+			if err != nil {
+				return err
+			}
+			more = more || m
+		}
+		if err := t.timers(ctx); err != nil {
+			return err
+		}
+		if first {
+			first = false
+			// Positions of files not found again are dropped (warned about in scan).
+			t.stored = nil
+			ready()
+		}
+		if more {
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-t.wake:
+		}
+	}
+}
+
+func (t *tailer) sortedFiles() []*tfile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*tfile, 0, len(t.files))
+	for _, f := range t.files {
+		out = append(out, f)
+	}
+	return out
+}
+
+func (t *tailer) excluded(path string) bool {
+	for _, x := range t.in.Exclude {
+		if ok, _ := filepath.Match(x, path); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(x, filepath.Base(path)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// scan globs the input's paths, opens new files and marks those no longer matched.
+func (t *tailer) scan(first bool) {
+	matched := map[fileID]string{}
+	for _, g := range t.in.Paths {
+		paths, _ := filepath.Glob(g)
+		for _, p := range paths {
+			if t.excluded(p) {
+				continue
+			}
+			fi, err := os.Stat(p)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			if id, ok := idOf(fi); ok {
+				if _, dup := matched[id]; !dup {
+					matched[id] = p
+				}
+			}
+		}
+	}
+	t.mu.Lock()
+	for id, f := range t.files {
+		if p, ok := matched[id]; ok {
+			f.path, f.matched, f.gone = p, true, false
+			delete(matched, id)
+		} else if f.matched {
+			f.matched = false
+		}
+	}
+	t.mu.Unlock()
+	for id, p := range matched {
+		t.open(id, p, first, false)
+	}
+	if first {
+		for _, sp := range t.stored {
+			t.a.log.Warn("a file in the positions file is gone; its unread part (if any) cannot be shipped",
+				"input", t.name, "path", sp.Path, "offset", sp.Offset)
+		}
+	}
+}
+
+// recoverRotated reopens, at their stored positions, files that were renamed away (the
+// rotated file, app.log.1) while the agent was down, so that their end is read.
+func (t *tailer) recoverRotated() {
+	if len(t.stored) == 0 {
+		return
+	}
+	dirs := map[string]bool{}
+	for _, sp := range t.stored {
+		if fi, err := os.Stat(sp.Path); err == nil {
+			if id, ok := idOf(fi); ok && id == (fileID{sp.Dev, sp.Inode}) {
+				continue // still there: the scan finds it, if it still matches
+			}
+		}
+		dirs[filepath.Dir(sp.Path)] = true
+	}
+	for dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			fi, err := os.Stat(p)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			id, ok := idOf(fi)
+			if !ok {
+				continue
+			}
+			if _, ok := t.stored[id]; ok {
+				t.open(id, p, false, true)
+			}
+		}
+	}
+}
+
+func fingerprint(f *os.File, n int) (uint64, error) {
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64(), nil
+}
+
+// open starts tailing the file id at path. A file in the positions file resumes at its
+// stored offset when its fingerprint matches; otherwise it is read from its beginning, or
+// from its end when it was there at the agent's first start and start_at is end.
+func (t *tailer) open(id fileID, path string, first, rotated bool) {
+	fh, err := os.Open(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			t.a.log.Warn("cannot open file", "input", t.name, "path", path, "err", err)
+		}
+		return
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return
+	}
+	if real, ok := idOf(fi); ok && real != id {
+		// Replaced between the stat and the open: the next scan sees the new one.
+		fh.Close()
+		return
+	}
+	f := &tfile{id: id, path: path, f: fh, size: fi.Size(), led: &ledger{m: t.m}, matched: !rotated, gone: rotated,
+		lastGrow: t.now, origin: originMember("file", path)}
+	if t.in.Format == FormatCRI || t.in.Format == FormatDocker {
+		f.joiner = container.NewJoiner(t.in.MaxLineBytes)
+		if meta, ok := container.MetaFromPath(path); ok {
+			f.kube = meta.AppendJSON(nil)
+		}
+	}
+	f.fpN = int(min(fi.Size(), fingerprintMax))
+	if f.fpOK, err = fingerprint(fh, f.fpN); err != nil {
+		fh.Close()
+		return
+	}
+	start := int64(0)
+	if sp, ok := t.stored[id]; ok {
+		delete(t.stored, id)
+		if sp.FingerprintBytes <= f.fpN {
+			if sum, err := fingerprint(fh, sp.FingerprintBytes); err == nil && fmt.Sprintf("%016x", sum) == sp.Fingerprint && sp.Offset <= fi.Size() {
+				start = sp.Offset
+				f.resendUntil = sp.ReadOffset
+			}
+		}
+		if start == 0 && sp.Offset > 0 {
+			t.a.log.Info("a stored file's inode holds another file now; reading it from its beginning", "input", t.name, "path", path)
+		}
+	} else if first && t.firstStart && t.in.StartAt == "end" {
+		start = fi.Size()
+	}
+	f.readOff, f.lineOff = start, start
+	f.led.committed = start
+	t.mu.Lock()
+	t.files[id] = f
+	t.mu.Unlock()
+	t.a.log.Debug("tailing", "input", t.name, "path", path, "offset", start, "rotated", rotated)
+}
+
+// readFile reads what f has beyond its position, up to readBudget; more says there is more.
+func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) {
+	fi, err := f.f.Stat()
+	if err != nil {
+		return false, nil
+	}
+	size := fi.Size()
+	if nlinkOf(fi) == 0 || !f.matched {
+		t.mu.Lock()
+		f.gone = true
+		t.mu.Unlock()
+	}
+	if size < f.readOff || (size > f.readOff && !t.sameStart(f, size)) {
+		if err := t.truncated(ctx, f, size); err != nil {
+			return false, err
+		}
+	}
+	t.mu.Lock()
+	f.size = size
+	t.mu.Unlock()
+	if size <= f.readOff {
+		return false, nil
+	}
+	if f.fpN < fingerprintMax && size > int64(f.fpN) {
+		n := int(min(size, fingerprintMax))
+		if sum, err := fingerprint(f.f, n); err == nil {
+			t.mu.Lock()
+			f.fpN, f.fpOK = n, sum
+			t.mu.Unlock()
+		}
+	}
+	read := 0
+	for read < readBudget {
+		n, rerr := f.f.ReadAt(t.buf, f.readOff)
+		if n > 0 {
+			f.lastGrow = t.now
+			if err := t.chunk(ctx, f, t.buf[:n]); err != nil {
+				return false, err
+			}
+			t.mu.Lock()
+			f.readOff += int64(n)
+			t.mu.Unlock()
+			read += n
+			t.m.bytesRead.Add(float64(n))
+		}
+		if rerr != nil || n < len(t.buf) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// sameStart tells whether f's first bytes are still the ones it was opened with.
+func (t *tailer) sameStart(f *tfile, size int64) bool {
+	if f.fpN == 0 || size < int64(f.fpN) {
+		return f.fpN == 0
+	}
+	sum, err := fingerprint(f.f, f.fpN)
+	return err != nil || sum == f.fpOK
+}
+
+// truncated handles a file whose content was cut (copytruncate) or replaced in place: the
+// bytes the agent had not read yet are looked for in the copy that copytruncate made, and
+// the file is read again from its beginning.
+func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
+	t.m.truncations.Inc()
+	t.a.log.Info("file truncated; reading it from its beginning", "input", t.name, "path", f.path, "size", size, "was_at", f.readOff)
+	if err := t.readCopy(ctx, f); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	f.led = &ledger{m: t.m}
+	f.readOff, f.lineOff, f.carry, f.carrySize = 0, 0, f.carry[:0], 0
+	f.mlOpen, f.joinPending = false, false
+	if f.joiner != nil {
+		f.joiner = container.NewJoiner(t.in.MaxLineBytes)
+	}
+	f.fpN = int(min(size, fingerprintMax))
+	f.fpOK, _ = fingerprint(f.f, f.fpN)
+	f.resendUntil = 0
+	t.mu.Unlock()
+	return nil
+}
+
+// readCopy ships the tail of a truncated file from the copy copytruncate made beside it:
+// a file in the same directory that starts with the same bytes and is at least as long
+// as what was read.
+func (t *tailer) readCopy(ctx context.Context, f *tfile) error {
+	if f.fpN == 0 {
+		return nil
+	}
+	ents, err := os.ReadDir(filepath.Dir(f.path))
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		p := filepath.Join(filepath.Dir(f.path), e.Name())
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() < f.readOff {
+			continue
+		}
+		if id, ok := idOf(fi); !ok || id == f.id {
+			continue
+		}
+		id, _ := idOf(fi)
+		t.mu.Lock()
+		_, tracked := t.files[id]
+		t.mu.Unlock()
+		if tracked {
+			continue // tailed on its own (the glob matches the copies)
+		}
+		c, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		sum, err := fingerprint(c, f.fpN)
+		if err != nil || sum != f.fpOK {
+			c.Close()
+			continue
+		}
+		t.a.log.Info("reading the rest of a truncated file from its copy", "input", t.name, "path", f.path, "copy", p, "from", f.readOff)
+		off := f.readOff
+		for {
+			n, rerr := c.ReadAt(t.buf, off)
+			if n > 0 {
+				if err := t.chunk(ctx, f, t.buf[:n]); err != nil {
+					c.Close()
+					return err
+				}
+				off += int64(n)
+			}
+			if rerr != nil || n == 0 {
+				break
+			}
+		}
+		f.readOff = off
+		c.Close()
+		return t.finishFile(ctx, f)
+	}
+	return nil
+}
+
+// chunk splits bytes read at f.readOff into lines.
+func (t *tailer) chunk(ctx context.Context, f *tfile, data []byte) error {
+	pos := f.readOff
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			f.appendCarry(data, t.in.MaxLineBytes)
+			return nil
+		}
+		end := pos + int64(i) + 1
+		var err error
+		if f.carrySize > 0 {
+			f.appendCarry(data[:i], t.in.MaxLineBytes)
+			err = t.line(ctx, f, f.carry, f.lineOff, end, f.carrySize)
+			f.carry, f.carrySize = f.carry[:0], 0
+		} else {
+			line := data[:i]
+			orig := len(line)
+			if len(line) > t.in.MaxLineBytes {
+				line = line[:t.in.MaxLineBytes]
+			}
+			err = t.line(ctx, f, line, pos, end, orig)
+		}
+		if err != nil {
+			return err
+		}
+		f.lineOff = end
+		pos = end
+		data = data[i+1:]
+	}
+	return nil
+}
+
+func (f *tfile) appendCarry(b []byte, limit int) {
+	if room := limit - len(f.carry); room > 0 {
+		f.carry = append(f.carry, b[:min(room, len(b))]...)
+	}
+	f.carrySize += len(b)
+}
+
+// line handles one line [start, end) of f; orig is its size before it was cut.
+func (t *tailer) line(ctx context.Context, f *tfile, line []byte, start, end int64, orig int) error {
+	t.m.linesRead.Inc()
+	truncated := orig > len(line)
+	if !truncated && len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	at := t.now
+	stream := container.Stream(0)
+	if f.joiner != nil {
+		var cl container.Line
+		var err error
+		if t.in.Format == FormatCRI {
+			cl, err = container.ParseCRI(line)
+		} else {
+			cl, err = container.ParseDocker(line)
+		}
+		if err != nil {
+			t.m.malformed.Inc()
+			// Shipped as a text line, with the reason.
+			return t.emit(ctx, f, line, start, end, at, stream, truncated, orig, "not a "+string(t.in.Format)+" log line: "+err.Error())
+		}
+		if !f.joinPending {
+			f.joinStart = start
+		}
+		rec, first, cut, done := f.joiner.Add(cl)
+		if !done {
+			f.joinPending = true
+			return nil
+		}
+		f.joinPending = false
+		start, line, at, stream, truncated = f.joinStart, rec, first.Time, first.Stream, truncated || cut
+		if cut {
+			orig = len(rec) + 1 // the original size of a joined line is not kept
+		}
+	}
+	if re := t.in.startPattern; re != nil {
+		if f.mlOpen && !re.Match(line) {
+			f.mlSize += 1 + len(line)
+			if room := t.in.Multiline.MaxBytes - len(f.ml); room > 0 {
+				f.ml = append(f.ml, '\n')
+				f.ml = append(f.ml, line[:min(room-1, len(line))]...)
+			}
+			f.mlTruncated = f.mlTruncated || truncated || f.mlSize > t.in.Multiline.MaxBytes
+			f.mlAt = t.now
+			// The record's end moves on: kept in lineOff by the caller.
+			return nil
+		}
+		if f.mlOpen {
+			if err := t.flushML(ctx, f, start); err != nil {
+				return err
+			}
+		}
+		f.mlOpen, f.mlStart, f.mlAt, f.mlTime, f.mlStream = true, start, t.now, at, stream
+		f.ml = append(f.ml[:0], line[:min(len(line), t.in.Multiline.MaxBytes)]...)
+		f.mlSize, f.mlTruncated = orig, truncated || orig > t.in.Multiline.MaxBytes
+		return nil
+	}
+	return t.emit(ctx, f, line, start, end, at, stream, truncated, orig, "")
+}
+
+// flushML ships the multiline record being joined; it ends at end.
+func (t *tailer) flushML(ctx context.Context, f *tfile, end int64) error {
+	f.mlOpen = false
+	return t.emit(ctx, f, f.ml, f.mlStart, end, f.mlTime, f.mlStream, f.mlTruncated, f.mlSize, "")
+}
+
+// timers ships multiline records whose flush timeout passed and closes files that were
+// rotated away or deleted once they are read, idle for RotateWait and confirmed.
+func (t *tailer) timers(ctx context.Context) error {
+	for _, f := range t.sortedFiles() {
+		if f.mlOpen && t.now.Sub(f.mlAt) >= t.in.Multiline.FlushTimeout {
+			if err := t.flushML(ctx, f, f.lineOff); err != nil {
+				return err
+			}
+		}
+		if f.gone && f.readOff >= f.size && t.now.Sub(f.lastGrow) >= t.in.RotateWait {
+			if !f.pendingClose {
+				if err := t.finishFile(ctx, f); err != nil {
+					return err
+				}
+				f.pendingClose = true
+			}
+			if _, inflight, _ := f.led.state(); inflight == 0 {
+				t.mu.Lock()
+				delete(t.files, f.id)
+				t.mu.Unlock()
+				f.f.Close()
+				t.a.log.Debug("closed rotated or deleted file", "input", t.name, "path", f.path)
+			}
+		}
+	}
+	return nil
+}
+
+// finishFile ships what is left of a file that no one writes any more: an unterminated
+// last line, a partial container line, a multiline record.
+func (t *tailer) finishFile(ctx context.Context, f *tfile) error {
+	if f.carrySize > 0 {
+		end := f.lineOff + int64(f.carrySize)
+		if err := t.line(ctx, f, f.carry, f.lineOff, end, f.carrySize); err != nil {
+			return err
+		}
+		f.carry, f.carrySize, f.lineOff = f.carry[:0], 0, end
+	}
+	if f.mlOpen {
+		return t.flushML(ctx, f, f.lineOff)
+	}
+	return nil
+}
+
+func (t *tailer) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range t.files {
+		f.f.Close()
+	}
+}
+
+// emit builds the record of a line (or joined lines) [start, end) and puts it.
+func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int64, at time.Time, stream container.Stream, truncated bool, orig int, problem string) error {
+	if len(bytes.TrimSpace(line)) == 0 {
+		f.led.add(start, end, 0, true)
+		return nil
+	}
+	var extra []byte
+	if f.kube != nil {
+		extra = append(extra, f.kube...)
+		extra = append(extra, `,"stream":"`...)
+		extra = append(extra, stream.String()...)
+		extra = append(extra, '"')
+	}
+	if problem != "" {
+		if len(extra) > 0 {
+			extra = append(extra, ',')
+		}
+		extra = append(extra, `"parse_error":`...)
+		extra = jsonx.AppendString(extra, problem)
+	}
+	t.rec = t.rec[:0]
+	asIs := t.in.Format != FormatText && !truncated && problem == "" && isJSONObject(line)
+	if t.in.Format == FormatJSON && !asIs && !truncated {
+		t.m.malformed.Inc()
+	}
+	if asIs {
+		t.rec = spliceMembers(t.rec, line, extra)
+	}
+	if !asIs || len(t.rec) > t.a.maxData {
+		tr := textRecord{line: line, time: at, host: t.a.host, service: t.in.Service, origin: f.origin, extra: extra, truncated: truncated, original: orig}
+		for {
+			t.rec = appendText(t.rec[:0], &tr)
+			if len(t.rec) <= t.a.maxData {
+				break
+			}
+			// Escaping made it bigger than a record may be: cut more.
+			tr.line = tr.line[:len(tr.line)*3/4]
+			tr.truncated = true
+		}
+		truncated = tr.truncated
+	}
+	if truncated {
+		t.m.truncated.Inc()
+	}
+	if end <= f.resendUntil {
+		t.m.resent.Inc()
+	}
+	f.led.add(start, end, t.now.UnixNano(), false)
+	err := t.a.files.Put(ctx, producer.Record{PartitionKey: t.a.key.key(t.rec, f.path), Data: t.rec, Ref: producer.Ref{Source: f.led, Offset: start}})
+	if err != nil {
+		f.led.unadd()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("putting a record of %s: %w", f.path, err)
+	}
+	t.m.recordsSent.Inc()
+	return nil
+}
+
+// FileStatus is one tailed file, for /status and metrics.
+type FileStatus struct {
+	Path string `json:"path"`
+	// Size is the file's size when last checked; Offset its stored position (everything
+	// before it confirmed by Kinesis); ReadOffset how far it was read.
+	Size       int64 `json:"size"`
+	Offset     int64 `json:"offset"`
+	ReadOffset int64 `json:"read_offset"`
+	InFlight   int   `json:"records_in_flight"`
+	// Rotated says the file was renamed away or deleted: it is read to its end and closed.
+	Rotated bool `json:"rotated"`
+
+	oldest int64
+	pos    filePosition
+}
+
+// state returns every open file's state.
+func (t *tailer) state() []FileStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]FileStatus, 0, len(t.files))
+	for _, f := range t.files {
+		committed, inflight, oldest := f.led.state()
+		out = append(out, FileStatus{Path: f.path, Size: f.size, Offset: committed, ReadOffset: f.readOff, InFlight: inflight, Rotated: f.gone, oldest: oldest,
+			pos: filePosition{Path: f.path, Dev: f.id.dev, Inode: f.id.ino, FingerprintBytes: f.fpN,
+				Fingerprint: fmt.Sprintf("%016x", f.fpOK), Offset: committed, ReadOffset: f.readOff}})
+	}
+	return out
+}
