@@ -33,11 +33,11 @@ const (
 
 // Defaults of a file input.
 const (
-	DefaultMaxLineBytes       = 1 << 20
-	DefaultMultilineMaxBytes  = 512 << 10
-	DefaultMultilineFlush     = time.Second
-	DefaultPollInterval       = 250 * time.Millisecond
-	DefaultRotateWait         = 5 * time.Second
+	DefaultMaxLineBytes      = 1 << 20
+	DefaultMultilineMaxBytes = 512 << 10
+	DefaultMultilineFlush    = time.Second
+	DefaultPollInterval      = 250 * time.Millisecond
+	DefaultRotateWait        = 5 * time.Second
 )
 
 // FileInput tails the files that match its globs.

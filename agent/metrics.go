@@ -18,7 +18,7 @@ type metrics struct {
 
 // inputMetrics are one input's counters.
 type inputMetrics struct {
-	name                                                                                   string
+	name                                                                                          string
 	linesRead, bytesRead, recordsSent, shipped, failed, truncated, malformed, resent, truncations prometheus.Counter
 }
 

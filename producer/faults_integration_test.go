@@ -43,7 +43,7 @@ func proxiedKinesis(t *testing.T, shards int32) (fp *testenv.FaultProxy, through
 // countStream reads the stream and returns how many times each of records 0..n-1 is in it.
 func countStream(t *testing.T, c *kinesis.Client, stream string, n int) []int {
 	t.Helper()
-	byShard, _ := readStream(t, c, stream)
+	byShard, _ := testenv.ReadStream(t, c, stream)
 	seen := make([]int, n)
 	for _, recs := range byShard {
 		for _, r := range recs {

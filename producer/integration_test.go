@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/kinlog/kinlog/internal/kpl"
 	"github.com/kinlog/kinlog/internal/testenv"
@@ -21,74 +20,11 @@ import (
 
 // Integration tests run against the local stack's Kinesis (kinesalite); see internal/testenv.
 
-// readStream reads every shard of the stream from TRIM_HORIZON and returns, per shard, the
-// user records a KCL consumer would process: aggregates are deaggregated, and dropped whole
-// when a user record hashes outside the shard's range.
-func readStream(t *testing.T, c *kinesis.Client, stream string) (byShard map[string][]kpl.Record, kinesisRecords int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	shards, err := listAllShards(ctx, c, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byShard = map[string][]kpl.Record{}
-	for _, s := range shards {
-		rng, err := kpl.ParseHashKeyRange(*s.HashKeyRange.StartingHashKey, *s.HashKeyRange.EndingHashKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: &stream, ShardId: s.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
-		if err != nil {
-			t.Fatalf("getting iterator of %s: %v", *s.ShardId, err)
-		}
-		iter := it.ShardIterator
-		for iter != nil {
-			out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
-			if err != nil {
-				t.Fatalf("reading %s: %v", *s.ShardId, err)
-			}
-			for _, r := range out.Records {
-				kinesisRecords++
-				recs, ok := kpl.Decode(r.Data)
-				if !ok {
-					byShard[*s.ShardId] = append(byShard[*s.ShardId], kpl.Record{PartitionKey: *r.PartitionKey, Data: r.Data})
-					continue
-				}
-				if kpl.AllInRange(recs, rng) {
-					byShard[*s.ShardId] = append(byShard[*s.ShardId], recs...)
-				}
-			}
-			if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-				break // caught up with an open shard
-			}
-			iter = out.NextShardIterator
-		}
-	}
-	return byShard, kinesisRecords
-}
-
-func listAllShards(ctx context.Context, c *kinesis.Client, stream string) ([]types.Shard, error) {
-	var shards []types.Shard
-	in := &kinesis.ListShardsInput{StreamName: &stream}
-	for {
-		out, err := c.ListShards(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("listing shards of %s: %w", stream, err)
-		}
-		shards = append(shards, out.Shards...)
-		if out.NextToken == nil {
-			return shards, nil
-		}
-		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
-	}
-}
-
 // checkExactlyOnce verifies that the consumer view holds each of the n records exactly once,
 // on a shard whose range holds the record's partition key hash.
 func checkExactlyOnce(t *testing.T, c *kinesis.Client, stream string, byShard map[string][]kpl.Record, n int, keyOf func(i int) string) {
 	t.Helper()
-	shards, err := listAllShards(context.Background(), c, stream)
+	shards, err := testenv.ListAllShards(context.Background(), c, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +118,7 @@ func shardAwareDelivery(t *testing.T, c *kinesis.Client, agg bool, n int) {
 	if st.ShardMismatches != 0 {
 		t.Fatalf("%d Kinesis records landed on an unexpected shard", st.ShardMismatches)
 	}
-	byShard, kinesisRecords := readStream(t, c, stream)
+	byShard, kinesisRecords := testenv.ReadStream(t, c, stream)
 	checkExactlyOnce(t, c, stream, byShard, n, keyOf)
 	if agg && kinesisRecords*20 > n {
 		t.Fatalf("%d Kinesis records for %d user records: aggregation did not happen", kinesisRecords, n)
@@ -240,7 +176,7 @@ func splitWhileProducing(t *testing.T, c *kinesis.Client, n int) {
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	shards, err := listAllShards(ctx, c, stream)
+	shards, err := testenv.ListAllShards(ctx, c, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,9 +207,9 @@ func splitWhileProducing(t *testing.T, c *kinesis.Client, n int) {
 	mu.Unlock()
 	st := p.Stats()
 	t.Logf("split while producing: %d delivered, %d mismatches, %d resent, %d map refreshes", st.RecordsDelivered, st.ShardMismatches, st.RecordsResent, st.ShardMapRefreshes)
-	byShard, _ := readStream(t, c, stream)
+	byShard, _ := testenv.ReadStream(t, c, stream)
 	checkExactlyOnce(t, c, stream, byShard, n, keyOf)
-	after, err := listAllShards(ctx, c, stream)
+	after, err := testenv.ListAllShards(ctx, c, stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/kinlog/kinlog/internal/kpl"
 )
 
 // Service names one endpoint of the stack.
@@ -295,5 +297,69 @@ func QueryDuckDB(ctx context.Context, script, sql string) ([]map[string]any, err
 			return nil, &DuckDBError{SQL: sql, Stderr: stderr.String(), Err: fmt.Errorf("decoding row %d: %w", len(rows), err)}
 		}
 		rows = append(rows, row)
+	}
+}
+
+// ReadStream reads every shard of the stream from TRIM_HORIZON and returns, per shard, the
+// user records a KCL consumer would process: aggregates are deaggregated, and dropped whole
+// when a user record hashes outside the shard's range.
+func ReadStream(t testing.TB, c *kinesis.Client, stream string) (byShard map[string][]kpl.Record, kinesisRecords int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	shards, err := ListAllShards(ctx, c, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byShard = map[string][]kpl.Record{}
+	for _, s := range shards {
+		rng, err := kpl.ParseHashKeyRange(*s.HashKeyRange.StartingHashKey, *s.HashKeyRange.EndingHashKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: &stream, ShardId: s.ShardId, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+		if err != nil {
+			t.Fatalf("getting iterator of %s: %v", *s.ShardId, err)
+		}
+		iter := it.ShardIterator
+		for iter != nil {
+			out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+			if err != nil {
+				t.Fatalf("reading %s: %v", *s.ShardId, err)
+			}
+			for _, r := range out.Records {
+				kinesisRecords++
+				recs, ok := kpl.Decode(r.Data)
+				if !ok {
+					byShard[*s.ShardId] = append(byShard[*s.ShardId], kpl.Record{PartitionKey: *r.PartitionKey, Data: r.Data})
+					continue
+				}
+				if kpl.AllInRange(recs, rng) {
+					byShard[*s.ShardId] = append(byShard[*s.ShardId], recs...)
+				}
+			}
+			if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+				break // caught up with an open shard
+			}
+			iter = out.NextShardIterator
+		}
+	}
+	return byShard, kinesisRecords
+}
+
+// ListAllShards lists every shard of the stream, closed ones included.
+func ListAllShards(ctx context.Context, c *kinesis.Client, stream string) ([]ktypes.Shard, error) {
+	var shards []ktypes.Shard
+	in := &kinesis.ListShardsInput{StreamName: &stream}
+	for {
+		out, err := c.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("listing shards of %s: %w", stream, err)
+		}
+		shards = append(shards, out.Shards...)
+		if out.NextToken == nil {
+			return shards, nil
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
 }
