@@ -64,6 +64,7 @@ type tfile struct {
 	carry     []byte
 	carrySize int
 
+	replaced bool // found truncated or replaced at open: see truncated
 	matched  bool // at a matched path in the last scan
 	gone     bool // deleted, or no longer at a matched path
 	lastGrow time.Time
@@ -337,14 +338,21 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 	start := int64(0)
 	if sp, ok := t.stored[id]; ok {
 		delete(t.stored, id)
+		same := false
 		if sp.FingerprintBytes <= f.fpN {
-			if sum, err := fingerprint(fh, sp.FingerprintBytes); err == nil && fmt.Sprintf("%016x", sum) == sp.Fingerprint && sp.Offset <= fi.Size() {
-				start = sp.Offset
-				f.resendUntil = sp.ReadOffset
-			}
+			sum, err := fingerprint(fh, sp.FingerprintBytes)
+			same = err == nil && fmt.Sprintf("%016x", sum) == sp.Fingerprint && sp.Offset <= fi.Size()
 		}
-		if start == 0 && sp.Offset > 0 {
-			t.a.log.Info("a stored file's inode holds another file now; reading it from its beginning", "input", t.name, "path", path)
+		start = sp.Offset
+		f.resendUntil = sp.ReadOffset
+		if !same {
+			// Truncated or replaced while the agent was down (copytruncate, or the inode
+			// reused by another file): the first read looks for the copy of what was not
+			// read yet, then reads the file from its beginning.
+			t.a.log.Info("a stored file was truncated or replaced while the agent was down", "input", t.name, "path", path, "stored_offset", sp.Offset)
+			f.fpN = sp.FingerprintBytes
+			_, _ = fmt.Sscanf(sp.Fingerprint, "%x", &f.fpOK)
+			f.replaced = true
 		}
 	} else if first && t.firstStart && t.in.StartAt == "end" {
 		start = fi.Size()
@@ -369,7 +377,7 @@ func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) 
 		f.gone = true
 		t.mu.Unlock()
 	}
-	if size < f.readOff || (size > f.readOff && !t.sameStart(f, size)) {
+	if f.replaced || size < f.readOff || (size > f.readOff && !t.sameStart(f, size)) {
 		if err := t.truncated(ctx, f, size); err != nil {
 			return false, err
 		}
@@ -436,7 +444,7 @@ func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
 	}
 	f.fpN = int(min(size, fingerprintMax))
 	f.fpOK, _ = fingerprint(f.f, f.fpN)
-	f.resendUntil = 0
+	f.resendUntil, f.replaced = 0, false
 	t.mu.Unlock()
 	return nil
 }
