@@ -131,6 +131,9 @@ func newStream(t *testing.T, shards int32) (*kinesis.Client, string) {
 
 func appendLines(t *testing.T, path string, lines ...string) {
 	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -510,5 +513,3 @@ func TestIntegrationStateDirLocked(t *testing.T) {
 		t.Fatalf("second agent on one state dir: %v", err)
 	}
 }
-
-

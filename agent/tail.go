@@ -673,9 +673,12 @@ func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int
 		return nil
 	}
 	var extra []byte
-	if f.kube != nil {
-		extra = append(extra, f.kube...)
-		extra = append(extra, `,"stream":"`...)
+	if f.joiner != nil && problem == "" { // a container log
+		if f.kube != nil {
+			extra = append(extra, f.kube...)
+			extra = append(extra, ',')
+		}
+		extra = append(extra, `"stream":"`...)
 		extra = append(extra, stream.String()...)
 		extra = append(extra, '"')
 	}

@@ -35,6 +35,9 @@ func FuzzParseCRI(f *testing.F) {
 		if l.Time.Location() != time.UTC || (l.Stream != Stdout && l.Stream != Stderr) {
 			t.Fatalf("ParseCRI(%q) = %+v", b, l)
 		}
+		if y := l.Time.Year(); y < 0 || y > 9999 {
+			return // an offset moved it out of the years RFC 3339 can write
+		}
 		tag := map[bool]string{false: "F", true: "P"}[l.Partial]
 		out := l.Time.Format(time.RFC3339Nano) + " " + l.Stream.String() + " " + tag + " " + string(l.Log) + "\n"
 		back, err := ParseCRI([]byte(out))
@@ -175,7 +178,7 @@ func FuzzJoiner(f *testing.F) {
 	f.Fuzz(func(t *testing.T, max uint8, data []byte) {
 		j := NewJoiner(int(max) + 1)
 		var pending [2][]byte
-		var dropping [2]bool
+		var dropping, started [2]bool
 		// Each piece: a header byte (bit 7 partial, bit 6 stderr, low bits length), content.
 		for len(data) > 0 {
 			h := data[0]
@@ -197,22 +200,22 @@ func FuzzJoiner(f *testing.F) {
 				if !done || !truncated || len(rec) > j.max || len(rec) < j.max-3 || !bytes.HasPrefix(all, rec) {
 					t.Fatalf("over the limit %d: %q truncated %v done %v, from %q", j.max, rec, truncated, done, all)
 				}
-				pending[s], dropping[s] = nil, l.Partial
+				pending[s], started[s], dropping[s] = nil, false, l.Partial
 			case l.Partial:
 				if done {
 					t.Fatal("a partial piece completed a record")
 				}
-				pending[s] = all
+				pending[s], started[s] = all, true
 			default:
 				if !done || truncated || !bytes.Equal(rec, all) {
 					t.Fatalf("record %q truncated %v done %v, want %q", rec, truncated, done, all)
 				}
-				pending[s] = nil
+				pending[s], started[s] = nil, false
 			}
 			if done && (first.Stream != s || !bytes.Equal(first.Log, rec)) {
 				t.Fatalf("first = %+v", first)
 			}
-			if j.Pending() != (pending[0] != nil || pending[1] != nil) {
+			if j.Pending() != (started[0] || started[1]) {
 				t.Fatalf("Pending() = %v", j.Pending())
 			}
 		}

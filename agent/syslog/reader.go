@@ -122,6 +122,10 @@ func (r *Reader) counted() ([]byte, frameState, error) {
 		}
 	}
 	got := min(want, r.end-r.start-hdr)
+	if got == 0 { // the stream ended right after the header
+		r.start += hdr
+		return nil, frameRetry, nil
+	}
 	frame := r.buf[r.start+hdr : r.start+hdr+got]
 	r.start += hdr + got
 	if n > r.max {

@@ -117,6 +117,11 @@ func TestReader(t *testing.T) {
 			want: []frame{{"<14>abc", nil}, {"", io.EOF}},
 		},
 		{
+			name: "stream ends after a count",
+			in:   "<14>a\n12 ",
+			want: []frame{{"<14>a", nil}, {"", io.EOF}},
+		},
+		{
 			name: "stream ends after a CR",
 			in:   "<14>a\r",
 			want: []frame{{"<14>a", nil}, {"", io.EOF}},

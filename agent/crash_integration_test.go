@@ -1,0 +1,217 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kinlog/kinlog/agent"
+	"github.com/kinlog/kinlog/internal/testenv"
+)
+
+const (
+	envCrashState  = "KINLOG_AGENT_CRASH_STATE" // set only in the helper process
+	envCrashStream = "KINLOG_AGENT_CRASH_STREAM"
+	envCrashGlob   = "KINLOG_AGENT_CRASH_GLOB"
+)
+
+// TestIntegrationAgentCrashHelper is the agent process of TestIntegrationAgentSIGKILL.
+func TestIntegrationAgentCrashHelper(t *testing.T) {
+	state := os.Getenv(envCrashState)
+	if state == "" {
+		t.Skip("helper process of TestIntegrationAgentSIGKILL")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	a, err := agent.New(testenv.KinesisClient(t), agent.Config{Stream: os.Getenv(envCrashStream), StateDir: state,
+		PositionsInterval: 100 * time.Millisecond, Files: []agent.FileInput{{Paths: []string{os.Getenv(envCrashGlob)}, RotateWait: 300 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(ctx, func() { fmt.Println("started") }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIntegrationAgentSIGKILL writes lines to a log, rotating it by rename now and then,
+// while the agent is SIGKILLed four times and restarted; the last run stops on SIGTERM.
+// Every line must reach the stream. Duplicates are possible only for lines past the
+// position stored at each kill, and are reported.
+func TestIntegrationAgentSIGKILL(t *testing.T) {
+	c, stream := newStream(t, 2)
+	dir, state := t.TempDir(), t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	appendLines(t, log) // create it
+
+	var mu sync.Mutex
+	written := 0
+	stopWriter := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; {
+			select {
+			case <-stopWriter:
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			appendLines(t, log, jsonLines("k", i, i+10)...)
+			i += 10
+			written = i
+			if i%3000 == 0 {
+				_ = os.Rename(log, fmt.Sprintf("%s.%d", log, i))
+			}
+			mu.Unlock()
+		}
+	}()
+
+	run := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationAgentCrashHelper$", "-test.count=1")
+		cmd.Env = append(os.Environ(), envCrashState+"="+state, envCrashStream+"="+stream, envCrashGlob+"="+log)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, _ := out.Read(buf)
+		if !strings.Contains(string(buf[:n]), "started") {
+			t.Fatalf("helper did not start: %q", buf[:n])
+		}
+		go func() { _, _ = out.Read(make([]byte, 4096)) }()
+		return cmd
+	}
+	// A duplicate can only be a line the agent had read but whose position was not stored
+	// at the kill: at most every line written after the stored position.
+	maxDup := 0
+	kills := 0
+	for kills < 4 {
+		cmd := run()
+		mu.Lock()
+		before := written
+		mu.Unlock()
+		// Let it ship for a while: until the stored position passes what was written
+		// before this run started (so each run makes progress), then kill it.
+		deadline := time.Now().Add(30 * time.Second)
+		for committedLines(t, state) < before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond) // polling a condition
+		}
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		kills++
+		mu.Lock()
+		maxDup += written - committedLines(t, state)
+		mu.Unlock()
+	}
+	close(stopWriter)
+	<-writerDone
+	cmd := run()
+	// Wait until the stored position reaches the end of everything written, then SIGTERM.
+	deadline := time.Now().Add(time.Minute)
+	for committedLines(t, state) < written {
+		if time.Now().After(deadline) {
+			t.Fatalf("stored position at %d of %d lines", committedLines(t, state), written)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent on SIGTERM: %v", err)
+	}
+	got := records(t, c, stream)
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g]++
+	}
+	lost, dups := 0, 0
+	for _, l := range jsonLines("k", 0, written) {
+		switch n := seen[l]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	t.Logf("%d lines written, %d kills, rotations every 3000 lines: %d lost, %d duplicated (bound %d)", written, kills, lost, dups, maxDup)
+	if lost > 0 || len(got)-dups != written {
+		t.Fatalf("%d lines lost; %d records for %d lines and %d duplicates", lost, len(got), written, dups)
+	}
+	if dups > maxDup {
+		t.Fatalf("%d duplicates, more than the %d lines past the stored positions at the kills", dups, maxDup)
+	}
+}
+
+// committedLines returns how many lines of the test's log (all files) the positions file
+// says are confirmed: the highest n of a line before a stored offset, plus one, taken over
+// every file (lines are written in order, so that is the count shipped in order).
+func committedLines(t *testing.T, state string) int {
+	data, err := os.ReadFile(filepath.Join(state, "positions.json"))
+	if err != nil {
+		return 0
+	}
+	var doc struct {
+		Files []struct {
+			Path   string `json:"path"`
+			Inode  uint64 `json:"inode"`
+			Offset int64  `json:"offset"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("positions file: %v", err)
+	}
+	// The oldest file still tracked bounds what is confirmed: its line before the offset.
+	lowest := -1
+	for _, f := range doc.Files {
+		n := lineBefore(t, filepath.Dir(f.Path), f.Inode, f.Offset)
+		if lowest == -1 || n < lowest {
+			lowest = n
+		}
+	}
+	return max(lowest, 0)
+}
+
+// lineBefore finds the file with inode in dir and returns n+1 of the last line that ends
+// at or before off (the count of lines confirmed if lines are numbered from 0 in order).
+func lineBefore(t *testing.T, dir string, inode uint64, off int64) int {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Ino != inode {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || int64(len(data)) < off {
+			return 0
+		}
+		lines := strings.Split(strings.TrimSuffix(string(data[:off]), "\n"), "\n")
+		var m struct{ N int }
+		if off == 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &m) != nil {
+			// Nothing confirmed in this file: the line before its first one.
+			var f struct{ N int }
+			if all := strings.SplitN(string(data), "\n", 2); json.Unmarshal([]byte(all[0]), &f) == nil {
+				return f.N
+			}
+			return 0
+		}
+		return m.N + 1
+	}
+	return 0
+}
