@@ -4,16 +4,25 @@
 //
 // # Parsing
 //
-// [Parse] reads one message and tells its [Format] apart by its header:
+// [Parse] reads one message and tells its [Format] apart by its header. RFC 5424, as
+// rsyslog's RSYSLOG_SyslogProtocol23Format and most modern senders write it:
 //
-//   - RFC 5424, as rsyslog's RSYSLOG_SyslogProtocol23Format and most modern senders write
-//     it: <30>1 2026-12-01T11:40:18.123456+00:00 myhost myapp 1234 - - message
-//   - RFC 3164, the BSD format of rsyslog's traditional forwarding and of glibc's
-//     syslog(3): <30>Dec  1 11:40:18 myhost myapp[1234]: message — with or without the
-//     host, and also with an RFC 3339 timestamp (RSYSLOG_ForwardFormat). These timestamps
-//     have no year; Parse takes it from the time it is given.
-//   - Bare: a priority and the message, what Python's logging.handlers.SysLogHandler sends
-//     (<14>myapp: message\x00), and whatever else follows a valid priority.
+//	<30>1 2026-12-01T11:40:18.123456+00:00 myhost myapp 1234 - - message
+//
+// RFC 3164, the BSD format of rsyslog's traditional forwarding, with or without the host
+// (glibc's syslog(3) leaves it out), and also with an RFC 3339 timestamp
+// (RSYSLOG_ForwardFormat). BSD timestamps have no year: Parse takes it from the time it is
+// given.
+//
+//	<30>Dec  1 11:40:18 myhost myapp[1234]: message
+//	<38>Dec  1 11:40:18 sshd[4242]: Accepted publickey for root
+//	<30>2026-12-01T11:40:18.123+01:00 myhost myapp[1234]: message
+//
+// Bare: a priority and the message, what Python's logging.handlers.SysLogHandler sends
+// (with ident "myapp: ", and the NUL it appends), and whatever else follows a valid
+// priority. A leading "word: " is taken as the tag, as rsyslog does.
+//
+//	<14>myapp: message\x00
 //
 // Like rsyslog, Parse rejects only input without a valid priority ([ErrNoPriority]); a
 // header it cannot read becomes part of the message. The parsed [Message] refers to the

@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"time"
 )
@@ -22,10 +23,7 @@ func intern(b []byte) string {
 	if len(b) > internMax {
 		return string(b)
 	}
-	h := uint64(14695981039346656037) // FNV-1a
-	for _, c := range b {
-		h = (h ^ uint64(c)) * 1099511628211
-	}
+	h := hash(b)
 	s1 := &internTab[h%uint64(len(internTab))]
 	p1 := s1.Load()
 	if p1 != nil && *p1 == string(b) {
@@ -45,6 +43,21 @@ func intern(b []byte) string {
 	}
 	s2.Store(&s)
 	return s
+}
+
+// hash mixes all of b, eight bytes at a time.
+func hash(b []byte) uint64 {
+	h := uint64(len(b)) * 0x9e3779b97f4a7c15
+	for ; len(b) >= 8; b = b[8:] {
+		h = (h ^ binary.LittleEndian.Uint64(b)) * 0xff51afd7ed558ccd
+		h ^= h >> 32
+	}
+	var tail uint64
+	for i, c := range b {
+		tail |= uint64(c) << (8 * i)
+	}
+	h = (h ^ tail) * 0xc4ceb9fe1a85ec53
+	return h ^ h>>29
 }
 
 // zones caches the locations of RFC 3339 offsets, indexed by the offset in minutes plus

@@ -79,8 +79,10 @@ type Message struct {
 // nor RFC 3164 is not an error: the message is [FormatBare] and everything after the
 // priority is the Msg, except a leading "tag: " or "tag[pid]: " (Python's SysLogHandler
 // with ident set, for instance) which fills AppName and ProcID. A malformed RFC 5424
-// STRUCTURED-DATA element is taken as the start of the Msg. Trailing NUL, CR and LF bytes
-// are dropped before parsing.
+// STRUCTURED-DATA element is taken as the start of the Msg. In RFC 3164, a first word
+// after the timestamp that can be a host name and is followed by a space is the Hostname
+// (what rsyslog assumes too), so the first word of a message with neither host nor tag
+// ends up there. Trailing NUL, CR and LF bytes are dropped before parsing.
 //
 // The returned Message's Msg aliases b: it is valid as long as b is, and changes when b
 // does. The string fields are copies (short ones are interned, so Parse does not allocate
@@ -98,15 +100,17 @@ func Parse(b []byte, now time.Time) (Message, error) {
 	}
 	m := Message{Facility: pri >> 3, Severity: pri & 7}
 	rest := b[n:]
-	if parse5424(&m, rest, now) || parse3164(&m, rest, now) {
-		return m, nil
+	if !parse5424(&m, rest, now) && !parse3164(&m, rest, now) {
+		m.Format = FormatBare
+		if app, pid, after, ok := parseTag(rest, true); ok {
+			m.AppName, m.ProcID = intern(app), intern(pid)
+			rest = after
+		}
+		m.Msg = rest
 	}
-	m.Format = FormatBare
-	if app, pid, after, ok := parseTag(rest, true); ok {
-		m.AppName, m.ProcID = intern(app), intern(pid)
-		rest = after
+	if len(m.Msg) >= 3 && m.Msg[0] == 0xEF && m.Msg[1] == 0xBB && m.Msg[2] == 0xBF {
+		m.Msg = m.Msg[3:]
 	}
-	m.Msg = rest
 	return m, nil
 }
 
@@ -174,9 +178,6 @@ func parse5424(m *Message, b []byte, now time.Time) bool {
 	if len(b) > 0 && b[0] == ' ' {
 		b = b[1:] // the SP before MSG
 	}
-	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
-		b = b[3:]
-	}
 	*m = Message{
 		Format:         FormatRFC5424,
 		Facility:       m.Facility,
@@ -192,8 +193,9 @@ func parse5424(m *Message, b []byte, now time.Time) bool {
 	return true
 }
 
-// sdLen returns the length of the run of SD-ELEMENTs at the start of b, or 0 when the
-// first one is malformed.
+// sdLen returns the length of the run of SD-ELEMENTs at the start of b, or 0 when one of
+// them is malformed. PARAM-VALUEs end at the first '"' not escaped by a backslash; an
+// unescaped ']' in them, which RFC 5424 forbids but senders write, is accepted.
 func sdLen(b []byte) int {
 	i := 0
 	for i < len(b) && b[i] == '[' {
@@ -293,7 +295,7 @@ func hostLen(b []byte) int {
 	i := 0
 	for i < len(b) && i < 255 {
 		c := b[i]
-		if !isAlnum(c) && c != '.' && c != '-' && c != '_' && c != ':' {
+		if chars[c]&hostChar == 0 {
 			break
 		}
 		i++
@@ -309,7 +311,7 @@ func hostLen(b []byte) int {
 // and "._-/", at most 48 of them. after is what follows the tag and its space.
 func parseTag(b []byte, colon bool) (app, pid, after []byte, ok bool) {
 	i := 0
-	for i < len(b) && i < 48 && (isAlnum(b[i]) || b[i] == '.' || b[i] == '_' || b[i] == '-' || b[i] == '/') {
+	for i < len(b) && i < 48 && chars[b[i]]&tagChar != 0 {
 		i++
 	}
 	if i == 0 {
@@ -384,8 +386,8 @@ func parseBSDTime(b []byte, now time.Time) (time.Time, int, bool) {
 	nsec, n := fraction(b[i:])
 	i += n
 	loc := now.Location()
-	year := now.Year()
-	if month == 1 && now.Month() == 12 {
+	year, nowMonth, _ := now.Date()
+	if month == 1 && nowMonth == 12 {
 		year++
 	}
 	limit := now.Add(24 * time.Hour)
@@ -503,9 +505,24 @@ func num(b []byte) int {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func isAlnum(c byte) bool {
-	return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'z')
-}
+// Character classes, bits of chars.
+const (
+	hostChar = 1 << iota // in a host name or IP address: letters, digits and ".-_:"
+	tagChar              // in an RFC 3164 tag's program name: letters, digits and "._-/"
+)
+
+var chars = func() (t [256]uint8) {
+	for c := range 256 {
+		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if alnum || c == '.' || c == '-' || c == '_' || c == ':' {
+			t[c] |= hostChar
+		}
+		if alnum || c == '.' || c == '-' || c == '_' || c == '/' {
+			t[c] |= tagChar
+		}
+	}
+	return t
+}()
 
 var severityNames = [8]string{"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"}
 

@@ -338,6 +338,21 @@ func TestParse(t *testing.T) {
 			want: Message{Format: FormatBare, Facility: 1, Severity: 6, Msg: []byte("bad \xff\xfe bytes")},
 		},
 		{
+			name: "BOM stripped in bare and RFC 3164 too",
+			in:   "<14>Dec  1 11:40:18 h a: " + bom + "x",
+			want: Message{Format: FormatRFC3164, Facility: 1, Severity: 6, Time: time.Date(2026, 12, 1, 11, 40, 18, 0, agentZone), Hostname: "h", AppName: "a", Msg: []byte("x")},
+		},
+		{
+			name: "BOM stripped in bare",
+			in:   "<14>" + bom + "x",
+			want: Message{Format: FormatBare, Facility: 1, Severity: 6, Msg: []byte("x")},
+		},
+		{
+			name: "rfc5424 unescaped ] in a PARAM-VALUE",
+			in:   `<14>1 - h a - - [x@1 path="/a[0]"] m`,
+			want: Message{Format: FormatRFC5424, Facility: 1, Severity: 6, Hostname: "h", AppName: "a", StructuredData: `[x@1 path="/a[0]"]`, Msg: []byte("m")},
+		},
+		{
 			name: "leading space kept",
 			in:   "<14> indented",
 			want: Message{Format: FormatBare, Facility: 1, Severity: 6, Msg: []byte(" indented")},

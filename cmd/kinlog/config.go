@@ -93,11 +93,21 @@ func loadConfig(cfg any, path string, environ []string, sets []string) error {
 		if err != nil {
 			return fmt.Errorf("reading config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
+		var doc yaml.Node
 		// An empty file decodes to io.EOF: all defaults.
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		if len(doc.Content) > 0 {
+			if err := checkNode(doc.Content[0], reflect.TypeOf(cfg).Elem(), ""); err != nil {
+				err.Source = "file " + path + err.Source
+				return err
+			}
+			dec := yaml.NewDecoder(bytes.NewReader(data))
+			dec.KnownFields(true)
+			if err := dec.Decode(cfg); err != nil {
+				return fmt.Errorf("config file %s: %w", path, err)
+			}
 		}
 	}
 	leaves := configLeaves(reflect.ValueOf(cfg).Elem(), "")
@@ -129,6 +139,94 @@ func loadConfig(cfg any, path string, environ []string, sets []string) error {
 		}
 	}
 	return nil
+}
+
+// checkNode checks a YAML node against the config type t before it is decoded, so that an
+// unknown key or a bad value is reported with its dotted key and line (yaml.v3 names the Go
+// type instead, or nothing). Keys are those of the yaml tags; lists of structs are indexed:
+// files[0].paths.
+func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
+	at := func(n *yaml.Node) string { return fmt.Sprintf(", line %d", n.Line) }
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[textUnmarshaler]()) || t.Kind() != reflect.Struct && t.Kind() != reflect.Slice {
+		v := reflect.New(t)
+		if err := n.Decode(v.Interface()); err != nil {
+			msg := err.Error()
+			var te *yaml.TypeError
+			if errors.As(err, &te) && len(te.Errors) > 0 {
+				msg = te.Errors[0]
+				if _, rest, ok := strings.Cut(msg, ": "); ok {
+					msg = rest // drop yaml's own "line N: "
+				}
+				// "cannot unmarshal !!str `lots` into int"
+				if rest, ok := strings.CutPrefix(msg, "cannot unmarshal !!"); ok {
+					_, val, _ := strings.Cut(rest, " ")
+					val, _, _ = strings.Cut(val, " into ")
+					msg = "want " + kindName(t) + ", got " + val
+				}
+			}
+			return &ConfigError{Key: key, Source: at(n), Err: errors.New(msg)}
+		}
+		return nil
+	}
+	if t.Kind() == reflect.Slice {
+		if n.Kind != yaml.SequenceNode {
+			if t.Elem().Kind() == reflect.String && n.Kind == yaml.ScalarNode {
+				return nil // one string for a list of one
+			}
+			return &ConfigError{Key: key, Source: at(n), Err: errors.New("want a list")}
+		}
+		for i, c := range n.Content {
+			if err := checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", key, i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return &ConfigError{Key: strings.TrimSuffix(key, "."), Source: at(n), Err: errors.New("want a mapping of keys")}
+	}
+	fields := map[string]reflect.StructField{}
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" && f.IsExported() {
+			fields[tag] = f
+			names = append(names, tag)
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		full := k.Value
+		if key != "" {
+			full = key + "." + k.Value
+		}
+		f, ok := fields[k.Value]
+		if !ok {
+			return &ConfigError{Key: full, Source: at(k), Err: fmt.Errorf("unknown key; known keys here: %s", strings.Join(names, ", "))}
+		}
+		if err := checkNode(v, f.Type, full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	}
+	return "a " + t.Kind().String()
 }
 
 // envName maps a dotted key to its variable: archive.buffer_size → KINLOG_ARCHIVE_BUFFER_SIZE.

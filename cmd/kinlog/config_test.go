@@ -50,8 +50,12 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		env, sets  []string
 		want       []string
 	}{
-		{"unknown key in file", "stream: s\narchve:\n  bucket: b\n", nil, nil, []string{"archve", "not found"}},
-		{"bad duration in file", "every: soon\n", nil, nil, []string{"duration"}},
+		{"unknown key in file", "stream: s\narchve:\n  bucket: b\n", nil, nil, []string{"config archve (file ", "line 2", "unknown key", "archive"}},
+		{"unknown nested key in file", "archive:\n  bucket: b\n  bukket: c\n", nil, nil, []string{"archive.bukket", "line 3", "known keys here: bucket, buffer_size, dimensions"}},
+		{"bad duration in file", "every: soon\n", nil, nil, []string{"config every", "line 1", "duration"}},
+		{"bad int in file", "workers: lots\n", nil, nil, []string{"config workers", "line 1", "want an integer, got `lots`"}},
+		{"bad size in file", "archive:\n  buffer_size: 5 parsecs\n", nil, nil, []string{"archive.buffer_size", "line 2", "5MiB"}},
+		{"mapping for a list", "archive:\n  dimensions: {a: b}\n", nil, nil, []string{"archive.dimensions", "want a list"}},
 		{"bad size in env", "", []string{"KINLOG_ARCHIVE_BUFFER_SIZE=lots"}, nil, []string{"archive.buffer_size", "KINLOG_ARCHIVE_BUFFER_SIZE", "5MiB"}},
 		{"bad int in env", "", []string{"KINLOG_WORKERS=two"}, nil, []string{"workers", "integer"}},
 		{"unknown key in --set", "", nil, []string{"archive.bukket=x"}, []string{"archive.bukket", "unknown key", "archive.bucket"}},
