@@ -17,6 +17,10 @@ import (
 	"github.com/kinlog/kinlog/producer"
 )
 
+// DefaultFilesBufferBytes bounds the records read from files and not yet confirmed (the
+// files producer's buffer; ProducerOptions can change it).
+const DefaultFilesBufferBytes = 16 << 20
+
 // Config configures an [Agent].
 type Config struct {
 	// Stream is the Kinesis stream name or ARN. Required.
@@ -240,7 +244,9 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 	}
 	base := append([]producer.Option{producer.WithMaxRecordSize(a.cfg.MaxRecordSize)}, a.cfg.ProducerOptions...)
 	if len(a.cfg.Files) > 0 {
-		opts := append(slices.Clone(base), producer.WithRecordTTL(0), producer.WithResultHandler(a.onFileResult))
+		// The files are the buffer: reading far ahead of Kinesis only costs memory.
+		opts := append([]producer.Option{producer.WithMaxBufferedBytes(DefaultFilesBufferBytes)}, base...)
+		opts = append(opts, producer.WithRecordTTL(0), producer.WithResultHandler(a.onFileResult))
 		if a.files, err = producer.New(a.client, a.cfg.Stream, opts...); err != nil {
 			return err
 		}

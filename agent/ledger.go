@@ -23,6 +23,7 @@ type ledger struct {
 	spans     []span // pending spans in file order; spans[head:] are live
 	head      int
 	committed int64
+	inflight  int           // spans not done
 	m         *inputMetrics // the input the file belongs to
 }
 
@@ -44,14 +45,20 @@ func (l *ledger) add(start, end, readAt int64, done bool) {
 		return
 	}
 	l.spans = append(l.spans, span{start: start, end: end, readAt: readAt, done: done})
+	if !done {
+		l.inflight++
+	}
 }
 
 // unadd removes the span just added (its Put failed).
 func (l *ledger) unadd() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.spans) > l.head {
-		l.spans = l.spans[:len(l.spans)-1]
+	if n := len(l.spans); n > l.head {
+		if !l.spans[n-1].done {
+			l.inflight--
+		}
+		l.spans = l.spans[:n-1]
 	}
 }
 
@@ -61,10 +68,11 @@ func (l *ledger) confirm(start int64) {
 	defer l.mu.Unlock()
 	live := l.spans[l.head:]
 	i := sort.Search(len(live), func(i int) bool { return live[i].start >= start })
-	if i == len(live) || live[i].start != start {
+	if i == len(live) || live[i].start != start || live[i].done {
 		return
 	}
 	live[i].done = true
+	l.inflight--
 	for l.head < len(l.spans) && l.spans[l.head].done {
 		l.committed = l.spans[l.head].end
 		l.head++
@@ -80,13 +88,9 @@ func (l *ledger) confirm(start int64) {
 func (l *ledger) state() (committed int64, inflight int, oldest int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, s := range l.spans[l.head:] {
-		if !s.done {
-			inflight++
-			if oldest == 0 {
-				oldest = s.readAt
-			}
-		}
+	// After confirm, the first live span is never done: it is the oldest in flight.
+	if l.head < len(l.spans) {
+		oldest = l.spans[l.head].readAt
 	}
-	return l.committed, inflight, oldest
+	return l.committed, l.inflight, oldest
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -17,7 +16,7 @@ import (
 // isJSONObject tells whether b (trimmed of spaces) is one JSON object.
 func isJSONObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
-	return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}' && json.Valid(b)
+	return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}' && gjson.ValidBytes(b)
 }
 
 // spliceMembers appends obj (a JSON object) to dst with members — JSON text of the form
@@ -118,8 +117,19 @@ func (k keyPolicy) key(data []byte, origin string) string {
 			return truncKey(v.String())
 		}
 	}
-	return strconv.FormatUint(rand.Uint64(), 36)
+	return randomKeys[rand.IntN(len(randomKeys))]
 }
+
+// randomKeys are the keys the random policy picks from: enough to spread records evenly
+// over any number of shards a stream is likely to have, few enough that the producer's
+// cache keeps their hashes (a new key per record costs an MD5 each).
+var randomKeys = func() []string {
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = strconv.FormatUint(rand.Uint64(), 36)
+	}
+	return keys
+}()
 
 func truncKey(k string) string {
 	if len(k) <= producer.MaxPartitionKeyLength {
