@@ -129,6 +129,7 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
 	cpu0 := cpuTime()
 	start := time.Now()
