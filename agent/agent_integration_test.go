@@ -513,3 +513,71 @@ func TestIntegrationStateDirLocked(t *testing.T) {
 		t.Fatalf("second agent on one state dir: %v", err)
 	}
 }
+
+// TestIntegrationStreamMissingThenCreated: Kinesis refuses every record (the stream does
+// not exist); the agent reports not ready, keeps the position, and puts the records again
+// after a backoff: once the stream exists they arrive.
+func TestIntegrationStreamMissingThenCreated(t *testing.T) {
+	c := testenv.KinesisClient(t)
+	stream := testenv.Name(t, "agent-late")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	appendLines(t, log, jsonLines("m", 0, 20)...)
+	r := start(t, c, agent.Config{Stream: stream, StateDir: t.TempDir(), Files: []agent.FileInput{{Paths: []string{log}}},
+		ProducerOptions: []producer.Option{producer.WithRetryBackoff(50*time.Millisecond, 200*time.Millisecond)}})
+	deadline := time.Now().Add(30 * time.Second)
+	for r.a.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("agent ready although Kinesis refuses every record")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("not ready: %v", r.a.Ready())
+	if st := r.a.Status().Files[0]; st.Offset != 0 {
+		t.Fatalf("position moved to %d with every record refused", st.Offset)
+	}
+	testenv.CreateStream(t, c, stream, 1)
+	r.waitCaughtUp(log)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, records(t, c, stream), jsonLines("m", 0, 20))
+}
+
+// TestIntegrationDeletedFile: a file deleted while its writer still appends is read to its
+// end and closed after rotate_wait; a new file at the same path is read whole.
+func TestIntegrationDeletedFile(t *testing.T) {
+	c, stream := newStream(t, 1)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range jsonLines("x", 0, 10) {
+		fmt.Fprintln(f, l)
+	}
+	r := start(t, c, agent.Config{Stream: stream, StateDir: t.TempDir(), Files: []agent.FileInput{{Paths: []string{log}, RotateWait: 100 * time.Millisecond}}})
+	r.waitCaughtUp(log)
+	if err := os.Remove(log); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range jsonLines("x", 10, 20) {
+		fmt.Fprintln(f, l) // to the deleted file, still open
+	}
+	appendLines(t, log, jsonLines("x", 20, 30)...)
+	r.waitCaughtUp(log)
+	// The deleted file is closed once read and idle.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(r.a.Status().Files) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted file still open: %+v", r.a.Status().Files)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, records(t, c, stream), jsonLines("x", 0, 30))
+}
