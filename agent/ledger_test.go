@@ -80,9 +80,9 @@ func TestLedgerUnaddAndOldest(t *testing.T) {
 
 func TestSpliceMembers(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"a":1}`:      `{"a":1,"k":2}`,
-		` {"a":1} `:    `{"a":1,"k":2}`,
-		`{}`:           `{"k":2}`,
+		`{"a":1}`:       `{"a":1,"k":2}`,
+		` {"a":1} `:     `{"a":1,"k":2}`,
+		`{}`:            `{"k":2}`,
 		"{\n\"a\":1\n}": "{\n\"a\":1,\"k\":2}",
 	} {
 		if got := string(spliceMembers(nil, []byte(in), []byte(`"k":2`))); got != want {
