@@ -32,7 +32,10 @@ type agentConfig struct {
 	Host string `yaml:"host"`
 	// PartitionKey is random, origin or field:<member>. Default: random.
 	PartitionKey string `yaml:"partition_key"`
-	HTTP         struct {
+	// PositionsInterval is how often the files' positions are stored; lines confirmed
+	// since the last store are sent again after a crash. Default: 250ms.
+	PositionsInterval Duration `yaml:"positions_interval"`
+	HTTP              struct {
 		// Listen is the address of /healthz, /readyz, /metrics and /status; "-" turns it
 		// off. Default: 127.0.0.1:8081.
 		Listen string `yaml:"listen"`
@@ -48,7 +51,8 @@ type agentConfig struct {
 	Producer struct {
 		// Aggregate KPL-aggregates records. Default: true.
 		Aggregate bool `yaml:"aggregate"`
-		// RateLimit is the per-shard limit in percent of a shard's write limits. Default 100.
+		// RateLimit is the per-shard limit in percent of a shard's write limits; 0 turns
+		// it off. Default 150, as in the KPL.
 		RateLimit int `yaml:"rate_limit"`
 		// MaxRecordSize is the largest record. Default 1MiB.
 		MaxRecordSize ByteSize `yaml:"max_record_size"`
@@ -89,8 +93,9 @@ func defaultAgentConfig() agentConfig {
 	c.Shutdown.Timeout = Duration(30 * time.Second)
 	c.Log.Level = "info"
 	c.PartitionKey = "random"
+	c.PositionsInterval = Duration(250 * time.Millisecond)
 	c.Producer.Aggregate = true
-	c.Producer.RateLimit = 100
+	c.Producer.RateLimit = producer.DefaultRateLimit
 	c.Producer.MaxRecordSize = ByteSize(producer.DefaultMaxRecordSize)
 	c.Producer.SpoolSync = producer.SyncWrite.String()
 	c.Producer.SpoolMaxBytes = 1 << 30
@@ -104,15 +109,16 @@ func (c *agentConfig) library() (agent.Config, error) {
 	if err != nil {
 		return agent.Config{}, bad("producer.spool_sync", err)
 	}
-	if c.Producer.RateLimit < 1 || c.Producer.RateLimit > 100 {
-		return agent.Config{}, bad("producer.rate_limit", fmt.Errorf("%d is not a percentage from 1 to 100", c.Producer.RateLimit))
+	if c.Producer.RateLimit < 0 {
+		return agent.Config{}, bad("producer.rate_limit", fmt.Errorf("%d is negative (0 turns the limiter off)", c.Producer.RateLimit))
 	}
 	lc := agent.Config{
 		Stream: c.Stream, StateDir: c.StateDir, Host: c.Host, PartitionKey: c.PartitionKey,
-		Spool:           producer.SpoolOptions{Sync: mode, MaxBytes: int64(c.Producer.SpoolMaxBytes)},
-		MaxRecordSize:   int(c.Producer.MaxRecordSize),
-		ShutdownTimeout: time.Duration(c.Shutdown.Timeout),
-		ProducerOptions: []producer.Option{producer.WithAggregation(c.Producer.Aggregate), producer.WithRateLimit(c.Producer.RateLimit)},
+		Spool:             producer.SpoolOptions{Sync: mode, MaxBytes: int64(c.Producer.SpoolMaxBytes)},
+		MaxRecordSize:     int(c.Producer.MaxRecordSize),
+		ShutdownTimeout:   time.Duration(c.Shutdown.Timeout),
+		PositionsInterval: time.Duration(c.PositionsInterval),
+		ProducerOptions:   []producer.Option{producer.WithAggregation(c.Producer.Aggregate), producer.WithRateLimit(c.Producer.RateLimit)},
 	}
 	for _, f := range c.Files {
 		lc.Files = append(lc.Files, agent.FileInput{
