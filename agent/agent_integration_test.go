@@ -361,6 +361,38 @@ func TestIntegrationCopyTruncateWhileDown(t *testing.T) {
 	diff(t, records(t, c, stream), jsonLines("d", 0, 125))
 }
 
+// TestIntegrationCopyTruncateGlobMatchesCopies: the glob matches the copies copytruncate
+// makes (app.log*): a copy is not shipped again, and the lines only it holds are.
+func TestIntegrationCopyTruncateGlobMatchesCopies(t *testing.T) {
+	c, stream := newStream(t, 2)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	appendLines(t, log, jsonLines("g", 0, 100)...)
+	r := start(t, c, agent.Config{Stream: stream, StateDir: t.TempDir(), Files: []agent.FileInput{{Paths: []string{log + "*"}}}})
+	r.waitCaughtUp(log)
+	for round := range 3 {
+		from := 100 + round*30
+		appendLines(t, log, jsonLines("g", from, from+20)...)
+		data, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copyPath := fmt.Sprintf("%s.%d", log, round+1)
+		if err := os.WriteFile(copyPath, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(log, 0); err != nil {
+			t.Fatal(err)
+		}
+		appendLines(t, log, jsonLines("g", from+20, from+30)...)
+		r.waitCaughtUp(log, copyPath)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, records(t, c, stream), jsonLines("g", 0, 190))
+}
+
 // TestIntegrationTextMultilineAndLimits: text lines become JSON objects with their origin;
 // multiline records join a stack trace; a line over the limit is cut and marked; invalid
 // UTF-8 and a line that is not JSON in a json input still reach the stream as valid JSON.
@@ -558,7 +590,7 @@ func TestIntegrationDeletedFile(t *testing.T) {
 	for _, l := range jsonLines("x", 0, 10) {
 		fmt.Fprintln(f, l)
 	}
-	r := start(t, c, agent.Config{Stream: stream, StateDir: t.TempDir(), Files: []agent.FileInput{{Paths: []string{log}, RotateWait: 100 * time.Millisecond}}})
+	r := start(t, c, agent.Config{Stream: stream, StateDir: t.TempDir(), Files: []agent.FileInput{{Paths: []string{log}, RotateWait: time.Second}}})
 	r.waitCaughtUp(log)
 	if err := os.Remove(log); err != nil {
 		t.Fatal(err)

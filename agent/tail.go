@@ -24,6 +24,10 @@ import (
 // fingerprintMax is how many of a file's first bytes identify it besides its inode.
 const fingerprintMax = 1024
 
+// minCopyEvidence is how many first bytes must be alike before a new file longer than what
+// is known of a tailed file's start is taken for its copy.
+const minCopyEvidence = 64
+
 // readBudget is how much of one file is read before the others get their turn.
 const readBudget = 4 << 20
 
@@ -65,6 +69,9 @@ type tfile struct {
 	carrySize int
 
 	replaced bool // found truncated or replaced at open: see truncated
+	isCopy   bool // a copy of another tailed file, started at its end
+	head     []byte // the first fpN bytes
+	oldHead  []byte // the first bytes before the last truncation
 	matched  bool // at a matched path in the last scan
 	gone     bool // deleted, or no longer at a matched path
 	lastGrow time.Time
@@ -100,7 +107,8 @@ type tailer struct {
 	files map[fileID]*tfile
 
 	stored     map[fileID]filePosition
-	firstStart bool // no positions file existed
+	deferred   map[fileID]time.Time // new files that may be copies being written, since
+	firstStart bool                 // no positions file existed
 	wake       chan struct{}
 	buf        []byte
 	rec        []byte
@@ -108,7 +116,7 @@ type tailer struct {
 }
 
 func newTailer(a *Agent, in *FileInput, name string, stored map[fileID]filePosition, firstStart bool) *tailer {
-	return &tailer{a: a, in: in, name: name, m: a.metrics.input(name), files: map[fileID]*tfile{},
+	return &tailer{a: a, in: in, name: name, m: a.metrics.input(name), files: map[fileID]*tfile{}, deferred: map[fileID]time.Time{},
 		stored: stored, firstStart: firstStart, wake: make(chan struct{}, 1), buf: make([]byte, 256<<10)}
 }
 
@@ -291,14 +299,51 @@ func (t *tailer) recoverRotated() {
 	}
 }
 
+// copyOf tells whether a new file whose first bytes are head is a copy of a tailed file
+// (logrotate's copytruncate when the glob matches the copies, or a cp): its head equals
+// that file's first bytes, as they are or as they were before its last truncation. maybe
+// says head is a strict prefix of them — a copy being written, or a new file that starts
+// alike: the caller waits a little before it decides.
+func (t *tailer) copyOf(head []byte) (orig *tfile, maybe bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, o := range t.files {
+		if o.isCopy {
+			continue
+		}
+		for _, h := range [][]byte{o.head, o.oldHead} {
+			n := min(len(head), len(h))
+			if n == 0 || !bytes.Equal(head[:n], h[:n]) {
+				continue
+			}
+			// The copy starts with all that is known of the original's first bytes (which
+			// may be fewer than the copy has: the original was short when last read); a
+			// few bytes alike tell nothing.
+			if len(head) == len(h) || len(head) > len(h) && len(h) >= minCopyEvidence {
+				return o, false
+			}
+			maybe = true
+		}
+	}
+	return nil, maybe
+}
+
 func fingerprint(f *os.File, n int) (uint64, error) {
+	_, sum, err := readHead(f, n)
+	return sum, err
+}
+
+// readHead returns up to n of a file's first bytes (fewer if it is shorter now) and their
+// FNV-1a 64 hash.
+func readHead(f *os.File, n int) ([]byte, uint64, error) {
 	b := make([]byte, n)
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return 0, err
+	got, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, err
 	}
 	h := fnv.New64a()
-	h.Write(b)
-	return h.Sum64(), nil
+	h.Write(b[:got])
+	return b[:got], h.Sum64(), nil
 }
 
 // open starts tailing the file id at path. A file in the positions file resumes at its
@@ -331,12 +376,35 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 		}
 	}
 	f.fpN = int(min(fi.Size(), fingerprintMax))
-	if f.fpOK, err = fingerprint(fh, f.fpN); err != nil {
+	if f.head, f.fpOK, err = readHead(fh, f.fpN); err != nil {
 		fh.Close()
 		return
 	}
+	f.fpN = len(f.head)
 	start := int64(0)
-	if sp, ok := t.stored[id]; ok {
+	sp, stored := t.stored[id]
+	if !stored && !first && !rotated {
+		if fi.Size() == 0 {
+			fh.Close() // tracked once it has something to tell it by
+			return
+		}
+		orig, maybe := t.copyOf(f.head)
+		if since, ok := t.deferred[id]; maybe && (!ok || t.now.Sub(since) < t.in.RotateWait) {
+			if !ok {
+				t.deferred[id] = t.now
+			}
+			fh.Close()
+			return
+		}
+		delete(t.deferred, id)
+		if orig != nil {
+			// What the copy holds was shipped from the original, or is read from the copy
+			// when the original is found truncated (readCopy).
+			t.a.log.Info("a copy of a tailed file: not shipped again", "input", t.name, "path", path, "original", orig.path)
+			start, f.isCopy = fi.Size(), true
+		}
+	}
+	if stored {
 		delete(t.stored, id)
 		same := false
 		if sp.FingerprintBytes <= f.fpN {
@@ -372,10 +440,11 @@ func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) 
 		return false, nil
 	}
 	size := fi.Size()
-	if nlinkOf(fi) == 0 || !f.matched {
+	if (nlinkOf(fi) == 0 || !f.matched) && !f.gone {
 		t.mu.Lock()
 		f.gone = true
 		t.mu.Unlock()
+		f.lastGrow = t.now // kept open rotate_wait from now at least
 	}
 	if f.replaced || size < f.readOff || (size > f.readOff && !t.sameStart(f, size)) {
 		if err := t.truncated(ctx, f, size); err != nil {
@@ -390,9 +459,9 @@ func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) 
 	}
 	if f.fpN < fingerprintMax && size > int64(f.fpN) {
 		n := int(min(size, fingerprintMax))
-		if sum, err := fingerprint(f.f, n); err == nil {
+		if head, sum, err := readHead(f.f, n); err == nil {
 			t.mu.Lock()
-			f.fpN, f.fpOK = n, sum
+			f.fpN, f.fpOK, f.head = len(head), sum, head
 			t.mu.Unlock()
 		}
 	}
@@ -442,8 +511,10 @@ func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
 	if f.joiner != nil {
 		f.joiner = container.NewJoiner(t.in.MaxLineBytes)
 	}
+	f.oldHead = f.head
 	f.fpN = int(min(size, fingerprintMax))
-	f.fpOK, _ = fingerprint(f.f, f.fpN)
+	f.head, f.fpOK, _ = readHead(f.f, f.fpN)
+	f.fpN = len(f.head)
 	f.resendUntil, f.replaced = 0, false
 	t.mu.Unlock()
 	return nil
@@ -471,10 +542,10 @@ func (t *tailer) readCopy(ctx context.Context, f *tfile) error {
 		}
 		id, _ := idOf(fi)
 		t.mu.Lock()
-		_, tracked := t.files[id]
+		other, tracked := t.files[id]
 		t.mu.Unlock()
-		if tracked {
-			continue // tailed on its own (the glob matches the copies)
+		if tracked && !other.isCopy {
+			continue // tailed on its own
 		}
 		c, err := os.Open(p)
 		if err != nil {
