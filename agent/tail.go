@@ -68,12 +68,12 @@ type tfile struct {
 	carry     []byte
 	carrySize int
 
-	replaced bool // found truncated or replaced at open: see truncated
-	isCopy   bool // a copy of another tailed file, started at its end
+	replaced bool   // found truncated or replaced at open: see truncated
+	isCopy   bool   // a copy of another tailed file, started at its end
 	head     []byte // the first fpN bytes
 	oldHead  []byte // the first bytes before the last truncation
-	matched  bool // at a matched path in the last scan
-	gone     bool // deleted, or no longer at a matched path
+	matched  bool   // at a matched path in the last scan
+	gone     bool   // deleted, or no longer at a matched path
 	lastGrow time.Time
 
 	// Records that end at or before resendUntil were read and sent before an unclean stop.
