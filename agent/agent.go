@@ -17,6 +17,9 @@ import (
 	"github.com/kinlog/kinlog/producer"
 )
 
+// markInterval is how often committed positions go to the marks file (see marks).
+const markInterval = 10 * time.Millisecond
+
 // DefaultFilesBufferBytes bounds the records read from files and not yet confirmed (the
 // files producer's buffer; ProducerOptions can change it).
 const DefaultFilesBufferBytes = 16 << 20
@@ -81,6 +84,7 @@ type Agent struct {
 	retryQ    []retryRec
 	retryWake chan struct{}
 	lock      *os.File
+	marks     *marks
 	pcs       []prometheus.Collector
 }
 
@@ -242,6 +246,12 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 	for _, p := range stored {
 		byID[fileID{p.Dev, p.Inode}] = p
 	}
+	marks, oldMarks, err := openMarks(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	a.marks = marks
+	defer marks.close()
 	base := append([]producer.Option{producer.WithMaxRecordSize(a.cfg.MaxRecordSize)}, a.cfg.ProducerOptions...)
 	if len(a.cfg.Files) > 0 {
 		// The files are the buffer: reading far ahead of Kinesis only costs memory.
@@ -282,7 +292,7 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 	errs := make(chan error, len(a.cfg.Files)+len(a.listeners)+1)
 	started := make(chan struct{}, len(a.cfg.Files))
 	for i := range a.cfg.Files {
-		t := newTailer(a, &a.cfg.Files[i], fmt.Sprintf("files[%d]", i), byID, !found)
+		t := newTailer(a, &a.cfg.Files[i], fmt.Sprintf("files[%d]", i), byID, oldMarks, !found)
 		a.tailers = append(a.tailers, t)
 	}
 	// Tailers share the stored positions map: run their first scans one after another.
@@ -328,6 +338,8 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 
 	saveTick := time.NewTicker(a.cfg.PositionsInterval)
 	defer saveTick.Stop()
+	markTick := time.NewTicker(markInterval)
+	defer markTick.Stop()
 	var last []filePosition
 	var runErr error
 loop:
@@ -340,6 +352,10 @@ loop:
 			break loop
 		case <-saveTick.C:
 			last = a.savePositions(last)
+		case <-markTick.C:
+			for _, t := range a.tailers {
+				t.storeCommitted()
+			}
 		}
 	}
 	a.log.Info("stopping: delivering what was read", "timeout", a.cfg.ShutdownTimeout.String())
@@ -351,6 +367,9 @@ loop:
 	defer cancel()
 	a.closeProducers(closeCtx)
 	a.savePositions(last)
+	for _, t := range a.tailers {
+		t.storeCommitted()
+	}
 	return runErr
 }
 

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,11 +9,15 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kinlog/kinlog/agent"
 	"github.com/kinlog/kinlog/internal/testenv"
@@ -37,9 +42,32 @@ func TestIntegrationAgentCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Run(ctx, func() { fmt.Println("started") }); err != nil {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a.Collector())
+	started := make(chan struct{})
+	go func() {
+		<-started
+		// Report the count of re-sent records to the test, often.
+		for tick := time.NewTicker(10 * time.Millisecond); ; <-tick.C {
+			fmt.Printf("resent %d\n", int(gatherCounter(reg, "kinlog_agent_records_resent_total")))
+		}
+	}()
+	if err := a.Run(ctx, func() { fmt.Println("started"); close(started) }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func gatherCounter(g prometheus.Gatherer, name string) float64 {
+	mfs, _ := g.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
 }
 
 // TestIntegrationAgentSIGKILL writes lines to a log, rotating it by rename now and then,
@@ -77,6 +105,8 @@ func TestIntegrationAgentSIGKILL(t *testing.T) {
 		}
 	}()
 
+	var resent atomic.Int64  // the running helper's count of re-sent records
+	var reports atomic.Int64 // how many counts it printed
 	run := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationAgentCrashHelper$", "-test.count=1")
 		cmd.Env = append(os.Environ(), envCrashState+"="+state, envCrashStream+"="+stream, envCrashGlob+"="+log)
@@ -88,14 +118,29 @@ func TestIntegrationAgentSIGKILL(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]byte, 64)
-		n, _ := out.Read(buf)
-		if !strings.Contains(string(buf[:n]), "started") {
-			t.Fatalf("helper did not start: %q", buf[:n])
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && !strings.Contains(sc.Text(), "started") {
 		}
-		go func() { _, _ = out.Read(make([]byte, 4096)) }()
+		resent.Store(0)
+		go func() {
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "resent "); ok {
+					n, _ := strconv.Atoi(v)
+					resent.Store(int64(n))
+					reports.Add(1)
+				}
+			}
+		}()
 		return cmd
 	}
+	// lastResent waits for a report printed after now and returns it.
+	lastResent := func() int {
+		for n := reports.Load(); reports.Load() < n+2; {
+			time.Sleep(5 * time.Millisecond) // polling the helper's reports
+		}
+		return int(resent.Load())
+	}
+	counted := 0 // re-sent records the agent counted, over all runs
 	// A duplicate can only be a line the agent had read but whose position was not stored
 	// at the kill: at most every line written after the stored position.
 	maxDup := 0
@@ -110,6 +155,9 @@ func TestIntegrationAgentSIGKILL(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for committedLines(t, state) < before && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond) // polling a condition
+		}
+		if kills > 0 {
+			counted += lastResent()
 		}
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -129,6 +177,7 @@ func TestIntegrationAgentSIGKILL(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	counted += lastResent()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("agent on SIGTERM: %v", err)
@@ -147,9 +196,12 @@ func TestIntegrationAgentSIGKILL(t *testing.T) {
 			dups += n - 1
 		}
 	}
-	t.Logf("%d lines written, %d kills, rotations every 3000 lines: %d lost, %d duplicated (bound %d)", written, kills, lost, dups, maxDup)
+	t.Logf("%d lines written, %d kills, rotations every 3000 lines: %d lost, %d duplicated (bound %d), %d counted as re-sent by the agent", written, kills, lost, dups, maxDup, counted)
 	if lost > 0 || len(got)-dups != written {
 		t.Fatalf("%d lines lost; %d records for %d lines and %d duplicates", lost, len(got), written, dups)
+	}
+	if dups > counted {
+		t.Fatalf("%d duplicates, more than the %d the agent counted as re-sent", dups, counted)
 	}
 	if dups > maxDup {
 		t.Fatalf("%d duplicates, more than the %d lines past the stored positions at the kills", dups, maxDup)

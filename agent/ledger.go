@@ -68,7 +68,11 @@ func (l *ledger) confirm(start int64) {
 	defer l.mu.Unlock()
 	live := l.spans[l.head:]
 	i := sort.Search(len(live), func(i int) bool { return live[i].start >= start })
-	if i == len(live) || live[i].start != start || live[i].done {
+	// Spans may share a start (records flushed at a file's end): the first not done.
+	for i < len(live) && live[i].start == start && live[i].done {
+		i++
+	}
+	if i == len(live) || live[i].start != start {
 		return
 	}
 	live[i].done = true

@@ -82,12 +82,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		st := t.state()
 		ch <- prometheus.MustNewConstMetric(descFiles, prometheus.GaugeValue, float64(len(st)), t.name)
 		inflight, oldest := 0, int64(0)
+		// A rotated file and its successor share a path until the old one is closed: one
+		// series per path, summed.
+		behind := map[string]int64{}
 		for _, f := range st {
-			ch <- prometheus.MustNewConstMetric(descBehind, prometheus.GaugeValue, float64(max(0, f.Size-f.Offset)), t.name, f.Path)
+			behind[f.Path] += max(0, f.Size-f.Offset)
 			inflight += f.InFlight
 			if f.oldest != 0 && (oldest == 0 || f.oldest < oldest) {
 				oldest = f.oldest
 			}
+		}
+		for path, b := range behind {
+			ch <- prometheus.MustNewConstMetric(descBehind, prometheus.GaugeValue, float64(b), t.name, path)
 		}
 		age := 0.0
 		if oldest != 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -218,5 +219,72 @@ func TestIntegrationContainerLogs(t *testing.T) {
 	}
 	if len(byMsg) != 4 {
 		t.Errorf("%d records, want 4: %v", len(byMsg), byMsg)
+	}
+}
+
+// TestIntegrationContainerPartialLinesHoldThePosition: a stdout line still being joined
+// while stderr lines complete keeps the stored position at its first piece (a crash then
+// re-reads it whole); when its final piece comes, the position moves to the end. A piece
+// nobody finishes (the container exited) is shipped when the file is rotated away.
+func TestIntegrationContainerPartialLinesHoldThePosition(t *testing.T) {
+	c, stream := newStream(t, 1)
+	dir := filepath.Join(t.TempDir(), "pods", "ns_pod_uid", "app")
+	log := filepath.Join(dir, "0.log")
+	first := `2026-12-01T11:40:18.000000001Z stdout F whole` + "\n"
+	appendLines(t, log, strings.TrimSuffix(first, "\n"),
+		`2026-12-01T11:40:18.000000002Z stdout P out part one `,
+		`2026-12-01T11:40:18.000000003Z stderr F err whole`)
+	r := start(t, c, agent.Config{Stream: stream, StateDir: t.TempDir(), Files: []agent.FileInput{{Paths: []string{log}, Format: agent.FormatCRI, RotateWait: 100 * time.Millisecond}}})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := r.a.Status().Files
+		if len(st) == 1 && st[0].InFlight == 0 && st[0].ReadOffset == st[0].Size && st[0].Size > 0 {
+			if st[0].Offset != int64(len(first)) {
+				t.Fatalf("stored offset %d with a stdout line half joined, want %d (its first piece)", st[0].Offset, len(first))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not read: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	appendLines(t, log, `2026-12-01T11:40:18.000000004Z stdout F and two`,
+		`2026-12-01T11:40:18.000000005Z stdout P never finished`)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		st := r.a.Status().Files
+		if len(st) == 1 && st[0].InFlight == 0 && st[0].ReadOffset == st[0].Size {
+			fi, _ := os.Stat(log)
+			if want := fi.Size() - int64(len(`2026-12-01T11:40:18.000000005Z stdout P never finished`)+1); st[0].Offset != want {
+				t.Fatalf("stored offset %d, want %d", st[0].Offset, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not read: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.Rename(log, log+".20261201-114018"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(r.a.Status().Files) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("rotated file not closed: %+v", r.a.Status().Files)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, m := range decode(t, records(t, c, stream)) {
+		msgs = append(msgs, m["stream"].(string)+":"+m["message"].(string))
+	}
+	want := []string{"stdout:whole", "stdout:out part one and two", "stderr:err whole", "stdout:never finished"}
+	if !slicesEqual(sorted(msgs), sorted(want)) {
+		t.Fatalf("records %q, want %q", sorted(msgs), sorted(want))
 	}
 }

@@ -58,8 +58,9 @@ type tfile struct {
 	fpN  int
 	fpOK uint64 // FNV-1a 64 of the first fpN bytes
 
-	readOff int64 // next byte to read
-	size    int64 // size at the last fstat
+	readOff int64     // next byte to read
+	size    int64     // size at the last fstat
+	mtime   time.Time // modification time at the last fstat
 	led     *ledger
 
 	// An unterminated line: its first byte's offset, up to MaxLineBytes of it, and its
@@ -78,6 +79,7 @@ type tfile struct {
 
 	// Records that end at or before resendUntil were read and sent before an unclean stop.
 	resendUntil int64
+	marked      int64 // the read mark stored for the file (see readMarks)
 
 	// Multiline record being joined.
 	mlOpen       bool
@@ -89,8 +91,8 @@ type tfile struct {
 	mlTruncated  bool
 	mlStream     container.Stream
 	joiner       *container.Joiner
-	joinStart    int64
-	joinPending  bool
+	joinStart    [2]int64 // per stream: where the record being joined starts
+	joinPending  [2]bool
 	origin       []byte // "origin":{"file":…}
 	kube         []byte // "kubernetes":{…} for container logs
 	pendingClose bool
@@ -107,6 +109,7 @@ type tailer struct {
 	files map[fileID]*tfile
 
 	stored     map[fileID]filePosition
+	marks      map[fileID]mark      // marks a crashed run left
 	deferred   map[fileID]time.Time // new files that may be copies being written, since
 	firstStart bool                 // no positions file existed
 	wake       chan struct{}
@@ -115,8 +118,8 @@ type tailer struct {
 	now        time.Time
 }
 
-func newTailer(a *Agent, in *FileInput, name string, stored map[fileID]filePosition, firstStart bool) *tailer {
-	return &tailer{a: a, in: in, name: name, m: a.metrics.input(name), files: map[fileID]*tfile{}, deferred: map[fileID]time.Time{},
+func newTailer(a *Agent, in *FileInput, name string, stored map[fileID]filePosition, marks map[fileID]mark, firstStart bool) *tailer {
+	return &tailer{a: a, marks: marks, in: in, name: name, m: a.metrics.input(name), files: map[fileID]*tfile{}, deferred: map[fileID]time.Time{},
 		stored: stored, firstStart: firstStart, wake: make(chan struct{}, 1), buf: make([]byte, 256<<10)}
 }
 
@@ -383,7 +386,20 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 	f.fpN = len(f.head)
 	start := int64(0)
 	sp, stored := t.stored[id]
-	if !stored && !first && !rotated {
+	mk, marked := t.marks[id]
+	if marked {
+		delete(t.marks, id)
+		// The marks of a crashed process are newer than positions.json; they count when
+		// they belong to the file as it is now.
+		if sum, err := fingerprint(fh, mk.fpN); err != nil || mk.fpN > f.fpN || sum != mk.fp || mk.committed > fi.Size() {
+			marked = false
+		}
+	}
+	if marked {
+		delete(t.stored, id)
+		stored = false
+		start, f.resendUntil = mk.committed, mk.read
+	} else if !stored && !first && !rotated {
 		if fi.Size() == 0 {
 			fh.Close() // tracked once it has something to tell it by
 			return
@@ -446,7 +462,11 @@ func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) 
 		t.mu.Unlock()
 		f.lastGrow = t.now // kept open rotate_wait from now at least
 	}
-	if f.replaced || size < f.readOff || (size > f.readOff && !t.sameStart(f, size)) {
+	// Any change (size or time) has the first bytes checked: a file truncated and written
+	// again to the same size or beyond is told from one that grew.
+	changed := size != f.size || !fi.ModTime().Equal(f.mtime)
+	f.mtime = fi.ModTime()
+	if f.replaced || size < f.readOff || (changed && !t.sameStart(f, size)) {
 		if err := t.truncated(ctx, f, size); err != nil {
 			return false, err
 		}
@@ -460,6 +480,11 @@ func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) 
 	if f.fpN < fingerprintMax && size > int64(f.fpN) {
 		n := int(min(size, fingerprintMax))
 		if head, sum, err := readHead(f.f, n); err == nil {
+			if !bytes.HasPrefix(head, f.head) {
+				// Truncated and written again since sameStart: the next read handles it.
+				f.replaced = true
+				return true, nil
+			}
 			t.mu.Lock()
 			f.fpN, f.fpOK, f.head = len(head), sum, head
 			t.mu.Unlock()
@@ -507,7 +532,7 @@ func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
 	t.mu.Lock()
 	f.led = &ledger{m: t.m}
 	f.readOff, f.lineOff, f.carry, f.carrySize = 0, 0, f.carry[:0], 0
-	f.mlOpen, f.joinPending = false, false
+	f.mlOpen, f.joinPending = false, [2]bool{}
 	if f.joiner != nil {
 		f.joiner = container.NewJoiner(t.in.MaxLineBytes)
 	}
@@ -515,7 +540,7 @@ func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
 	f.fpN = int(min(size, fingerprintMax))
 	f.head, f.fpOK, _ = readHead(f.f, f.fpN)
 	f.fpN = len(f.head)
-	f.resendUntil, f.replaced = 0, false
+	f.resendUntil, f.replaced, f.marked = 0, false, 0
 	t.mu.Unlock()
 	return nil
 }
@@ -640,16 +665,25 @@ func (t *tailer) line(ctx context.Context, f *tfile, line []byte, start, end int
 			// Shipped as a text line, with the reason.
 			return t.emit(ctx, f, line, start, end, at, stream, truncated, orig, "not a "+string(t.in.Format)+" log line: "+err.Error())
 		}
-		if !f.joinPending {
-			f.joinStart = start
+		// Partial lines are joined per stream, and stdout and stderr pieces interleave: the
+		// stored position stays at the first piece of a record still being joined (see
+		// storedOffset); the joined record's own span is its final piece.
+		s := cl.Stream & 1
+		t.mu.Lock()
+		if cl.Partial && !f.joinPending[s] {
+			f.joinPending[s], f.joinStart[s] = true, start
+		} else if !cl.Partial {
+			f.joinPending[s] = false
 		}
+		t.mu.Unlock()
 		rec, first, cut, done := f.joiner.Add(cl)
 		if !done {
-			f.joinPending = true
+			if !cl.Partial {
+				f.led.add(start, end, 0, true) // the end of a record cut short, dropped
+			}
 			return nil
 		}
-		f.joinPending = false
-		start, line, at, stream, truncated = f.joinStart, rec, first.Time, first.Stream, truncated || cut
+		line, at, stream, truncated = rec, first.Time, first.Stream, truncated || cut
 		if cut {
 			orig = len(rec) + 1 // the original size of a joined line is not kept
 		}
@@ -706,6 +740,7 @@ func (t *tailer) timers(ctx context.Context) error {
 				delete(t.files, f.id)
 				t.mu.Unlock()
 				f.f.Close()
+				t.a.marks.drop(f.id)
 				t.a.log.Debug("closed rotated or deleted file", "input", t.name, "path", f.path)
 			}
 		}
@@ -723,10 +758,36 @@ func (t *tailer) finishFile(ctx context.Context, f *tfile) error {
 		}
 		f.carry, f.carrySize, f.lineOff = f.carry[:0], 0, end
 	}
+	if f.joiner != nil {
+		// The last pieces of lines no one will finish (a container that exited mid-line).
+		for {
+			rec, first, ok := f.joiner.Flush()
+			if !ok {
+				break
+			}
+			t.mu.Lock()
+			f.joinPending[first.Stream&1] = false
+			t.mu.Unlock()
+			if err := t.emit(ctx, f, rec, f.lineOff, f.lineOff, first.Time, first.Stream, false, len(rec), ""); err != nil {
+				return err
+			}
+		}
+	}
 	if f.mlOpen {
 		return t.flushML(ctx, f, f.lineOff)
 	}
 	return nil
+}
+
+// storedOffset is the position to store for f: its committed offset, but not past the
+// first piece of a container log record still being joined. t.mu is held.
+func (f *tfile) storedOffset(committed int64) int64 {
+	for s, p := range f.joinPending {
+		if p {
+			committed = min(committed, f.joinStart[s])
+		}
+	}
+	return committed
 }
 
 func (t *tailer) closeAll() {
@@ -787,6 +848,10 @@ func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int
 	if end <= f.resendUntil {
 		t.m.resent.Inc()
 	}
+	if end > f.marked {
+		f.marked = end + markAhead
+		t.a.marks.setRead(f.id, f.marked)
+	}
 	f.led.add(start, end, t.now.UnixNano(), false)
 	err := t.a.files.Put(ctx, producer.Record{PartitionKey: t.a.key.key(t.rec, f.path), Data: t.rec, Ref: producer.Ref{Source: f.led, Offset: start}})
 	if err != nil {
@@ -798,6 +863,16 @@ func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int
 	}
 	t.m.recordsSent.Inc()
 	return nil
+}
+
+// storeCommitted writes every open file's committed position to the marks file.
+func (t *tailer) storeCommitted() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range t.files {
+		committed, _, _ := f.led.state()
+		t.a.marks.setCommitted(f.id, f.storedOffset(committed), f.fpN, f.fpOK)
+	}
 }
 
 // FileStatus is one tailed file, for /status and metrics.
@@ -823,6 +898,7 @@ func (t *tailer) state() []FileStatus {
 	out := make([]FileStatus, 0, len(t.files))
 	for _, f := range t.files {
 		committed, inflight, oldest := f.led.state()
+		committed = f.storedOffset(committed)
 		out = append(out, FileStatus{Path: f.path, Size: f.size, Offset: committed, ReadOffset: f.readOff, InFlight: inflight, Rotated: f.gone, oldest: oldest,
 			pos: filePosition{Path: f.path, Dev: f.id.dev, Inode: f.id.ino, FingerprintBytes: f.fpN,
 				Fingerprint: fmt.Sprintf("%016x", f.fpOK), Offset: committed, ReadOffset: f.readOff}})
