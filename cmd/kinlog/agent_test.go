@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/kinlog/kinlog/internal/testenv"
 )
 
@@ -61,6 +63,30 @@ func TestAgentConfigErrors(t *testing.T) {
 	out, stderr, code := runKinlog(t, ctx, "", "agent", "--config", p, "--check")
 	if code != 0 || !strings.Contains(out, "paths:") || !strings.Contains(out, "listen: 127.0.0.1:8081") {
 		t.Fatalf("--check: exit %d, %s %s", code, out, stderr)
+	}
+}
+
+// TestAgentShippedConfigs: every agent.yaml the repository ships is valid for this binary.
+func TestAgentShippedConfigs(t *testing.T) {
+	raw, err := os.ReadFile("../../infra/k8s/agent/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil || cm.Data["agent.yaml"] == "" {
+		t.Fatalf("infra/k8s/agent/configmap.yaml: no agent.yaml (%v)", err)
+	}
+	k8s := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(k8s, []byte(cm.Data["agent.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{k8s, "../../infra/systemd/agent.yaml", "../../examples/celery/agent.yaml"} {
+		out, stderr, code := runKinlog(t, context.Background(), "", "agent", "--check", "--config", p)
+		if code != 0 {
+			t.Errorf("%s: exit %d %s %s", p, code, stderr, out)
+		}
 	}
 }
 

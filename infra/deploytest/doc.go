@@ -11,6 +11,21 @@
 //     non-root and read-only security settings, the grace period against the configured
 //     shutdown deadline, and that the Service, PodDisruptionBudget and ServiceMonitor select
 //     the Deployment's pods.
+//   - infra/k8s/agent: the agent's DaemonSet, decoded likewise: the kubelet's log directories
+//     mounted read-only at their own paths, the state directory a writable hostPath that
+//     outlives the pod, probes on the agent.yaml's http.listen port, the grace period against
+//     its shutdown.timeout, root without capabilities on a read-only root file system, a
+//     namespace whose Pod Security level admits hostPath volumes (not the consumer's), and
+//     the producer role's IRSA trust of the agent's ServiceAccount.
+//   - agent.yaml (the ConfigMap's and infra/systemd's): checked for the required keys and
+//     values the manifests depend on; the agent itself (`kinlog agent --check`, in
+//     cmd/kinlog's tests) is the authority on its keys.
+//   - infra/systemd/kinlog-agent.service: parsed as an INI unit file; ExecStart, Restart,
+//     TimeoutStopSec against shutdown.timeout, StateDirectory against state_dir,
+//     RuntimeDirectory for the socket, a non-root user and the hardening settings. Where
+//     systemd-analyze is installed, `systemd-analyze verify` must accept the unit without a
+//     warning and (systemd 250 or later) `systemd-analyze security --offline` must rate it
+//     2.5 or better; without the tool those two checks are not run.
 //   - infra/terraform: parsed with HCL; the stream, lease table, bucket, KMS key and Glue
 //     table have the settings the pipeline relies on, with expressions evaluated against the
 //     variables' defaults and against other values.
