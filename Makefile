@@ -21,9 +21,10 @@ demo: stack-up
 	@echo "The local stack is still up: 'make stack-down' stops it."
 
 ## bench: run the benchmarks against the local stack, then the producer's end-to-end bench
-## (100k log lines to a 4-shard stream: records/s, Kinesis records, CPU per record)
+## (100k log lines to a 4-shard stream: records/s, Kinesis records, CPU per record) and the
+## agent's (lines/s, CPU per line and memory from one file and from 1,000 files)
 bench:
-	$(WITH_STACK) sh -c '$(GO) test $(BENCH_FLAGS) $(PKGS) && $(GO) run ./producer/internal/bench -n 100000 -shards 4'
+	$(WITH_STACK) sh -c '$(GO) test $(BENCH_FLAGS) $(PKGS) && $(GO) run ./producer/internal/bench -n 100000 -shards 4 && $(GO) run ./agent/internal/bench -n 300000 -files 1 && $(GO) run ./agent/internal/bench -n 100000 -files 1000'
 
 ## lint: formatting, vet, and a tidy go.mod
 lint: tidy-check
