@@ -191,7 +191,7 @@ func (a *Agent) Ready() error {
 		return errors.New("starting: opening inputs")
 	}
 	if !a.lastFail.IsZero() && time.Since(a.lastFail) < 30*time.Second {
-		return fmt.Errorf("Kinesis refused records %s ago: %v", time.Since(a.lastFail).Round(time.Second), a.lastErr)
+		return fmt.Errorf("records refused by Kinesis %s ago: %v", time.Since(a.lastFail).Round(time.Second), a.lastErr)
 	}
 	return nil
 }
