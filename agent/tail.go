@@ -254,6 +254,11 @@ func (t *tailer) scan(first bool) {
 		}
 	}
 	t.mu.Unlock()
+	for id := range t.deferred {
+		if _, ok := matched[id]; !ok {
+			delete(t.deferred, id) // gone before it was decided on
+		}
+	}
 	for id, p := range matched {
 		t.open(id, p, first, false)
 	}
