@@ -114,6 +114,9 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		elapsed.Round(time.Millisecond), failed, rejected)
 	// Close reports a delivery error whenever a record failed; the counts say more.
 	switch {
+	case readErr != nil && errors.Is(readErr, context.Canceled) && ctx.Err() != nil:
+		fmt.Fprintln(stderr, "kinlog produce: stopped by a signal; what was read is delivered (or, with --spool, kept in the spool)")
+		return nil
 	case readErr != nil:
 		return readErr
 	case failed > 0:
@@ -126,6 +129,9 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// produceFile puts the lines of the named file (or stdin, "-"). The file is read in its own
+// goroutine, so that a signal (ctx ending) stops produce at once even while a read blocks —
+// on a terminal or a pipe that stays open: what was read is still delivered.
 func produceFile(ctx context.Context, p *producer.Producer, name, keyField string, maxRecord int, stderr io.Writer, rejected *int) error {
 	var r io.Reader = os.Stdin
 	if name != "-" {
@@ -136,8 +142,41 @@ func produceFile(ctx context.Context, p *producer.Producer, name, keyField strin
 		defer f.Close()
 		r = f
 	}
-	br := bufio.NewReaderSize(r, 256<<10)
+	lines := make(chan []byte, 1024)
+	readErr := make(chan error, 1)
+	go func() { readErr <- readLines(r, maxRecord, lines) }()
 	line := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case data, ok := <-lines:
+			if !ok {
+				if err := <-readErr; err != nil {
+					return fmt.Errorf("reading %s: %w", name, err)
+				}
+				return nil
+			}
+			line++
+			if len(data) == 0 {
+				continue
+			}
+			if perr := p.Put(ctx, producer.Record{PartitionKey: partitionKey(data, keyField), Data: data}); perr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				*rejected++
+				fmt.Fprintf(stderr, "kinlog produce: %s:%d: %v\n", name, line, perr)
+			}
+		}
+	}
+}
+
+// readLines sends each line of r (without its line ending; a line longer than maxRecord+1
+// bytes is cut there, so that Put rejects it) to out and closes it at the end.
+func readLines(r io.Reader, maxRecord int, out chan<- []byte) error {
+	defer close(out)
+	br := bufio.NewReaderSize(r, 256<<10)
 	var rec []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
@@ -150,7 +189,6 @@ func produceFile(ctx context.Context, p *producer.Producer, name, keyField strin
 			continue
 		}
 		if len(rec) > 0 {
-			line++
 			data := rec
 			if data[len(data)-1] == '\n' {
 				data = data[:len(data)-1]
@@ -158,22 +196,14 @@ func produceFile(ctx context.Context, p *producer.Producer, name, keyField strin
 			if len(data) > 0 && data[len(data)-1] == '\r' {
 				data = data[:len(data)-1]
 			}
-			if len(data) > 0 {
-				if perr := p.Put(ctx, producer.Record{PartitionKey: partitionKey(data, keyField), Data: data}); perr != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					*rejected++
-					fmt.Fprintf(stderr, "kinlog produce: %s:%d: %v\n", name, line, perr)
-				}
-			}
+			out <- append([]byte(nil), data...)
 			rec = rec[:0]
 		}
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", name, err)
+			return err
 		}
 	}
 }
