@@ -6,13 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gopkg.in/yaml.v3"
@@ -151,6 +154,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (see kinlog agent --help)", errUsage, fs.Arg(0))
 	}
+	if *path == "" && len(sets) == 0 && os.Getenv("KINLOG_STREAM") == "" {
+		return fmt.Errorf("%w: no configuration: run kinlog agent --config agent.yaml (examples: infra/systemd/agent.yaml, examples/celery/agent.yaml; every key is in the README)", errUsage)
+	}
 	cfg := defaultAgentConfig()
 	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -165,7 +171,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("loading AWS config: %w", err)
 	}
-	a, err := agent.New(kinesis.NewFromConfig(awsCfg), lc)
+	kc := kinesis.NewFromConfig(awsCfg)
+	a, err := agent.New(kc, lc)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -202,9 +209,33 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cancel()
 		}()
 	}
+	go checkStream(runCtx, kc, cfg.Stream, log)
 	if err := a.Run(runCtx, nil); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// checkStream says at start, in words, what is wrong when the stream cannot be reached: the
+// agent keeps running (lines stay in their files and the spool, and are sent once it can),
+// but an operator should not have to read that from a retried PutRecords error.
+func checkStream(ctx context.Context, kc *kinesis.Client, stream string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	in := &kinesis.DescribeStreamSummaryInput{}
+	if strings.HasPrefix(stream, "arn:") {
+		in.StreamARN = &stream
+	} else {
+		in.StreamName = &stream
+	}
+	_, err := kc.DescribeStreamSummary(ctx, in)
+	var nf *kinesistypes.ResourceNotFoundException
+	switch {
+	case err == nil:
+	case errors.As(err, &nf):
+		log.Error("the stream does not exist: lines are read and kept until it does (create it, or check the stream name, AWS_REGION and AWS_ENDPOINT_URL_KINESIS)", "stream", stream)
+	case ctx.Err() == nil:
+		log.Warn("cannot describe the stream; shipping goes on and retries", "stream", stream, "err", err)
+	}
 }

@@ -56,6 +56,9 @@ func TestAgentConfigErrors(t *testing.T) {
 			}
 		})
 	}
+	if _, stderr, code := runKinlog(t, ctx, "", "agent"); code != 2 || !strings.Contains(stderr, "no configuration: run kinlog agent --config agent.yaml") {
+		t.Errorf("agent without a configuration: exit %d, %q", code, stderr)
+	}
 	p := filepath.Join(dir, "ok.yaml")
 	if err := os.WriteFile(p, []byte(base+"files: [{paths: [/var/log/app/*.log]}]\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -147,6 +150,33 @@ func TestAgentCommand(t *testing.T) {
 	pos, err := os.ReadFile(filepath.Join(dir, "state", "positions.json"))
 	if err != nil || !strings.Contains(string(pos), fmt.Sprintf(`"offset": %d`, lines.Len())) {
 		t.Fatalf("positions after SIGTERM: %s %v", pos, err)
+	}
+}
+
+// TestAgentMissingStream: the agent says at start, in words, that the stream does not
+// exist, keeps running (not ready) and stops cleanly.
+func TestAgentMissingStream(t *testing.T) {
+	testenv.Require(t, testenv.Kinesis)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("stream: %s\nstate_dir: %s\nhttp:\n  listen: \"-\"\nlog:\n  format: json\nfiles:\n  - paths: [%q]\n",
+		testenv.Name(t, "no-such-stream"), filepath.Join(dir, "state"), filepath.Join(dir, "*.log"))
+	p := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kinlogBin, "agent", "--config", p)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	waitFor(t, func() (string, bool) { return "", strings.Contains(stderr.String(), "the stream does not exist") })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent on SIGTERM: %v\n%s", err, stderr.String())
 	}
 }
 
