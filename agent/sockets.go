@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ func (l *listener) listen() error {
 	if l.network == "unix" || l.network == "unixgram" {
 		if fi, err := os.Lstat(l.addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			_ = os.Remove(l.addr)
+		}
+		if err := os.MkdirAll(filepath.Dir(l.addr), 0o755); err != nil {
+			return fmt.Errorf("%s: %w", l.name, err)
 		}
 	}
 	var err error
