@@ -58,6 +58,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
+		if ex := commandExamples[strings.Fields(name)[0]]; ex != "" {
+			fmt.Fprintf(stdout, "\nexamples:\n%s", ex)
+		}
 		return errHelp
 	}
 	if err != nil {
@@ -93,6 +96,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "kinlog: unknown command %q\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// commandExamples are the examples a command's --help ends with.
+var commandExamples = map[string]string{
+	"agent": `  kinlog agent --config agent.yaml             ship what agent.yaml names (files, sockets, syslog)
+  kinlog agent --config agent.yaml --check     print the effective configuration and exit
+  KINLOG_STREAM=logs kinlog agent --config agent.yaml --set log.level=debug
+`,
+	"consume": `  kinlog consume --config kinlog.yaml
+  kinlog consume --config kinlog.yaml --check
+  kinlog consume --set stream=logs --set sink.s3.bucket=archive --set consumer.create_lease_table=true
+`,
+	"produce": `  kinlog produce --stream logs app.log         send a file once, one record per line
+  some-app | kinlog produce --stream logs --partition-key-field user --spool /var/lib/kinlog/spool
+`,
+	"query": `  kinlog query --bucket archive --from -1h --where level=ERROR --limit 20
+  kinlog query --bucket archive --from 2026-12-01 --count-by service
+  kinlog query --bucket archive --from -24h --stats --numeric latency_ms
+`,
 }
 
 // summaryOf returns the one-line purpose of the command named name.
