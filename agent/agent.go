@@ -18,7 +18,7 @@ import (
 )
 
 // markInterval is how often committed positions go to the marks file (see marks).
-const markInterval = 10 * time.Millisecond
+const markInterval = 25 * time.Millisecond
 
 // DefaultFilesBufferBytes bounds the records read from files and not yet confirmed (the
 // files producer's buffer; ProducerOptions can change it).

@@ -101,6 +101,15 @@ func (r *running) waitCaughtUp(paths ...string) {
 	}
 }
 
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(b []byte) (int, error) {
@@ -472,8 +481,8 @@ func TestIntegrationKinesisOutage(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := r.a.Status().Files[0]
-		if st.ReadOffset == st.Size && st.InFlight > 0 {
-			fi, _ := os.Stat(log)
+		fi, _ := os.Stat(log)
+		if st.ReadOffset == fi.Size() && st.InFlight > 0 {
 			if st.Offset >= fi.Size() {
 				t.Fatalf("position %d moved to the end during the outage", st.Offset)
 			}
@@ -512,7 +521,7 @@ func TestIntegrationShutdownDuringOutageKeepsPosition(t *testing.T) {
 	proxy.Down()
 	appendLines(t, log, jsonLines("s", 10, 50)...)
 	deadline := time.Now().Add(30 * time.Second)
-	for st := r.a.Status().Files[0]; st.ReadOffset != st.Size || st.Size == 0; st = r.a.Status().Files[0] {
+	for st := r.a.Status().Files[0]; st.ReadOffset != fileSize(t, log); st = r.a.Status().Files[0] {
 		if time.Now().After(deadline) {
 			t.Fatalf("not read: %+v", st)
 		}

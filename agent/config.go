@@ -36,7 +36,7 @@ const (
 	DefaultMaxLineBytes      = 1 << 20
 	DefaultMultilineMaxBytes = 512 << 10
 	DefaultMultilineFlush    = time.Second
-	DefaultPollInterval      = 250 * time.Millisecond
+	DefaultPollInterval      = time.Second
 	DefaultRotateWait        = 5 * time.Second
 )
 
@@ -61,8 +61,9 @@ type FileInput struct {
 	MaxLineBytes int
 	// Multiline joins lines into records.
 	Multiline Multiline
-	// PollInterval is how often the globs are scanned and files checked for new data,
-	// besides the file-system notifications that wake the reader at once. Default 250ms.
+	// PollInterval is how often the globs are scanned and every file checked for new
+	// data; in between, file-system notifications name the files to read at once (and
+	// the directories of matched files are watched as they are found). Default 1s.
 	PollInterval time.Duration
 	// RotateWait is how long a file that was renamed away or deleted is kept open after it
 	// last grew (a writer may still append before it reopens its log). Default 5s.

@@ -3,6 +3,7 @@ package agent
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // span is one record read from a file: the bytes [start, end) it came from and when it
@@ -25,7 +26,11 @@ type ledger struct {
 	committed int64
 	inflight  int           // spans not done
 	m         *inputMetrics // the input the file belongs to
+	changed   atomic.Bool   // committed moved since the last takeChanged
 }
+
+// takeChanged tells whether the committed offset moved since the last call.
+func (l *ledger) takeChanged() bool { return l.changed.Swap(false) }
 
 // add appends a record read from [start, end); an empty record (nothing to ship) is
 // passed as done.
@@ -36,6 +41,7 @@ func (l *ledger) add(start, end, readAt int64, done bool) {
 		l.spans, l.head = l.spans[:0], 0
 		if done {
 			l.committed = end
+			l.changed.Store(true)
 			return
 		}
 	}
@@ -80,6 +86,7 @@ func (l *ledger) confirm(start int64) {
 	for l.head < len(l.spans) && l.spans[l.head].done {
 		l.committed = l.spans[l.head].end
 		l.head++
+		l.changed.Store(true)
 	}
 	if l.head > 1024 && l.head*2 > len(l.spans) {
 		n := copy(l.spans, l.spans[l.head:])

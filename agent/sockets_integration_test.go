@@ -254,8 +254,8 @@ func TestIntegrationContainerPartialLinesHoldThePosition(t *testing.T) {
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		st := r.a.Status().Files
-		if len(st) == 1 && st[0].InFlight == 0 && st[0].ReadOffset == st[0].Size {
-			fi, _ := os.Stat(log)
+		fi, _ := os.Stat(log)
+		if len(st) == 1 && st[0].InFlight == 0 && st[0].ReadOffset == fi.Size() {
 			if want := fi.Size() - int64(len(`2026-12-01T11:40:18.000000005Z stdout P never finished`)+1); st[0].Offset != want {
 				t.Fatalf("stored offset %d, want %d", st[0].Offset, want)
 			}

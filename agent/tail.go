@@ -93,6 +93,7 @@ type tfile struct {
 	joiner       *container.Joiner
 	joinStart    [2]int64 // per stream: where the record being joined starts
 	joinPending  [2]bool
+	joinChanged  bool   // joinPending changed since the last storeCommitted
 	origin       []byte // "origin":{"file":…}
 	kube         []byte // "kubernetes":{…} for container logs
 	pendingClose bool
@@ -108,18 +109,25 @@ type tailer struct {
 	mu    sync.Mutex
 	files map[fileID]*tfile
 
-	stored     map[fileID]filePosition
-	marks      map[fileID]mark      // marks a crashed run left
-	deferred   map[fileID]time.Time // new files that may be copies being written, since
-	firstStart bool                 // no positions file existed
-	wake       chan struct{}
-	buf        []byte
-	rec        []byte
-	now        time.Time
+	stored      map[fileID]filePosition
+	marks       map[fileID]mark      // marks a crashed run left
+	deferred    map[fileID]time.Time // new files that may be copies being written, since
+	firstStart  bool                 // no positions file existed
+	wake        chan struct{}
+	watcher     *fsnotify.Watcher
+	watched     map[string]bool
+	watchWarned map[string]bool
+	evMu        sync.Mutex
+	events      map[string]struct{}
+	rescan      bool
+	buf         []byte
+	rec         []byte
+	now         time.Time
 }
 
 func newTailer(a *Agent, in *FileInput, name string, stored map[fileID]filePosition, marks map[fileID]mark, firstStart bool) *tailer {
 	return &tailer{a: a, marks: marks, in: in, name: name, m: a.metrics.input(name), files: map[fileID]*tfile{}, deferred: map[fileID]time.Time{},
+		watched: map[string]bool{}, watchWarned: map[string]bool{}, events: map[string]struct{}{},
 		stored: stored, firstStart: firstStart, wake: make(chan struct{}, 1), buf: make([]byte, 256<<10)}
 }
 
@@ -129,54 +137,55 @@ func (t *tailer) run(ctx context.Context, ready func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
 		defer w.Close()
-		seen := map[string]bool{}
+		t.watcher = w
 		for _, g := range t.in.Paths {
-			dir := filepath.Dir(g)
-			if strings.ContainsAny(dir, "*?[") || seen[dir] {
-				continue // a glob in the directory part: polling finds new directories
-			}
-			seen[dir] = true
-			if err := w.Add(dir); err != nil {
-				t.a.log.Warn("cannot watch directory; polling it", "input", t.name, "dir", dir, "err", err)
+			if dir := filepath.Dir(g); !strings.ContainsAny(dir, "*?[") {
+				t.watch(dir) // directories with globs are watched as the scan finds them
 			}
 		}
-		go func() {
-			for {
-				select {
-				case _, ok := <-w.Events:
-					if !ok {
-						return
-					}
-					select {
-					case t.wake <- struct{}{}:
-					default:
-					}
-				case _, ok := <-w.Errors:
-					if !ok {
-						return
-					}
-				}
-			}
-		}()
+		go t.notifications(w)
 	} else {
 		t.a.log.Warn("no file-system notifications; polling", "input", t.name, "err", err)
 	}
+	// The full scan (globs, and every file checked) runs every poll_interval; in between,
+	// notifications name the files to read. Housekeeping (multiline flush timeouts, closing
+	// rotated files) runs on its own short tick.
 	tick := time.NewTicker(t.in.PollInterval)
 	defer tick.Stop()
+	house := time.NewTicker(min(t.in.PollInterval, 100*time.Millisecond))
+	defer house.Stop()
 	defer t.closeAll()
 	t.now = time.Now()
 	t.recoverRotated()
-	first := true
+	full, first := true, true
+	var busy []*tfile // files that had more to read
 	for {
 		t.now = time.Now()
-		t.scan(first)
-		more := false
-		for _, f := range t.sortedFiles() {
+		var files []*tfile
+		if full {
+			t.scan(first)
+			files = t.sortedFiles()
+		} else {
+			names, rescan := t.takeEvents()
+			if rescan {
+				t.scan(false)
+			}
+			files = append(t.filesAt(names), busy...)
+		}
+		busy = busy[:0]
+		seen := map[*tfile]bool{}
+		for _, f := range files {
+			if seen[f] {
+				continue
+			}
+			seen[f] = true
 			m, err := t.readFile(ctx, f)
 			if err != nil {
 				return err
 			}
-			more = more || m
+			if m {
+				busy = append(busy, f)
+			}
 		}
 		if err := t.timers(ctx); err != nil {
 			return err
@@ -187,7 +196,8 @@ func (t *tailer) run(ctx context.Context, ready func()) error {
 			t.stored = nil
 			ready()
 		}
-		if more {
+		full = false
+		if len(busy) > 0 {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -197,9 +207,79 @@ func (t *tailer) run(ctx context.Context, ready func()) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			full = true
+		case <-house.C:
 		case <-t.wake:
 		}
 	}
+}
+
+// watch adds dir to the watched directories once.
+func (t *tailer) watch(dir string) {
+	if t.watcher == nil || t.watched[dir] {
+		return
+	}
+	if err := t.watcher.Add(dir); err != nil {
+		if !t.watchWarned[dir] {
+			t.watchWarned[dir] = true
+			t.a.log.Warn("cannot watch directory; polling it", "input", t.name, "dir", dir, "err", err)
+		}
+		return
+	}
+	t.watched[dir] = true
+}
+
+// notifications collects the names of files that changed and wakes the reader.
+func (t *tailer) notifications(w *fsnotify.Watcher) {
+	for {
+		select {
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			t.evMu.Lock()
+			t.events[ev.Name] = struct{}{}
+			if !ev.Has(fsnotify.Write) {
+				t.rescan = true // created, removed, renamed: the globs may match other files
+			}
+			t.evMu.Unlock()
+			select {
+			case t.wake <- struct{}{}:
+			default:
+			}
+		case _, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			t.evMu.Lock()
+			t.rescan = true // events were lost (queue overflow): check everything
+			t.evMu.Unlock()
+		}
+	}
+}
+
+// takeEvents returns the files named by notifications since the last call, and whether
+// the globs must be scanned again.
+func (t *tailer) takeEvents() (names map[string]struct{}, rescan bool) {
+	t.evMu.Lock()
+	defer t.evMu.Unlock()
+	names, rescan = t.events, t.rescan
+	t.events, t.rescan = map[string]struct{}{}, false
+	return names, rescan
+}
+
+// filesAt returns the open files at the named paths; after a rescan, every file (one may
+// have been renamed away).
+func (t *tailer) filesAt(names map[string]struct{}) []*tfile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*tfile
+	for _, f := range t.files {
+		if _, ok := names[f.path]; ok || f.gone {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (t *tailer) sortedFiles() []*tfile {
@@ -242,6 +322,7 @@ func (t *tailer) scan(first bool) {
 					matched[id] = p
 				}
 			}
+			t.watch(filepath.Dir(p))
 		}
 	}
 	t.mu.Lock()
@@ -448,6 +529,7 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 	}
 	f.readOff, f.lineOff = start, start
 	f.led.committed = start
+	f.led.changed.Store(true)
 	t.mu.Lock()
 	t.files[id] = f
 	t.mu.Unlock()
@@ -536,6 +618,7 @@ func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
 	}
 	t.mu.Lock()
 	f.led = &ledger{m: t.m}
+	f.led.changed.Store(true)
 	f.readOff, f.lineOff, f.carry, f.carrySize = 0, 0, f.carry[:0], 0
 	f.mlOpen, f.joinPending = false, [2]bool{}
 	if f.joiner != nil {
@@ -676,9 +759,9 @@ func (t *tailer) line(ctx context.Context, f *tfile, line []byte, start, end int
 		s := cl.Stream & 1
 		t.mu.Lock()
 		if cl.Partial && !f.joinPending[s] {
-			f.joinPending[s], f.joinStart[s] = true, start
-		} else if !cl.Partial {
-			f.joinPending[s] = false
+			f.joinPending[s], f.joinStart[s], f.joinChanged = true, start, true
+		} else if !cl.Partial && f.joinPending[s] {
+			f.joinPending[s], f.joinChanged = false, true
 		}
 		t.mu.Unlock()
 		rec, first, cut, done := f.joiner.Add(cl)
@@ -771,7 +854,7 @@ func (t *tailer) finishFile(ctx context.Context, f *tfile) error {
 				break
 			}
 			t.mu.Lock()
-			f.joinPending[first.Stream&1] = false
+			f.joinPending[first.Stream&1], f.joinChanged = false, true
 			t.mu.Unlock()
 			if err := t.emit(ctx, f, rec, f.lineOff, f.lineOff, first.Time, first.Stream, false, len(rec), ""); err != nil {
 				return err
@@ -875,6 +958,10 @@ func (t *tailer) storeCommitted() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, f := range t.files {
+		if !f.led.takeChanged() && !f.joinChanged {
+			continue
+		}
+		f.joinChanged = false
 		committed, _, _ := f.led.state()
 		t.a.marks.setCommitted(f.id, f.storedOffset(committed), f.fpN, f.fpOK)
 	}

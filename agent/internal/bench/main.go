@@ -91,7 +91,7 @@ func run() error {
 		bw := bufio.NewWriterSize(fh, 1<<20)
 		var line []byte
 		for i := range perFile {
-			line = fmt.Appendf(line[:0], `{"time":"2026-12-01T11:40:18.%06dZ","level":"info","service":"checkout","msg":"order placed","order_id":"o-%08d","file":%d,"user":"u-%06d","latency_ms":%d,"path":"/api/v1/orders","region":"eu-west-1"}`+"\n",
+			line = fmt.Appendf(line[:0], `{"time":"2026-12-01T11:40:18.%06dZ","level":"info","service":"checkout","msg":"order placed","order_id":"o-%08d","file":%d,"user":"u-%06d","latency_ms":%d,"path":"/api/v1/orders","region":"eu-west-1","trace":"4bf92f3577b34da6"}`+"\n",
 				i%1000000, i, f, i%100000, i%997)
 			bytes += int64(len(line))
 			_, _ = bw.Write(line)
