@@ -161,6 +161,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	for _, w := range envWarnings(&cfg, os.Environ()) {
+		fmt.Fprintf(stderr, "kinlog agent: warning: %s\n", w)
+	}
 	lc, err := cfg.library()
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -132,7 +132,11 @@ func loadConfig(cfg any, path string, environ []string, sets []string) error {
 		}
 		leaf, ok := leaves[k]
 		if !ok {
-			return &ConfigError{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; known keys: %s", strings.Join(sortedKeys(leaves), ", "))}
+			hint := ""
+			if near := closest(k, sortedKeys(leaves)); near != "" {
+				hint = fmt.Sprintf("did you mean %s? ", near)
+			}
+			return &ConfigError{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; %sknown keys: %s", hint, strings.Join(sortedKeys(leaves), ", "))}
 		}
 		if err := setLeaf(leaf, v); err != nil {
 			return &ConfigError{Key: k, Source: "flag --set", Err: err}
@@ -206,7 +210,11 @@ func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
 		}
 		f, ok := fields[k.Value]
 		if !ok {
-			return &ConfigError{Key: full, Source: at(k), Err: fmt.Errorf("unknown key; known keys here: %s", strings.Join(names, ", "))}
+			hint := ""
+			if near := closest(k.Value, names); near != "" {
+				hint = fmt.Sprintf("did you mean %s? ", near)
+			}
+			return &ConfigError{Key: full, Source: at(k), Err: fmt.Errorf("unknown key; %sknown keys here: %s", hint, strings.Join(names, ", "))}
 		}
 		if err := checkNode(v, f.Type, full); err != nil {
 			return err
@@ -227,6 +235,76 @@ func kindName(t reflect.Type) string {
 		return "a string"
 	}
 	return "a " + t.Kind().String()
+}
+
+// envWarnings returns a warning for each KINLOG_* variable in environ that is not a key of
+// cfg but is within two edits of one: a typo that would otherwise be ignored in silence.
+// Other KINLOG_* variables belong to other tools (the local stack's, say) and pass.
+func envWarnings(cfg any, environ []string) []string {
+	leaves := configLeaves(reflect.ValueOf(cfg).Elem(), "")
+	var names []string
+	known := map[string]bool{}
+	for k := range leaves {
+		names = append(names, envName(k))
+		known[envName(k)] = true
+	}
+	sort.Strings(names)
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "KINLOG_") || known[k] || otherKinlogVars[k] {
+			continue
+		}
+		if near := closest(k, names); near != "" {
+			out = append(out, fmt.Sprintf("%s is not a configuration key and is ignored; did you mean %s?", k, near))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// otherKinlogVars are KINLOG_* variables that are not configuration keys but are near one.
+var otherKinlogVars = map[string]bool{"KINLOG_CONFIG": true, "KINLOG_STACK_DIR": true}
+
+// closest returns the candidate within two edits of s (the nearest, the first on a tie),
+// or "".
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c, bestD); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit when it is at least that.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin >= limit {
+			return limit
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
 }
 
 // envName maps a dotted key to its variable: archive.buffer_size → KINLOG_ARCHIVE_BUFFER_SIZE.

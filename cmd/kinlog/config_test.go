@@ -107,3 +107,30 @@ func TestByteSizeText(t *testing.T) {
 		t.Errorf("5MiB prints as %s", b)
 	}
 }
+
+func TestConfigDidYouMean(t *testing.T) {
+	var cfg testConfig
+	err := loadConfig(&cfg, writeFile(t, "archive:\n  buckt: b\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "did you mean bucket?") {
+		t.Errorf("file: %v", err)
+	}
+	err = loadConfig(&cfg, "", nil, []string{"archive.bukket=b"})
+	if err == nil || !strings.Contains(err.Error(), "did you mean archive.bucket?") {
+		t.Errorf("--set: %v", err)
+	}
+	if err := loadConfig(&cfg, writeFile(t, "zzzzzz: 1\n"), nil, nil); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("a key far from all: %v", err)
+	}
+}
+
+func TestEnvWarnings(t *testing.T) {
+	var cfg testConfig
+	got := envWarnings(&cfg, []string{"KINLOG_ARCHIVE_BUCKT=x", "KINLOG_WORKERS=2", "KINLOG_DUCKDB=/x", "KINLOG_CONFIG=a.yaml", "KINLOG_STREEM=s", "PATH=/bin"})
+	want := []string{
+		"KINLOG_ARCHIVE_BUCKT is not a configuration key and is ignored; did you mean KINLOG_ARCHIVE_BUCKET?",
+		"KINLOG_STREEM is not a configuration key and is ignored; did you mean KINLOG_STREAM?",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings %q, want %q", got, want)
+	}
+}

@@ -273,6 +273,9 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	for _, w := range envWarnings(&cfg, os.Environ()) {
+		fmt.Fprintf(stderr, "kinlog consume: warning: %s\n", w)
+	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

@@ -8,13 +8,20 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dynamotypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/kinlog/kinlog/producer"
 	"github.com/kinlog/kinlog/query"
@@ -41,8 +48,20 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	records := fs.Int("records", 20000, "number of log records to produce")
 	pathStyle := fs.Bool("s3-path-style", true, "path-style S3 addressing (MinIO needs it)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
+	onAWS := fs.Bool("aws", false, "run against the AWS account the credentials reach (without it, every endpoint must be local: the local stack)")
+	cleanup := fs.Bool("cleanup", false, "delete the stream, lease table and bucket at the end (the default with --aws)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if !*onAWS {
+		if bad := nonLocalEndpoints(os.Getenv); len(bad) > 0 {
+			return fmt.Errorf("%w: kinlog demo creates a stream, a lease table and a bucket, and %s: run it on the local stack (eval \"$(infra/local/stack env)\", or make demo), or pass --aws to run it in your AWS account (it then deletes what it created)", errUsage, strings.Join(bad, "; "))
+		}
+	}
+	cleanupSet := false
+	fs.Visit(func(f *flag.Flag) { cleanupSet = cleanupSet || f.Name == "cleanup" })
+	if *onAWS && !cleanupSet {
+		*cleanup = true
 	}
 	if *records < 1 {
 		return fmt.Errorf("%w: --records must be positive", errUsage)
@@ -56,6 +75,15 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	name := "kinlog-demo-" + time.Now().UTC().Format("20060102-150405")
 	kc := kinesis.NewFromConfig(awsCfg)
 	sc := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = *pathStyle })
+	if *cleanup {
+		defer func() {
+			if err := deleteDemo(kc, dynamodb.NewFromConfig(awsCfg), sc, name); err != nil {
+				fmt.Fprintf(stdout, "==> cleaning up: %v (delete stream %s, table %s-leases and bucket %s by hand)\n", err, name, name, name)
+				return
+			}
+			fmt.Fprintf(stdout, "==> deleted stream %s, lease table %s-leases and bucket %s\n", name, name, name)
+		}()
+	}
 
 	step := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
 	step("creating stream %s (4 shards) and bucket %s", name, name)
@@ -217,4 +245,67 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fmt.Fprintf(stdout, "    read %d of %d archive objects (%d prefixes listed)\n", qst.ObjectsRead, objectsTotal(ctx, sc, name), qst.Prefixes)
 	step("demo ok: stream, bucket and lease table are named %s; try: kinlog query --bucket %s --s3-path-style --count-by service", name, name)
 	return nil
+}
+
+// nonLocalEndpoints names the services whose endpoint is not on this machine: one not set
+// (the SDK would reach AWS) or set to another host.
+func nonLocalEndpoints(getenv func(string) string) []string {
+	var bad []string
+	for _, svc := range []string{"KINESIS", "DYNAMODB", "S3"} {
+		v := getenv("AWS_ENDPOINT_URL_" + svc)
+		if v == "" {
+			v = getenv("AWS_ENDPOINT_URL")
+		}
+		if v == "" {
+			bad = append(bad, "AWS_ENDPOINT_URL_"+svc+" is not set (that means AWS)")
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("AWS_ENDPOINT_URL_%s=%s is not a URL", svc, v))
+			continue
+		}
+		if h := u.Hostname(); h != "localhost" && !net.ParseIP(h).IsLoopback() {
+			bad = append(bad, fmt.Sprintf("AWS_ENDPOINT_URL_%s=%s is not on this machine", svc, v))
+		}
+	}
+	return bad
+}
+
+// deleteDemo deletes what the demo created: the stream, the lease table and the bucket
+// with its objects.
+func deleteDemo(kc *kinesis.Client, dc *dynamodb.Client, sc *s3.Client, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	if _, err := kc.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)}); err != nil {
+		errs = append(errs, fmt.Errorf("stream: %w", err))
+	}
+	var nf *dynamotypes.ResourceNotFoundException
+	if _, err := dc.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name + "-leases")}); err != nil && !errors.As(err, &nf) {
+		errs = append(errs, fmt.Errorf("lease table: %w", err))
+	}
+	p := s3.NewListObjectsV2Paginator(sc, &s3.ListObjectsV2Input{Bucket: aws.String(name)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing bucket: %w", err))
+			break
+		}
+		if len(page.Contents) == 0 {
+			continue
+		}
+		del := &s3types.Delete{Quiet: aws.Bool(true)}
+		for _, o := range page.Contents {
+			del.Objects = append(del.Objects, s3types.ObjectIdentifier{Key: o.Key})
+		}
+		if _, err := sc.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(name), Delete: del}); err != nil {
+			errs = append(errs, fmt.Errorf("emptying bucket: %w", err))
+			break
+		}
+	}
+	if _, err := sc.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)}); err != nil {
+		errs = append(errs, fmt.Errorf("bucket: %w", err))
+	}
+	return errors.Join(errs...)
 }

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -31,6 +33,8 @@ func commands() []command {
 		{"query", "query the S3 archive: time range, filters, projections, counts, stats", runQuery},
 		{"athena-ddl", "print Athena CREATE TABLE statements with partition projection for the archive and rollups", runAthenaDDL},
 		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
+		{"version", "print kinlog's version, its source revision and the Go it was built with", runVersion},
+		{"help", "print a command's help: kinlog help <command>", nil},
 	}
 }
 
@@ -74,12 +78,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch args[0] {
+	case "-h", "--help":
 		usage(stdout)
 		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		if summaryOf(args[1]) == "" {
+			fmt.Fprintf(stderr, "kinlog help: unknown command %q\n", args[1])
+			usage(stderr)
+			return 2
+		}
+		return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+	case "--version", "-version":
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
-		if c.name == args[0] {
+		if c.name == args[0] && c.run != nil {
 			err := c.run(ctx, args[1:], stdout, stderr)
 			switch {
 			case err == nil, errors.Is(err, errHelp):
@@ -96,6 +114,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "kinlog: unknown command %q\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// runVersion prints the module version, the VCS revision and time the binary was built
+// from, and the Go version: what a bug report needs.
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
+}
+
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "kinlog (no build information)"
+	}
+	version := bi.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	var rev, at, dirty string
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value
+		case "vcs.time":
+			at = st.Value
+		case "vcs.modified":
+			if st.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	out := "kinlog " + version
+	if rev != "" {
+		out += fmt.Sprintf(" (revision %.12s, %s%s)", rev, at, dirty)
+	}
+	return out + fmt.Sprintf(" %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // commandExamples are the examples a command's --help ends with.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/kinlog/kinlog/internal/testenv"
 )
@@ -123,7 +128,7 @@ func TestDemo(t *testing.T) {
 	testenv.Require(t, testenv.Kinesis, testenv.DynamoDB, testenv.S3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	stdout, stderr, code := runKinlog(t, ctx, "", "demo", "--records", "5000")
+	stdout, stderr, code := runKinlog(t, ctx, "", "demo", "--records", "5000", "--cleanup")
 	if code != 0 {
 		t.Fatalf("kinlog demo exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -142,6 +147,59 @@ func TestDemo(t *testing.T) {
 	for _, re := range []string{`(?m)^records\s+5000$`, `(?m)^latency_ms\s+count 5000 `, `(?m)^errors\s+\d+ \(\d+\.\d+%\)$`} {
 		if !regexp.MustCompile(re).MatchString(stdout) {
 			t.Errorf("demo output does not match %s:\n%s", re, stdout)
+		}
+	}
+	// --cleanup deleted what the demo created.
+	m := regexp.MustCompile(`deleted stream (kinlog-demo-\S+), lease table`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no cleanup line:\n%s", stdout)
+	}
+	if _, err := testenv.S3Client(t).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(m[1])}); err == nil {
+		t.Errorf("bucket %s still there after --cleanup", m[1])
+	}
+	if _, err := testenv.DynamoDBClient(t).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(m[1] + "-leases")}); err == nil {
+		t.Errorf("lease table %s-leases still there after --cleanup", m[1])
+	}
+}
+
+func TestVersionAndHelpCommand(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, _, code := runKinlog(t, ctx, "", args...)
+		if code != 0 || !strings.HasPrefix(out, "kinlog ") || !strings.Contains(out, "go1.") {
+			t.Errorf("kinlog %v: exit %d, %q", args, code, out)
+		}
+	}
+	out, _, code := runKinlog(t, ctx, "", "help", "agent")
+	if code != 0 || !strings.HasPrefix(out, "kinlog agent: ") || !strings.Contains(out, "examples:") {
+		t.Errorf("kinlog help agent: exit %d, %q", code, out)
+	}
+	if _, stderr, code := runKinlog(t, ctx, "", "help", "nope"); code != 2 || !strings.Contains(stderr, `unknown command "nope"`) {
+		t.Errorf("kinlog help nope: exit %d, %q", code, stderr)
+	}
+}
+
+// TestDemoRefusesRealAWS: without --aws, kinlog demo runs only against local endpoints (it
+// creates a stream, a table and a bucket, which cost money in an AWS account).
+func TestDemoRefusesRealAWS(t *testing.T) {
+	for _, env := range [][]string{
+		nil, // no endpoints at all: the SDK would reach AWS
+		{"AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:4567", "AWS_ENDPOINT_URL_DYNAMODB=http://localhost:4570", "AWS_ENDPOINT_URL_S3=https://s3.eu-west-1.amazonaws.com"},
+	} {
+		cmd := exec.Command(kinlogBin, "demo")
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "AWS_ENDPOINT_URL") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, env...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "pass --aws") {
+			t.Errorf("demo with %v: %v\n%s", env, err, out)
+		}
+		if len(env) > 0 && !strings.Contains(string(out), "AWS_ENDPOINT_URL_S3=https://s3.eu-west-1.amazonaws.com is not on this machine") {
+			t.Errorf("demo does not name the remote endpoint:\n%s", out)
 		}
 	}
 }
