@@ -32,7 +32,16 @@ var (
 	// ErrInvalidSequence means a sequence number is neither a decimal sequence number nor one
 	// of the sentinel values.
 	ErrInvalidSequence = errors.New("checkpoint: invalid sequence number")
+	// ErrNoTable means the lease table does not exist (from [TableChecker.CheckTable]).
+	ErrNoTable = errors.New("checkpoint: lease table does not exist")
 )
+
+// TableChecker is implemented by stores that can check their table without creating it:
+// CheckTable returns an error wrapping [ErrNoTable] when it is missing, and waits until an
+// existing table is usable.
+type TableChecker interface {
+	CheckTable(ctx context.Context) error
+}
 
 // Checkpoint is a position in a shard: a Kinesis sequence number (or a sentinel such as
 // [TrimHorizon] or [ShardEnd]) and the sub-sequence number of a user record inside a KPL

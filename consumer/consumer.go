@@ -124,7 +124,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	if err := c.store.EnsureTable(ctx); err != nil {
+	ensure := c.store.EnsureTable
+	if tc, ok := c.store.(checkpoint.TableChecker); ok && c.cfg.noCreate {
+		ensure = tc.CheckTable
+	}
+	if err := ensure(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}

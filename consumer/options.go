@@ -96,7 +96,14 @@ type config struct {
 	clock              Clock
 	log                *slog.Logger
 	registerer         prometheus.Registerer
+	noCreate           bool
 }
+
+// WithoutTableCreation makes Run require an existing lease table instead of creating a
+// missing one: with a store that implements [checkpoint.TableChecker], Run returns an error
+// wrapping [checkpoint.ErrNoTable] when the table is missing (a typo in its name would
+// otherwise start a new table and read the stream again from the initial position).
+func WithoutTableCreation() Option { return func(c *config) { c.noCreate = true } }
 
 // WithWorkerID sets the worker id written as the owner of the leases this worker holds.
 // Every worker of a fleet needs a distinct id. The default is the host name followed by a

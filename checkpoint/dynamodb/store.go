@@ -122,6 +122,26 @@ func (s *Store) EnsureTable(ctx context.Context) error {
 	return s.waitActive(ctx)
 }
 
+// CheckTable checks that the lease table exists with the lease table's key schema, without
+// creating it, and waits until it is ACTIVE; a missing table is [checkpoint.ErrNoTable].
+func (s *Store) CheckTable(ctx context.Context) error {
+	out, err := s.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
+	var notFound *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &notFound):
+		return fmt.Errorf("%w: %s", checkpoint.ErrNoTable, s.table)
+	case err != nil:
+		return fmt.Errorf("describing lease table %s: %w", s.table, err)
+	}
+	if err := checkSchema(out.Table); err != nil {
+		return fmt.Errorf("checking lease table %s: %w", s.table, err)
+	}
+	if out.Table.TableStatus == types.TableStatusActive {
+		return nil
+	}
+	return s.waitActive(ctx)
+}
+
 func checkSchema(t *types.TableDescription) error {
 	if t == nil {
 		return fmt.Errorf("%w: no table description", ErrSchemaMismatch)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kinlog/kinlog/internal/testenv"
@@ -221,4 +222,24 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestConsumeRequiresLeaseTable: with consumer.create_lease_table false (the default), a
+// missing lease table is an error naming the option, and no table is created (a typo in the
+// name used to start a new table and re-archive the whole stream).
+func TestConsumeRequiresLeaseTable(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	stream := testenv.Name(t, "no-table")
+	testenv.CreateStream(t, kc, stream, 1)
+	table := testenv.Name(t, "missing-leases")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, stderr, code := runKinlog(t, ctx, "", "consume", "--set", "stream="+stream, "--set", "sink.s3.bucket=unused",
+		"--set", "consumer.lease_table="+table, "--set", "http.listen=-")
+	if code != 1 || !strings.Contains(stderr, "lease table "+table+" does not exist: set consumer.create_lease_table: true") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if _, err := testenv.DynamoDBClient(t).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &table}); err == nil {
+		t.Fatalf("lease table %s was created", table)
+	}
 }

@@ -161,7 +161,6 @@ func defaultConsumeConfig() consumeConfig {
 // built is everything `consume` runs, made from a validated config.
 type built struct {
 	store    checkpoint.Store
-	ensure   bool
 	consumer *consumer.Consumer
 	registry *prometheus.Registry
 }
@@ -291,11 +290,6 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if b.ensure {
-		if err := b.store.EnsureTable(runCtx); err != nil {
-			return fmt.Errorf("creating lease table: %w", err)
-		}
-	}
 	var srv *http.Server
 	if cfg.HTTP.Listen != "" && cfg.HTTP.Listen != "-" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -321,6 +315,9 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	log.Info("consuming", "stream", cfg.Stream, "worker", b.consumer.WorkerID(), "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket)
 	runErr := b.consumer.Run(runCtx)
+	if errors.Is(runErr, checkpoint.ErrNoTable) {
+		return fmt.Errorf("lease table %s does not exist: set consumer.create_lease_table: true to create it, or check consumer.lease_table and application (a new table starts the stream over from consumer.initial_position)", cfg.Consumer.LeaseTable)
+	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)
@@ -436,9 +433,12 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	if cc.LeaseScanInterval > 0 {
 		copts = append(copts, consumer.WithLeaseScanInterval(time.Duration(cc.LeaseScanInterval)))
 	}
+	if !cc.CreateLeaseTable {
+		copts = append(copts, consumer.WithoutTableCreation())
+	}
 	c, err := consumer.New(kinesis.NewFromConfig(awsCfg), store, cfg.Stream, sink.NewProcessor, copts...)
 	if err != nil {
 		return nil, err
 	}
-	return &built{store: store, ensure: cc.CreateLeaseTable, consumer: c, registry: reg}, nil
+	return &built{store: store, consumer: c, registry: reg}, nil
 }
