@@ -32,6 +32,7 @@ func commands() []command {
 		{"produce", "ship lines from stdin or files to a stream (one record per line)", runProduce},
 		{"query", "query the S3 archive: time range, filters, projections, counts, stats", runQuery},
 		{"athena-ddl", "print Athena CREATE TABLE statements with partition projection for the archive and rollups", runAthenaDDL},
+		{"status", "show the fleet from the lease table: per shard the owner, checkpoint, whether it is renewed and (--lag) how far behind", runStatus},
 		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
 		{"version", "print kinlog's version, its source revision and the Go it was built with", runVersion},
 		{"help", "print a command's help: kinlog help <command>", nil},
@@ -169,6 +170,10 @@ var commandExamples = map[string]string{
 `,
 	"produce": `  kinlog produce --stream logs app.log         send a file once, one record per line
   some-app | kinlog produce --stream logs --partition-key-field user --spool /var/lib/kinlog/spool
+`,
+	"status": `  kinlog status --config kinlog.yaml            the worker's lease table, read twice a sample apart
+  kinlog status --config kinlog.yaml --lag      and how far each shard's checkpoint is behind
+  kinlog status --set application=app --json
 `,
 	"query": `  kinlog query --bucket archive --from -1h --where level=ERROR --limit 20
   kinlog query --bucket archive --from 2026-12-01 --count-by service
