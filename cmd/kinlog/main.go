@@ -108,6 +108,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return 2
 			default:
 				fmt.Fprintf(stderr, "kinlog %s: %v\n", c.name, err)
+				if hint := hintFor(err); hint != "" {
+					fmt.Fprintf(stderr, "hint: %s\n", hint)
+				}
 				return 1
 			}
 		}
