@@ -165,6 +165,36 @@ type built struct {
 	registry *prometheus.Registry
 }
 
+// resolve fills in the defaults that depend on other keys, so that --check prints what the
+// worker will use.
+func (c *consumeConfig) resolve() {
+	if c.Consumer.LeaseTable == "" {
+		c.Consumer.LeaseTable = c.Application + "-leases"
+	}
+	if c.Consumer.LeaseScanInterval == 0 {
+		c.Consumer.LeaseScanInterval = c.Consumer.FailoverTime / 10
+	}
+	if c.Consumer.WorkerID == "" {
+		c.Consumer.WorkerID = "(host name + random suffix, chosen at start)"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "(text on a terminal, json otherwise)"
+	}
+	if c.Sink.S3.Compression == "" {
+		c.Sink.S3.Compression = "gzip"
+		if c.Sink.S3.Encoding == "parquet" {
+			c.Sink.S3.Compression = "zstd"
+		}
+	}
+	if c.Analytics.Enabled == nil {
+		on := true
+		c.Analytics.Enabled = &on
+	}
+	if len(c.Analytics.Dimensions) == 0 {
+		c.Analytics.Dimensions = rollup.DefaultDimensions
+	}
+}
+
 // validate checks values the libraries would only reject without naming the key.
 func (c *consumeConfig) validate() error {
 	bad := func(key string, err error) error { return &ConfigError{Key: key, Source: "value", Err: err} }
@@ -213,6 +243,39 @@ func (c *consumeConfig) validate() error {
 	}
 	if c.Consumer.LeaseScanInterval < 0 {
 		return bad("consumer.lease_scan_interval", errors.New("must not be negative"))
+	}
+	// Ranges: the service's limits, and below them values that make a worker thrash.
+	for _, r := range []struct {
+		key      string
+		v, lo, hi int64
+		unit     string
+	}{
+		{"consumer.max_records", int64(c.Consumer.MaxRecords), 1, 10000, ""},
+		{"consumer.max_batches_in_flight", int64(c.Consumer.MaxBatchesInFlight), 1, 1 << 20, ""},
+		{"consumer.failover_time", int64(c.Consumer.FailoverTime), int64(time.Second), int64(24 * time.Hour), "d"},
+		{"consumer.idle_time_between_reads", int64(c.Consumer.IdleTimeBetweenReads), int64(200 * time.Millisecond), int64(time.Hour), "d"},
+		{"consumer.shard_sync_interval", int64(c.Consumer.ShardSyncInterval), int64(time.Second), int64(24 * time.Hour), "d"},
+		{"consumer.checkpoint_interval", int64(c.Consumer.CheckpointInterval), int64(time.Millisecond), int64(time.Hour), "d"},
+		{"sink.s3.flush_size", int64(c.Sink.S3.FlushSize), 1 << 10, 5 << 30, "b"},
+		{"sink.s3.flush_interval", int64(c.Sink.S3.FlushInterval), int64(100 * time.Millisecond), int64(24 * time.Hour), "d"},
+		{"sink.s3.max_open_partitions", int64(c.Sink.S3.MaxOpenPartitions), 1, 1 << 20, ""},
+	} {
+		if r.v < r.lo || r.v > r.hi {
+			lo, hi, v := fmt.Sprint(r.lo), fmt.Sprint(r.hi), fmt.Sprint(r.v)
+			switch r.unit {
+			case "d":
+				lo, hi, v = time.Duration(r.lo).String(), time.Duration(r.hi).String(), time.Duration(r.v).String()
+			case "b":
+				lb, _ := ByteSize(r.lo).MarshalText()
+				hb, _ := ByteSize(r.hi).MarshalText()
+				vb, _ := ByteSize(r.v).MarshalText()
+				lo, hi, v = string(lb), string(hb), string(vb)
+			}
+			return bad(r.key, fmt.Errorf("%s is out of range: want %s to %s", v, lo, hi))
+		}
+	}
+	if c.Consumer.LeaseScanInterval > 0 && c.Consumer.LeaseScanInterval > c.Consumer.FailoverTime {
+		return bad("consumer.lease_scan_interval", fmt.Errorf("%s is longer than consumer.failover_time (%s): leases of dead workers would wait for it", time.Duration(c.Consumer.LeaseScanInterval), time.Duration(c.Consumer.FailoverTime)))
 	}
 	if c.Shutdown.Timeout <= 0 {
 		return bad("shutdown.timeout", errors.New("must be positive"))
@@ -279,6 +342,8 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *check {
+		cfg.resolve()
+		fmt.Fprintln(stdout, "# the effective configuration: every default filled in (there are no secrets in it)")
 		return yaml.NewEncoder(stdout).Encode(&cfg)
 	}
 	log := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)

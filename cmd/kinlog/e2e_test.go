@@ -241,6 +241,9 @@ func TestConsumeConfigErrors(t *testing.T) {
 		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "analytics.window=7m"}, "analytics.window"},
 		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "consumer.lease_scan_interval=-1s"}, "consumer.lease_scan_interval"},
 		{[]string{"--set", "nope=1"}, "unknown key"},
+		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "consumer.max_records=-5"}, "consumer.max_records (value): -5 is out of range: want 1 to 10000"},
+		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "consumer.failover_time=1ms"}, "consumer.failover_time (value): 1ms is out of range"},
+		{[]string{"--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "sink.s3.flush_size=0"}, "sink.s3.flush_size (value): 0 is out of range: want 1KiB to 5GiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -249,6 +252,13 @@ func TestConsumeConfigErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 naming %q", code, stderr, tt.want)
 			}
 		})
+	}
+	// --check prints the effective configuration: defaults that depend on other keys resolved.
+	checkOut, _, checkCode := runKinlog(t, ctx, "", "consume", "--set", "stream=s", "--set", "sink.s3.bucket=b", "--set", "application=shop", "--set", "sink.s3.encoding=parquet", "--check")
+	for _, want := range []string{"lease_table: shop-leases", "compression: zstd", "lease_scan_interval: 1s", "- service"} {
+		if checkCode != 0 || !strings.Contains(checkOut, want) {
+			t.Errorf("--check: exit %d, output lacks %q:\n%s", checkCode, want, checkOut)
+		}
 	}
 	// The config shipped in the Kubernetes ConfigMap is valid for this binary.
 	raw, err := os.ReadFile("../../infra/k8s/configmap.yaml")
