@@ -246,9 +246,9 @@ func (c *consumeConfig) validate() error {
 	}
 	// Ranges: the service's limits, and below them values that make a worker thrash.
 	for _, r := range []struct {
-		key      string
+		key       string
 		v, lo, hi int64
-		unit     string
+		unit      string
 	}{
 		{"consumer.max_records", int64(c.Consumer.MaxRecords), 1, 10000, ""},
 		{"consumer.max_batches_in_flight", int64(c.Consumer.MaxBatchesInFlight), 1, 1 << 20, ""},
