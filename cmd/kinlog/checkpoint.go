@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dynamotypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/kinlog/kinlog/checkpoint"
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
@@ -102,6 +103,14 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case "import-vmware":
 		if *from == "" {
 			return fmt.Errorf("%w: import-vmware needs --from\n%s", errUsage, checkpointUsage)
+		}
+		// The source first: a typo in --from must not leave a new, empty target table.
+		if _, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: from}); err != nil {
+			var nf *dynamotypes.ResourceNotFoundException
+			if errors.As(err, &nf) {
+				return fmt.Errorf("the vmware-go-kcl-v2 table %s does not exist (nothing was created)", *from)
+			}
+			return fmt.Errorf("reading %s: %w", *from, err)
 		}
 		if err := store.EnsureTable(ctx); err != nil {
 			return fmt.Errorf("creating lease table %s: %w", *table, err)

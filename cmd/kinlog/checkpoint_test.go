@@ -101,3 +101,18 @@ func TestCheckpointCommands(t *testing.T) {
 		t.Fatalf("list without --table: exit %d %s", code, stderr)
 	}
 }
+
+// TestImportVMwareChecksItsSourceFirst: a missing source table is an error, and the
+// target lease table is not created (it used to be created before the source was read).
+func TestImportVMwareChecksItsSourceFirst(t *testing.T) {
+	dc := testenv.DynamoDBClient(t)
+	target, source := testenv.Name(t, "import-target"), testenv.Name(t, "no-such-vmware")
+	ctx := context.Background()
+	_, stderr, code := runKinlog(t, ctx, "", "checkpoint", "import-vmware", "--table", target, "--from", source)
+	if code != 1 || !strings.Contains(stderr, "the vmware-go-kcl-v2 table "+source+" does not exist (nothing was created)") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if _, err := dc.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &target}); err == nil {
+		t.Fatalf("target table %s was created", target)
+	}
+}
