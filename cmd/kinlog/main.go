@@ -27,6 +27,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run the pipeline on the local stack (infra/local) and show what it did", runDemo},
+		{"init", "create the stream, lease table and bucket the worker's configuration names (what exists is left alone)", runInit},
 		{"consume", "run the worker: lease shards, archive records to S3 with rollups, checkpoint", runConsume},
 		{"agent", "ship log files, local sockets and syslog to a stream, keeping every file's position until Kinesis confirmed its lines", runAgent},
 		{"produce", "ship lines from stdin or files to a stream (one record per line)", runProduce},
@@ -173,6 +174,9 @@ var commandExamples = map[string]string{
 `,
 	"produce": `  kinlog produce --stream logs app.log         send a file once, one record per line
   some-app | kinlog produce --stream logs --partition-key-field user --spool /var/lib/kinlog/spool
+`,
+	"init": `  kinlog init --config kinlog.yaml --shards 4
+  kinlog init --set stream=logs --set sink.s3.bucket=logs-archive --set sink.s3.path_style=true
 `,
 	"status": `  kinlog status --config kinlog.yaml            the worker's lease table, read twice a sample apart
   kinlog status --config kinlog.yaml --lag      and how far each shard's checkpoint is behind

@@ -116,3 +116,28 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("missing table: exit %d %q", code, stderr)
 	}
 }
+
+// TestInitCommand: kinlog init creates the stream, lease table and bucket a config names,
+// and a second run leaves them as they are.
+func TestInitCommand(t *testing.T) {
+	testenv.Require(t, testenv.Kinesis, testenv.DynamoDB, testenv.S3)
+	stream, bucket, app := testenv.Name(t, "init"), testenv.Name(t, "init"), testenv.Name(t, "init")
+	t.Cleanup(func() {
+		_, _ = testenv.DynamoDBClient(t).DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(app + "-leases")})
+	})
+	ctx := context.Background()
+	args := []string{"init", "--set", "stream=" + stream, "--set", "application=" + app, "--set", "sink.s3.bucket=" + bucket, "--set", "sink.s3.path_style=true", "--shards", "2"}
+	out, stderr, code := runKinlog(t, ctx, "", args...)
+	for _, want := range []string{"stream " + stream + ": created with 2 shards", "lease table " + app + "-leases: created", "bucket " + bucket + ": created"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("first init: exit %d, output lacks %q:\n%s%s", code, want, out, stderr)
+		}
+	}
+	out, _, code = runKinlog(t, ctx, "", args...)
+	if code != 0 || strings.Count(out, "exists, left as it is") != 3 {
+		t.Errorf("second init: exit %d:\n%s", code, out)
+	}
+	if _, err := testenv.S3Client(t).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Errorf("bucket: %v", err)
+	}
+}
