@@ -18,8 +18,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gopkg.in/yaml.v3"
@@ -160,6 +162,9 @@ func defaultConsumeConfig() consumeConfig {
 
 // built is everything `consume` runs, made from a validated config.
 type built struct {
+	kinesis  *kinesis.Client
+	s3       *s3.Client
+	sink     *s3sink.Sink
 	store    checkpoint.Store
 	consumer *consumer.Consumer
 	registry *prometheus.Registry
@@ -355,6 +360,9 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if err := preflight(runCtx, b, &cfg); err != nil {
+		return err
+	}
 	var srv *http.Server
 	if cfg.HTTP.Listen != "" && cfg.HTTP.Listen != "-" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -369,7 +377,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				if _, err := b.store.GetLease(ctx, "kinlog-readiness-probe"); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
 					return fmt.Errorf("lease table: %w", err)
 				}
-				return nil
+				return b.sink.Healthy()
 			},
 			status:   func() any { return b.consumer.Status() },
 			gatherer: b.registry,
@@ -379,6 +387,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		log.Info("serving probes and metrics", "addr", ln.Addr().String())
 	}
 	log.Info("consuming", "stream", cfg.Stream, "worker", b.consumer.WorkerID(), "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket)
+	go logProgress(runCtx, log, b.registry, time.Minute)
 	runErr := b.consumer.Run(runCtx)
 	if errors.Is(runErr, checkpoint.ErrNoTable) {
 		return fmt.Errorf("lease table %s does not exist: set consumer.create_lease_table: true to create it, or check consumer.lease_table and application (a new table starts the stream over from consumer.initial_position)", cfg.Consumer.LeaseTable)
@@ -393,6 +402,87 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// preflight checks, before any lease is taken, that the stream and the bucket exist and
+// can be reached, so that a worker with a typo in either fails at once with the key to fix
+// instead of taking leases and retrying every flush.
+func preflight(ctx context.Context, b *built, cfg *consumeConfig) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	in := &kinesis.DescribeStreamSummaryInput{}
+	if strings.HasPrefix(cfg.Stream, "arn:") {
+		in.StreamARN = &cfg.Stream
+	} else {
+		in.StreamName = &cfg.Stream
+	}
+	if _, err := b.kinesis.DescribeStreamSummary(ctx, in); err != nil {
+		var nf *kinesistypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return fmt.Errorf("stream %s does not exist: check stream, AWS_REGION and AWS_ENDPOINT_URL_KINESIS (kinlog init creates it)", cfg.Stream)
+		}
+		return fmt.Errorf("stream %s: %w", cfg.Stream, err)
+	}
+	if _, err := b.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &cfg.Sink.S3.Bucket}); err != nil {
+		var nf *s3types.NotFound
+		var ae smithy.APIError
+		switch {
+		case errors.As(err, &nf):
+			return fmt.Errorf("bucket %s does not exist: check sink.s3.bucket, AWS_REGION and AWS_ENDPOINT_URL_S3 (kinlog init creates it)", cfg.Sink.S3.Bucket)
+		case errors.As(err, &ae) && (ae.ErrorCode() == "Forbidden" || ae.ErrorCode() == "AccessDenied"):
+			return fmt.Errorf("bucket %s: access denied (the worker needs s3:ListBucket and s3:PutObject on it; infra/terraform has the policy)", cfg.Sink.S3.Bucket)
+		}
+		return fmt.Errorf("bucket %s: %w", cfg.Sink.S3.Bucket, err)
+	}
+	return nil
+}
+
+// logProgress logs, every interval at info level, what the worker did since the last line:
+// records processed and archived, objects written, and the largest lag of its shards.
+func logProgress(ctx context.Context, log *slog.Logger, g prometheus.Gatherer, interval time.Duration) {
+	var last map[string]float64
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := gatherSums(g, "kinlog_consumer_records_processed_total", "kinlog_sink_records_archived_total", "kinlog_sink_objects_written_total", "kinlog_consumer_millis_behind_latest")
+		delta := func(k string) float64 { return now[k] - last[k] }
+		log.Info("progress", "interval", interval.String(), "records", delta("kinlog_consumer_records_processed_total"),
+			"archived", delta("kinlog_sink_records_archived_total"), "objects", delta("kinlog_sink_objects_written_total"),
+			"max_behind", (time.Duration(now["kinlog_consumer_millis_behind_latest"]) * time.Millisecond).String())
+		last = now
+	}
+}
+
+// gatherSums sums each named metric over its series (the maximum, for millis_behind_latest).
+func gatherSums(g prometheus.Gatherer, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := g.Gather()
+	if err != nil {
+		return out
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, mf := range mfs {
+		if !want[mf.GetName()] {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			if strings.HasSuffix(mf.GetName(), "millis_behind_latest") {
+				out[mf.GetName()] = max(out[mf.GetName()], v)
+			} else {
+				out[mf.GetName()] += v
+			}
+		}
+	}
+	return out
 }
 
 // gracefulContext returns a context that the first SIGTERM or SIGINT cancels, starting a
@@ -501,9 +591,10 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	if !cc.CreateLeaseTable {
 		copts = append(copts, consumer.WithoutTableCreation())
 	}
-	c, err := consumer.New(kinesis.NewFromConfig(awsCfg), store, cfg.Stream, sink.NewProcessor, copts...)
+	kc := kinesis.NewFromConfig(awsCfg)
+	c, err := consumer.New(kc, store, cfg.Stream, sink.NewProcessor, copts...)
 	if err != nil {
 		return nil, err
 	}
-	return &built{store: store, consumer: c, registry: reg}, nil
+	return &built{kinesis: kc, s3: s3c, sink: sink, store: store, consumer: c, registry: reg}, nil
 }

@@ -50,6 +50,43 @@ type Sink struct {
 
 	mu    sync.Mutex
 	procs map[*processor]struct{}
+
+	// health: the current streak of failed S3 writes.
+	hmu          sync.Mutex
+	failingSince time.Time
+	lastPutErr   error
+}
+
+// UnhealthyAfter is how long S3 writes must keep failing before [Sink.Healthy] reports it.
+const UnhealthyAfter = 15 * time.Second
+
+// Healthy returns an error while S3 writes have kept failing for [UnhealthyAfter] or more
+// (records then stay unacknowledged; a readiness probe should turn the worker unready), and
+// nil once a write succeeds.
+func (s *Sink) Healthy() error {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.failingSince.IsZero() {
+		return nil
+	}
+	if d := s.cfg.clock.Now().Sub(s.failingSince); d >= UnhealthyAfter {
+		return fmt.Errorf("S3 writes failing for %s: %w", d.Round(time.Second), s.lastPutErr)
+	}
+	return nil
+}
+
+// putResult records the outcome of one S3 write for Healthy.
+func (s *Sink) putResult(err error) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if err == nil {
+		s.failingSince, s.lastPutErr = time.Time{}, nil
+		return
+	}
+	if s.failingSince.IsZero() {
+		s.failingSince = s.cfg.clock.Now()
+	}
+	s.lastPutErr = err
 }
 
 // New returns a sink writing to bucket for stream. The client comes configured by the

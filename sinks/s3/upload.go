@@ -45,6 +45,9 @@ func (s *Sink) put(ctx context.Context, log *slog.Logger, o *object) error {
 	bo := backoff.Backoff{Min: s.cfg.retryMin, Max: s.cfg.retryMax}
 	for attempt := 1; ; attempt++ {
 		err := s.putOnce(ctx, o)
+		if err == nil || ctx.Err() == nil {
+			s.putResult(err)
+		}
 		if err == nil {
 			s.met.objects.WithLabelValues(o.kind).Inc()
 			s.met.bytes.WithLabelValues(o.kind).Add(float64(len(o.body)))
@@ -63,7 +66,7 @@ func (s *Sink) put(ctx context.Context, log *slog.Logger, o *object) error {
 			pe.Code = ae.ErrorCode()
 		}
 		wait := bo.Next()
-		log.Warn("s3 write failed; records stay unacknowledged until it succeeds", "key", o.key, "attempt", attempt, "retry_in", wait, "err", pe)
+		log.Warn("s3 write failed; records stay unacknowledged until it succeeds", "key", o.key, "attempt", attempt, "retry_in", wait.String(), "err", pe)
 		if err := sleep(ctx, s.cfg.clock, wait); err != nil {
 			return err
 		}
