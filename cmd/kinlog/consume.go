@@ -390,7 +390,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	go logProgress(runCtx, log, b.registry, time.Minute)
 	runErr := b.consumer.Run(runCtx)
 	if errors.Is(runErr, checkpoint.ErrNoTable) {
-		return fmt.Errorf("lease table %s does not exist: set consumer.create_lease_table: true to create it, or check consumer.lease_table and application (a new table starts the stream over from consumer.initial_position)", cfg.Consumer.LeaseTable)
+		return noTableError(&cfg)
 	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -423,6 +423,13 @@ func preflight(ctx context.Context, b *built, cfg *consumeConfig) error {
 		}
 		return fmt.Errorf("stream %s: %w", cfg.Stream, err)
 	}
+	if tc, ok := b.store.(checkpoint.TableChecker); ok && !cfg.Consumer.CreateLeaseTable {
+		if err := tc.CheckTable(ctx); errors.Is(err, checkpoint.ErrNoTable) {
+			return noTableError(cfg)
+		} else if err != nil {
+			return fmt.Errorf("lease table %s: %w", cfg.Consumer.LeaseTable, err)
+		}
+	}
 	if _, err := b.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &cfg.Sink.S3.Bucket}); err != nil {
 		var nf *s3types.NotFound
 		var ae smithy.APIError
@@ -435,6 +442,10 @@ func preflight(ctx context.Context, b *built, cfg *consumeConfig) error {
 		return fmt.Errorf("bucket %s: %w", cfg.Sink.S3.Bucket, err)
 	}
 	return nil
+}
+
+func noTableError(cfg *consumeConfig) error {
+	return fmt.Errorf("lease table %s does not exist: set consumer.create_lease_table: true to create it, or check consumer.lease_table and application (a new table starts the stream over from consumer.initial_position)", cfg.Consumer.LeaseTable)
 }
 
 // logProgress logs, every interval at info level, what the worker did since the last line:
