@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -115,5 +116,22 @@ func TestAckTrackerIgnoresAcksAfterClose(t *testing.T) {
 	tr.ack(f, 1)
 	if got := tr.position(); got != cp("5") {
 		t.Fatalf("position after ack on a closed tracker = %v, want 5", got)
+	}
+}
+
+// TestStatusJSON: /status shows snake_case names, positions as strings and the checkpoint
+// age in milliseconds (it showed Go field names and nanoseconds).
+func TestStatusJSON(t *testing.T) {
+	p := checkpoint.Checkpoint{Sequence: "12", SubSequence: 1}
+	st := Status{WorkerID: "w", Stream: "s", Shards: []ShardStatus{{ShardID: "shardId-0", MillisBehindLatest: 5,
+		Checkpoint: checkpoint.Checkpoint{Sequence: "10"}, Acknowledged: checkpoint.Checkpoint{Sequence: "11"}, Pending: &p,
+		Delivered: 3, BatchesInFlight: 1, CheckpointAge: 1500 * time.Millisecond}}}
+	got, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"worker_id":"w","stream":"s","shards":[{"shard_id":"shardId-0","millis_behind_latest":5,"checkpoint":"10","acknowledged":"11","pending_checkpoint":"12/1","records_delivered":3,"batches_in_flight":1,"checkpoint_age_ms":1500}]}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -96,10 +97,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 
 // Status is a snapshot of a worker, for health and status endpoints.
 type Status struct {
-	WorkerID string
-	Stream   string
+	WorkerID string `json:"worker_id"`
+	Stream   string `json:"stream"`
 	// Shards are the shards whose leases the worker holds, by shard id.
-	Shards []ShardStatus
+	Shards []ShardStatus `json:"shards"`
 }
 
 // ShardStatus describes one held shard.
@@ -121,6 +122,26 @@ type ShardStatus struct {
 	// CheckpointAge is how long the oldest delivered record not covered by the stored
 	// checkpoint has waited; 0 when every delivered record is checkpointed.
 	CheckpointAge time.Duration
+}
+
+// MarshalJSON writes the shard's status with snake_case names, positions as strings
+// ("<sequence>/<sub-sequence>") and the checkpoint age in milliseconds, as /status shows it.
+func (s ShardStatus) MarshalJSON() ([]byte, error) {
+	var pending *string
+	if s.Pending != nil {
+		p := s.Pending.String()
+		pending = &p
+	}
+	return json.Marshal(struct {
+		ShardID            string  `json:"shard_id"`
+		MillisBehindLatest int64   `json:"millis_behind_latest"`
+		Checkpoint         string  `json:"checkpoint"`
+		Acknowledged       string  `json:"acknowledged"`
+		Pending            *string `json:"pending_checkpoint"`
+		Delivered          int64   `json:"records_delivered"`
+		BatchesInFlight    int     `json:"batches_in_flight"`
+		CheckpointAgeMS    int64   `json:"checkpoint_age_ms"`
+	}{s.ShardID, s.MillisBehindLatest, s.Checkpoint.String(), s.Acknowledged.String(), pending, s.Delivered, s.BatchesInFlight, s.CheckpointAge.Milliseconds()})
 }
 
 // Status returns a snapshot of the leases this worker holds and their progress. It is safe

@@ -69,9 +69,32 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		sort.Slice(leases, func(i, j int) bool { return leases[i].Key < leases[j].Key })
 		if *asJSON {
+			type leaseJSON struct {
+				Shard           string   `json:"shard"`
+				Owner           string   `json:"owner"`
+				Counter         int64    `json:"lease_counter"`
+				Checkpoint      string   `json:"checkpoint"`
+				Pending         *string  `json:"pending_checkpoint"`
+				OwnerSwitches   int64    `json:"owner_switches_since_checkpoint"`
+				Parents         []string `json:"parent_shard_ids"`
+				Children        []string `json:"child_shard_ids"`
+				StartingHashKey string   `json:"starting_hash_key"`
+				EndingHashKey   string   `json:"ending_hash_key"`
+			}
+			out := make([]leaseJSON, 0, len(leases))
+			for _, l := range leases {
+				lj := leaseJSON{Shard: l.Key, Owner: l.Owner, Counter: l.Counter, Checkpoint: l.Checkpoint.String(),
+					OwnerSwitches: l.OwnerSwitchesSinceCheckpoint, Parents: l.ParentShardIDs, Children: l.ChildShardIDs,
+					StartingHashKey: l.StartingHashKey, EndingHashKey: l.EndingHashKey}
+				if l.Pending != nil {
+					p := l.Pending.String()
+					lj.Pending = &p
+				}
+				out = append(out, lj)
+			}
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(leases)
+			return enc.Encode(out)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "SHARD\tOWNER\tCOUNTER\tCHECKPOINT\tPENDING\tPARENTS")

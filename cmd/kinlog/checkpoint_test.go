@@ -47,6 +47,14 @@ func TestCheckpointCommands(t *testing.T) {
 		t.Fatalf("list: exit %d\n%s%s", code, out, stderr)
 	}
 
+	out, stderr, code = runKinlog(t, ctx, "", "checkpoint", "list", "--table", table, "--json")
+	for _, want := range []string{`"shard": "shardId-000000000001"`, `"owner": "worker-a"`, `"lease_counter": `,
+		`"checkpoint": "49590338271490256608559692538361571095921575989136588898/3"`, `"pending_checkpoint": null`} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("list --json: exit %d, output lacks %s:\n%s%s", code, want, out, stderr)
+		}
+	}
+
 	_, stderr, code = runKinlog(t, ctx, "", "checkpoint", "reset", "--table", table, "--shard", "shardId-000000000001", "--to", "12x")
 	if code != 2 || !strings.Contains(stderr, "invalid sequence") {
 		t.Fatalf("reset with a malformed sequence: exit %d, %s", code, stderr)
