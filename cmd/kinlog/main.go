@@ -36,6 +36,7 @@ func commands() []command {
 		{"status", "show the fleet from the lease table: per shard the owner, checkpoint, whether it is renewed and (--lag) how far behind", runStatus},
 		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
 		{"version", "print kinlog's version, its source revision and the Go it was built with", runVersion},
+		{"completion", "print a shell completion script: source <(kinlog completion bash), or zsh, fish", runCompletion},
 		{"help", "print a command's help: kinlog help <command>", nil},
 	}
 }
@@ -97,6 +98,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return run(ctx, []string{args[1], "--help"}, stdout, stderr)
 	case "--version", "-version":
 		args = []string{"version"}
+	case "__complete": // for the completion scripts
+		complete(ctx, args[1:], stdout)
+		return 0
 	}
 	for _, c := range commands() {
 		if c.name == args[0] && c.run != nil {
