@@ -24,7 +24,20 @@ func runAthenaDDL(_ context.Context, args []string, stdout, _ io.Writer) error {
 	table := fs.String("table", "logs", "table name (the rollups table is <table>_rollups)")
 	columns := fs.String("columns", "", "NDJSON columns as name:type,... (default: time, level, service, msg, message, status, latency_ms, raw)")
 	start := fs.String("projection-start", "NOW-1YEARS", "first date partition projection covers")
+	var sets stringList
+	cfgPath := addConfigFlags(fs, &sets)
 	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see kinlog athena-ddl --help)", errUsage, fs.Arg(0))
+	}
+	if err := applyArchiveConfig(fs, *cfgPath, sets, "athena-ddl", map[string]func(archiveConfig) string{
+		"bucket":           func(a archiveConfig) string { return a.Bucket },
+		"prefix":           func(a archiveConfig) string { return a.Prefix },
+		"analytics-prefix": func(a archiveConfig) string { return a.AnalyticsPrefix },
+		"encoding":         func(a archiveConfig) string { return a.Encoding },
+	}); err != nil {
 		return err
 	}
 	o := query.DDLOptions{Database: *database, Table: *table, Bucket: *bucket, Prefix: *pfx, AnalyticsPrefix: *analytics, ProjectionStart: *start}

@@ -42,3 +42,20 @@ COMP_WORDS=(kinlog checkpoint ""); COMP_CWORD=2; _kinlog; echo "3:${COMPREPLY[*]
 		t.Errorf("completion tcsh: exit %d %q", code, stderr)
 	}
 }
+
+// TestAthenaDDLReadsWorkerConfig: athena-ddl takes bucket, prefix and encoding from the
+// worker's config (a custom prefix had to be retyped); a flag still wins.
+func TestAthenaDDLReadsWorkerConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "kinlog.yaml")
+	if err := os.WriteFile(p, []byte("stream: s\nsink:\n  s3:\n    bucket: my-archive\n    prefix: \"custom/dt=!{timestamp:yyyy-MM-dd}/\"\n    encoding: parquet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runKinlog(t, context.Background(), "", "athena-ddl", "--config", p)
+	if code != 0 || !strings.Contains(out, "LOCATION 's3://my-archive/custom/'") || !strings.Contains(out, "STORED AS PARQUET") {
+		t.Fatalf("exit %d %s\n%s", code, stderr, out)
+	}
+	out, _, _ = runKinlog(t, context.Background(), "", "athena-ddl", "--config", p, "--bucket", "other")
+	if !strings.Contains(out, "LOCATION 's3://other/custom/'") {
+		t.Errorf("--bucket did not win over the config:\n%s", out)
+	}
+}
