@@ -31,6 +31,7 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ttl := fs.Duration("record-ttl", producer.DefaultRecordTTL, "give up on a record not delivered within this time; 0: never (the default with --spool)")
 	spoolDir := fs.String("spool", "", "keep every accepted line in this directory until Kinesis confirmed it; lines left by an earlier run are sent first")
 	spoolSync := fs.String("spool-sync", producer.SyncWrite.String(), "when a spooled line is on disk: write (survives a crash of the process), fsync (and of the machine), batched (every 100 ms)")
+	progress := fs.Duration("progress", 0, "print a progress line to stderr this often (sent, rate, buffered, failed); 0: none")
 	spoolMax := ByteSize(producer.DefaultSpoolMaxBytes)
 	fs.TextVar(&spoolMax, "spool-max-bytes", spoolMax, "bound of the spool's files (5MiB, 2GiB, ...); reading waits while it is full")
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -92,6 +93,27 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	start := time.Now()
+	if *progress > 0 {
+		stopProgress := make(chan struct{})
+		defer close(stopProgress)
+		go func() {
+			tick := time.NewTicker(*progress)
+			defer tick.Stop()
+			last, lastAt := uint64(0), start
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case now := <-tick.C:
+					st := p.Stats()
+					rate := float64(st.RecordsDelivered-last) / now.Sub(lastAt).Seconds()
+					fmt.Fprintf(stderr, "kinlog produce: %d sent (%.0f/s), %d buffered, %d failed, %s\n",
+						st.RecordsDelivered, rate, st.BufferedRecords, st.RecordsFailed, now.Sub(start).Round(time.Second))
+					last, lastAt = st.RecordsDelivered, now
+				}
+			}
+		}()
+	}
 	rejected := 0
 	var readErr error
 	for _, name := range files {

@@ -17,7 +17,7 @@ func TestProduceStopsOnSIGTERM(t *testing.T) {
 	kc := testenv.KinesisClient(t)
 	stream := testenv.Name(t, "produce-term")
 	testenv.CreateStream(t, kc, stream, 1)
-	cmd := exec.Command(kinlogBin, "produce", "--stream", stream)
+	cmd := exec.Command(kinlogBin, "produce", "--stream", stream, "--progress", "100ms")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +41,7 @@ func TestProduceStopsOnSIGTERM(t *testing.T) {
 		}
 		return "", n == 100
 	})
+	waitFor(t, func() (string, bool) { return "", strings.Contains(stderr.String(), "kinlog produce: 100 sent (") })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
