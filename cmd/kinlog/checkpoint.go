@@ -30,7 +30,7 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(stdout, "kinlog checkpoint: %s\n\n%s\n\nflags of each subcommand: kinlog checkpoint SUBCOMMAND --help\n", summaryOf("checkpoint"), checkpointUsage)
+		fmt.Fprintf(stdout, "kinlog checkpoint: %s\n\n%s\n\nflags of each subcommand: kinlog checkpoint SUBCOMMAND --help\n\nexamples:\n%s", summaryOf("checkpoint"), checkpointUsage, commandExamples["checkpoint"])
 		return errHelp
 	}
 	sub, args := args[0], args[1:]

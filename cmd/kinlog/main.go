@@ -179,6 +179,22 @@ var commandExamples = map[string]string{
 	"produce": `  kinlog produce --stream logs app.log         send a file once, one record per line
   some-app | kinlog produce --stream logs --partition-key-field user --spool /var/lib/kinlog/spool
 `,
+	"demo": `  make demo                                     the local stack up, then kinlog demo on it
+  kinlog demo --records 5000 --cleanup          on the stack, deleting what it created
+  kinlog demo --aws                             in your AWS account (deletes what it created)
+`,
+	"athena-ddl": `  kinlog athena-ddl --config kinlog.yaml        bucket, prefixes and encoding from the worker's config
+  kinlog athena-ddl --bucket logs-archive --encoding parquet --database logs
+`,
+	"checkpoint": `  kinlog checkpoint list --table kinlog-leases --json
+  kinlog checkpoint reset --table kinlog-leases --shard shardId-000000000001 --to TRIM_HORIZON
+  kinlog checkpoint import-vmware --table kinlog-leases --from vmware-app
+`,
+	"completion": `  source <(kinlog completion bash)              in ~/.bashrc
+  kinlog completion fish | source
+`,
+	"version": `  kinlog version
+`,
 	"init": `  kinlog init --config kinlog.yaml --shards 4
   kinlog init --set stream=logs --set sink.s3.bucket=logs-archive --set sink.s3.path_style=true
 `,

@@ -100,6 +100,15 @@ func TestCommandHelp(t *testing.T) {
 			}
 		})
 	}
+	// Every command's help ends with examples.
+	for _, c := range commands() {
+		if c.run == nil {
+			continue
+		}
+		if stdout, _, code := runKinlog(t, ctx, "", c.name, "--help"); code != 0 || !strings.Contains(stdout, "\nexamples:\n  ") {
+			t.Errorf("kinlog %s --help: exit %d, no examples:\n%s", c.name, code, stdout)
+		}
+	}
 	for _, arg := range []string{"help", "--help", "-h"} {
 		if stdout, stderr, code := runKinlog(t, ctx, "", arg); code != 0 || !strings.Contains(stdout, "commands:") || stderr != "" {
 			t.Fatalf("kinlog %s: exit %d, stdout %q, stderr %q", arg, code, stdout, stderr)
