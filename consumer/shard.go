@@ -340,7 +340,7 @@ func (w *shardWorker) read(proc Processor, start checkpoint.Checkpoint) error {
 			case errors.As(err, &throttled):
 				c.met.readErrors.WithLabelValues("throttled").Inc()
 				d := bo.Next()
-				c.log.Debug("GetRecords throttled", "shard", w.id, "backoff", d)
+				c.log.Debug("GetRecords throttled", "shard", w.id, "backoff", d.String())
 				next = clk.Now().Add(d)
 			default:
 				c.met.readErrors.WithLabelValues("other").Inc()
