@@ -49,6 +49,9 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return fmt.Errorf("%w\n%s", err, checkpointUsage)
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *table == "" {
 		return fmt.Errorf("%w: --table is required\n%s", errUsage, checkpointUsage)
 	}

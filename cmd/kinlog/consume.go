@@ -336,6 +336,9 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	cfg := defaultConsumeConfig()
 	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

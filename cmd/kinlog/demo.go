@@ -63,6 +63,9 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if *onAWS && !cleanupSet {
 		*cleanup = true
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *records < 1 {
 		return fmt.Errorf("%w: --records must be positive", errUsage)
 	}

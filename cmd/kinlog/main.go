@@ -33,6 +33,7 @@ func commands() []command {
 		{"produce", "ship lines from stdin or files to a stream (one record per line)", runProduce},
 		{"query", "query the S3 archive: time range, filters, projections, counts, stats", runQuery},
 		{"athena-ddl", "print Athena CREATE TABLE statements with partition projection for the archive and rollups", runAthenaDDL},
+		{"tail", "print a stream's records as they arrive (deaggregated, with query's filters and formats); no lease table", runTail},
 		{"status", "show the fleet from the lease table: per shard the owner, checkpoint, whether it is renewed and (--lag) how far behind", runStatus},
 		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
 		{"version", "print kinlog's version, its source revision and the Go it was built with", runVersion},
@@ -125,12 +126,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// noArgs refuses positional arguments for a command that takes none (they used to be
+// ignored in silence).
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see kinlog %s --help)", errUsage, fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
 // runVersion prints the module version, the VCS revision and time the binary was built
 // from, and the Go version: what a bug report needs.
 func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, versionString())
@@ -197,6 +210,10 @@ var commandExamples = map[string]string{
 `,
 	"init": `  kinlog init --config kinlog.yaml --shards 4
   kinlog init --set stream=logs --set sink.s3.bucket=logs-archive --set sink.s3.path_style=true
+`,
+	"tail": `  kinlog tail --stream logs                                  new records of every shard, until Ctrl-C
+  kinlog tail --config kinlog.yaml --from -10m --where level=ERROR --output table
+  kinlog tail --stream logs --from TRIM_HORIZON --limit 20 --select time,msg --shard shardId-000000000001
 `,
 	"status": `  kinlog status --config kinlog.yaml            the worker's lease table, read twice a sample apart
   kinlog status --config kinlog.yaml --lag      and how far each shard's checkpoint is behind
