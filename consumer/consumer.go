@@ -310,6 +310,7 @@ func (c *Consumer) leaseCycle(ctx, life context.Context) {
 		}
 		return
 	}
+	leases = shardLeases(leases)
 	c.tracker.Observe(leases)
 	now := c.cfg.clock.Now()
 	self := c.cfg.workerID

@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
@@ -548,4 +550,63 @@ func TestIntegrationKPLSubSequenceCheckpoint(t *testing.T) {
 		}
 	}
 	t.Logf("checkpoint %v inside an aggregate; resumed at %v", l.Checkpoint, rest[0].Position())
+}
+
+// TestIntegrationLeavesForeignItemsAlone: a lease table shared with the KCL holds items
+// that are not this stream's shard leases — a KCL 3.x entity item and a multi-stream lease
+// (key account:stream:epoch:shardId). The worker takes and deletes only its shard leases;
+// it used to delete both foreign items at its first shard sync.
+func TestIntegrationLeavesForeignItemsAlone(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	store, table := leaseTable(t)
+	stream := testenv.Name(t, "foreign")
+	testenv.CreateStream(t, kc, stream, 1)
+	dc := testenv.DynamoDBClient(t)
+	foreign := []map[string]ddbtypes.AttributeValue{
+		{"leaseKey": &ddbtypes.AttributeValueMemberS{Value: "Migration3.0"}, "entityType": &ddbtypes.AttributeValueMemberS{Value: "MIGRATION"},
+			"leaseCounter": &ddbtypes.AttributeValueMemberN{Value: "0"}, "checkpoint": &ddbtypes.AttributeValueMemberS{Value: "TRIM_HORIZON"}},
+		{"leaseKey": &ddbtypes.AttributeValueMemberS{Value: "123456789012:other-stream:1700000000:shardId-000000000000"},
+			"leaseCounter": &ddbtypes.AttributeValueMemberN{Value: "7"}, "checkpoint": &ddbtypes.AttributeValueMemberS{Value: "TRIM_HORIZON"},
+			"leaseOwner": &ddbtypes.AttributeValueMemberS{Value: "kcl-worker"}},
+	}
+	for _, item := range foreign {
+		if _, err := dc.PutItem(context.Background(), &ddb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl := newProcLog(true)
+	counted := &listCounter{Client: kc}
+	c, err := New(counted, store, stream, pl.factory(), WithWorkerID("w"), WithFailoverTime(time.Second), WithShardSyncInterval(100*time.Millisecond), WithLogger(integrationLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := started(t, c)
+	eventually(t, 30*time.Second, "the stream's shard leased by w", func() bool { return ownerCounts(t, store)["w"] == 1 })
+	// Several shard syncs (each lists the shards, then deletes leases of shards gone) pass.
+	syncs := counted.n.Load()
+	eventually(t, 30*time.Second, "three more shard syncs", func() bool { return counted.n.Load() >= syncs+3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, item := range foreign {
+		key := item["leaseKey"].(*ddbtypes.AttributeValueMemberS).Value
+		out, err := dc.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(table), Key: map[string]ddbtypes.AttributeValue{"leaseKey": item["leaseKey"]}, ConsistentRead: aws.Bool(true)})
+		if err != nil || out.Item == nil {
+			t.Fatalf("foreign item %s deleted (%v)", key, err)
+		}
+		if got, want := out.Item["leaseCounter"].(*ddbtypes.AttributeValueMemberN).Value, item["leaseCounter"].(*ddbtypes.AttributeValueMemberN).Value; got != want {
+			t.Errorf("foreign item %s changed: leaseCounter %s, was %s", key, got, want)
+		}
+	}
+}
+
+// listCounter counts ListShards calls of a real client: each shard sync makes one.
+type listCounter struct {
+	*kinesis.Client
+	n atomic.Int64
+}
+
+func (l *listCounter) ListShards(ctx context.Context, in *kinesis.ListShardsInput, opts ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
+	l.n.Add(1)
+	return l.Client.ListShards(ctx, in, opts...)
 }

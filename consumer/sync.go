@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -46,6 +47,7 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("syncing shards: %w", err)
 	}
+	leases = shardLeases(leases)
 	shards, err := c.listShards(ctx)
 	if err != nil {
 		return fmt.Errorf("syncing shards: %w", err)
@@ -135,6 +137,33 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		c.log.Info("deleted lease of a shard gone from the stream", "shard", l.Key, "checkpoint", l.Checkpoint.String())
 	}
 	return errors.Join(errs...)
+}
+
+// shardLeases keeps the leases of this stream's shards: those keyed by a shard id
+// (shardId-NNNNNNNNNNNN). A lease table shared with the KCL holds other items too — KCL 3.x
+// entity items, multi-stream leases keyed account:stream:epoch:shardId — which a worker
+// must neither take nor delete.
+func shardLeases(leases []checkpoint.Lease) []checkpoint.Lease {
+	out := leases[:0:0]
+	for _, l := range leases {
+		if isShardID(l.Key) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func isShardID(key string) bool {
+	digits, ok := strings.CutPrefix(key, "shardId-")
+	if !ok || digits == "" || len(digits) > 20 {
+		return false
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func shardParents(s *types.Shard) []string {
