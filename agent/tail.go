@@ -193,7 +193,7 @@ func (t *tailer) run(ctx context.Context, ready func()) error {
 		if first {
 			first = false
 			// Positions of files not found again are dropped (warned about in scan).
-			t.stored = nil
+			t.stored, t.marks = nil, nil // shared by the tailers: only their first scans, one after another, read them
 			ready()
 		}
 		full = false
