@@ -88,6 +88,13 @@ type Agent struct {
 	pcs       []prometheus.Collector
 }
 
+// tailerList returns the tailers started so far.
+func (a *Agent) tailerList() []*tailer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.tailers)
+}
+
 // producerCollectors returns the producers' metric collectors, made once they exist.
 func (a *Agent) producerCollectors() []prometheus.Collector {
 	a.mu.Lock()
@@ -206,7 +213,13 @@ type Status struct {
 // Status returns the agent's state.
 func (a *Agent) Status() Status {
 	st := Status{Producers: map[string]string{}}
-	for _, t := range a.tailers {
+	a.mu.Lock()
+	ready := a.ready // the producers and listeners exist from then on
+	a.mu.Unlock()
+	if !ready {
+		return st
+	}
+	for _, t := range a.tailerList() {
 		st.Files = append(st.Files, t.state()...)
 	}
 	for _, l := range a.listeners {
@@ -293,7 +306,9 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 	started := make(chan struct{}, len(a.cfg.Files))
 	for i := range a.cfg.Files {
 		t := newTailer(a, &a.cfg.Files[i], fmt.Sprintf("files[%d]", i), byID, oldMarks, !found)
+		a.mu.Lock() // Status and the metrics collector may already be reading
 		a.tailers = append(a.tailers, t)
+		a.mu.Unlock()
 	}
 	// Tailers share the stored positions map: run their first scans one after another.
 	for _, t := range a.tailers {

@@ -78,7 +78,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		pc.Collect(ch)
 	}
 	now := time.Now().UnixNano()
-	for _, t := range c.a.tailers {
+	for _, t := range c.a.tailerList() {
 		st := t.state()
 		ch <- prometheus.MustNewConstMetric(descFiles, prometheus.GaugeValue, float64(len(st)), t.name)
 		inflight, oldest := 0, int64(0)
