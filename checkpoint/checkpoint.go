@@ -15,6 +15,12 @@ const (
 	ShardEnd    = "SHARD_END"
 )
 
+// WholeRecord, as a checkpoint's SubSequence, says that every user record of the Kinesis
+// record at Sequence is done: the checkpoint of a consumer that does not see KPL user
+// records (vmware-go-kcl-v2, plain GetRecords loops). Resuming from it skips the whole
+// record. The KCL reads it the same way: its sub-sequence is above any record's count.
+const WholeRecord uint64 = 1 << 62
+
 // Errors returned by every [Store]. Match them with errors.Is.
 var (
 	// ErrLeaseLost means a write by a lease holder was refused because the lease's owner or

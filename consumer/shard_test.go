@@ -213,6 +213,13 @@ func TestResumeInsideAggregate(t *testing.T) {
 			func(p1, agg, p3 string) []string { return []string{p3} },
 		},
 		{
+			"the whole aggregate (a vmware-go-kcl-v2 checkpoint, imported)",
+			func(p1, agg, p3 string) checkpoint.Checkpoint {
+				return checkpoint.Checkpoint{Sequence: agg, SubSequence: checkpoint.WholeRecord}
+			},
+			func(p1, agg, p3 string) []string { return []string{p3} },
+		},
+		{
 			"plain record before it",
 			func(p1, agg, p3 string) checkpoint.Checkpoint { return checkpoint.Checkpoint{Sequence: p1} },
 			func(p1, agg, p3 string) []string {

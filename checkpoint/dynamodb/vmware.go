@@ -129,6 +129,13 @@ func decodeVMware(table string, item map[string]types.AttributeValue) (sh vmware
 		return sh, false, nil
 	}
 	cp := checkpoint.Checkpoint{Sequence: seq}
+	switch seq {
+	case checkpoint.TrimHorizon, checkpoint.Latest, checkpoint.AtTimestamp, checkpoint.ShardEnd:
+	default:
+		// vmware-go-kcl-v2 checkpoints a whole Kinesis record: resume after all its user
+		// records (sub-sequence 0 re-delivered every record of an aggregate but the first).
+		cp.SubSequence = checkpoint.WholeRecord
+	}
 	if err := cp.Validate(); err != nil {
 		return sh, false, &AttributeError{Table: table, Key: key, Attribute: VMwareAttrCheckpoint, Want: "S", Err: err}
 	}

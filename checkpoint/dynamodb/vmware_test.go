@@ -84,8 +84,8 @@ func TestImportVMware(t *testing.T) {
 		parent []string
 	}{
 		"shardId-000000000000": {checkpoint.Checkpoint{Sequence: checkpoint.ShardEnd}, "", nil},
-		"shardId-000000000001": {checkpoint.Checkpoint{Sequence: seqA}, "", nil},
-		"shardId-000000000002": {checkpoint.Checkpoint{Sequence: seqB}, "", nil}, // existed: parents not rewritten
+		"shardId-000000000001": {checkpoint.Checkpoint{Sequence: seqA, SubSequence: checkpoint.WholeRecord}, "", nil},
+		"shardId-000000000002": {checkpoint.Checkpoint{Sequence: seqB, SubSequence: checkpoint.WholeRecord}, "", nil}, // existed: parents not rewritten
 		"shardId-000000000003": {checkpoint.Checkpoint{Sequence: seqC, SubSequence: 2}, "kinlog-1", nil},
 	}
 	ls, err := store.ListLeases(ctx)
