@@ -471,7 +471,10 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 		users := scratch[start:]
 		if w.hasRange && !w.fullRange && !kpl.AllInRange(users, w.rng) {
 			w.c.met.dropped.Add(float64(len(users)))
-			w.c.log.Debug("dropping aggregate outside the shard's hash key range", "shard", w.id, "sequence", aws.ToString(r.SequenceNumber), "records", len(users))
+			// The KPL re-sends such an aggregate to the right shard, and the KCL drops it the
+			// same way; another aggregator may not, so it is said at warning level.
+			w.c.log.Warn("dropping a KPL aggregate whose user records lie outside the shard's hash-key range (the KPL re-sends them to the right shard; other aggregators may not)",
+				"shard", w.id, "sequence", aws.ToString(r.SequenceNumber), "records", len(users))
 			sp.drop = true
 			continue
 		}
