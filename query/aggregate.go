@@ -67,8 +67,10 @@ func ReadRollups(ctx context.Context, api S3API, bucket, analyticsPrefix string,
 
 // ScanRollup answers an aggregate question by scanning the archive: every record that
 // matches req is rolled up with cfg, as the sink would have, so the result can be read with
-// the same functions as stored rollups.
+// the same functions as stored rollups. Records are read in archive order ([OrderNone]),
+// whatever req.Order says: nothing is held for sorting.
 func ScanRollup(ctx context.Context, api S3API, req Request, cfg rollup.Config) ([]rollup.Row, Stats, error) {
+	req.Order = OrderNone
 	agg, err := rollup.NewAggregator(cfg)
 	if err != nil {
 		return nil, Stats{}, err

@@ -1,3 +1,25 @@
 // Package query reads the kinlog archive and analytics rollups back from S3: partition
-// pruning by time, filters, projections and aggregates.
+// pruning by time, filters, projections, aggregates, and records in time order.
+//
+// # Records
+//
+// [Run] returns each record as [encode.Decoder] reads it back: one JSON object, the same
+// bytes whether an NDJSON, a Parquet or a records-as-received object holds it. Records
+// that were not JSON objects come back as {"raw": "..."}; bytes that were not UTF-8 as
+// U+FFFD. Which objects are archive objects, and how each is decoded, follows from its
+// name ([encode.ObjectConfig]); rollup objects under the same prefix are skipped.
+//
+// # Fields
+//
+// Filters ([ParseFilter]), projections ([NewWriter]) and scanned counts ([ScanRollup]) find
+// a field as the archive sink's partitioning and rollups do ([encode.Doc.Lookup]):
+// http.status is a member called "http.status", else "status" inside the object "http".
+//
+// # Order
+//
+// Records come back by their own time, oldest first ([OrderAsc]) or newest first
+// ([OrderDesc]), and [Request.Limit] keeps the first records in that order. Partitions are
+// read in time order, so a query holds about one partition's matching records (bounded by
+// [Request.SortBuffer]) and a limited query stops early; [OrderNone] streams records in
+// archive order and holds nothing, which is what aggregates use. See [Run] for the rules.
 package query

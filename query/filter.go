@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tidwall/gjson"
+	"github.com/kinlog/kinlog/sinks/encode"
 )
 
 // Op is a comparison in a filter condition.
@@ -42,14 +42,15 @@ const (
 	MaxValueLen = 4096
 )
 
-// Cond is one condition on a record's JSON field. Fields are dotted paths into nested
-// objects (`http.status`); every other character of a field name is literal.
+// Cond is one condition on a record's JSON field. A field is found as the archive sink
+// finds partition and rollup members ([encode.Doc.Lookup]): a member whose name is the
+// whole field (`{"http.status":500}`), else a dotted path into nested objects
+// (`{"http":{"status":500}}`); every other character of a field name is literal.
 type Cond struct {
 	Field string
 	Op    Op
 	Value string
 
-	path   string // gjson path with special characters escaped
 	re     *regexp.Regexp
 	num    float64
 	isNum  bool
@@ -114,7 +115,6 @@ func ParseCond(s string) (Cond, error) {
 	if len(c.Value) > MaxValueLen {
 		return bad("value longer than %d bytes", MaxValueLen)
 	}
-	c.path = gjsonPath(c.Field)
 	switch c.Op {
 	case OpMatch, OpNotMatch:
 		re, err := regexp.Compile(c.Value)
@@ -159,19 +159,6 @@ func checkField(f string) error {
 	return nil
 }
 
-// gjsonPath escapes gjson's special characters so that only dots separate path segments.
-func gjsonPath(field string) string {
-	var b strings.Builder
-	for _, r := range field {
-		switch r {
-		case '\\', '*', '?', '#', '|', '@', '!', '=', '<', '>', '%', '[', ']', '{', '}', ',', ':', '(', ')', '"':
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
 // jsonPlain reports whether s holds no character a JSON encoder must escape, so that an
 // escape-free record whose field equals s contains s's bytes.
 func jsonPlain(s string) bool {
@@ -185,46 +172,61 @@ func jsonPlain(s string) bool {
 
 // Match reports whether the JSON record satisfies the condition.
 func (c *Cond) Match(rec []byte) bool {
-	// A record without backslashes has no JSON escapes, so if it lacks the value's bytes the
-	// field cannot equal the value: skip parsing it.
-	if c.needle != nil && !bytes.Contains(rec, c.needle) && bytes.IndexByte(rec, '\\') < 0 {
+	if c.skip(rec) {
 		return false
 	}
-	r := gjson.GetBytes(rec, c.path)
+	var d encode.Doc
+	_ = d.Parse(rec)
+	return c.matchDoc(&d)
+}
+
+// skip reports whether rec cannot match, without parsing it: a record without
+// backslashes has no JSON escapes, so if it lacks the value's bytes the field cannot equal
+// the value.
+func (c *Cond) skip(rec []byte) bool {
+	return c.needle != nil && !bytes.Contains(rec, c.needle) && bytes.IndexByte(rec, '\\') < 0
+}
+
+// lookup finds a field in a parsed record.
+func lookup(d *encode.Doc, field string) (encode.Field, bool) {
+	if d.Kind != encode.Object {
+		return encode.Field{}, false
+	}
+	return d.Lookup(field)
+}
+
+func (c *Cond) matchDoc(d *encode.Doc) bool {
+	f, ok := lookup(d, c.Field)
 	switch c.Op {
 	case OpExists:
-		return r.Exists()
+		return ok
 	case OpMissing:
-		return !r.Exists()
+		return !ok
 	}
-	if !r.Exists() {
+	if !ok {
 		return c.Op == OpNe || c.Op == OpNotMatch
 	}
+	text := scalarText(&f)
 	switch c.Op {
 	case OpEq, OpNe:
 		eq := false
-		if c.isNum && r.Type == gjson.Number {
-			eq = r.Num == c.num
+		if c.isNum && f.Kind == encode.Number {
+			n, err := strconv.ParseFloat(string(f.Value), 64)
+			eq = err == nil && n == c.num
 		} else {
-			eq = scalarString(r) == c.Value
+			eq = string(text) == c.Value
 		}
 		return eq == (c.Op == OpEq)
 	case OpMatch:
-		return c.re.MatchString(scalarString(r))
+		return c.re.Match(text)
 	case OpNotMatch:
-		return !c.re.MatchString(scalarString(r))
+		return !c.re.Match(text)
 	}
-	var n float64
-	switch r.Type {
-	case gjson.Number:
-		n = r.Num
-	case gjson.String:
-		v, err := strconv.ParseFloat(r.Str, 64)
-		if err != nil {
-			return false
-		}
-		n = v
-	default:
+	if f.Kind != encode.Number && f.Kind != encode.String {
+		return false
+	}
+	n, err := strconv.ParseFloat(string(text), 64)
+	if err != nil {
 		return false
 	}
 	switch c.Op {
@@ -240,12 +242,25 @@ func (c *Cond) Match(rec []byte) bool {
 	return false
 }
 
-// scalarString is a field's value as text: strings unquoted, everything else as raw JSON.
-func scalarString(r gjson.Result) string {
-	if r.Type == gjson.String {
-		return r.Str
+// scalarText is a field's value as text: a string unquoted, anything else as its JSON. It
+// allocates only for a string with escapes.
+func scalarText(f *encode.Field) []byte {
+	if f.Kind == encode.String && bytes.IndexByte(f.Value, '\\') < 0 {
+		return f.Value[1 : len(f.Value)-1]
 	}
-	return r.Raw
+	if f.Kind == encode.String {
+		return appendScalar(nil, f)
+	}
+	return f.Value
+}
+
+// appendScalar appends a field's value as text: a string unquoted, anything else as its
+// JSON.
+func appendScalar(dst []byte, f *encode.Field) []byte {
+	if out, ok := f.AppendText(dst); ok {
+		return out
+	}
+	return append(dst, f.Value...)
 }
 
 // Filter is a conjunction of conditions; the empty Filter matches every record.
@@ -266,8 +281,25 @@ func ParseFilter(conds []string) (Filter, error) {
 
 // Match reports whether the JSON record satisfies every condition.
 func (f Filter) Match(rec []byte) bool {
+	var d encode.Doc
+	_ = d.Parse(rec)
+	return f.matchDoc(rec, &d)
+}
+
+// skip reports whether rec cannot match, from its bytes alone (see [Cond]).
+func (f Filter) skip(rec []byte) bool {
 	for i := range f {
-		if !f[i].Match(rec) {
+		if f[i].skip(rec) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDoc is Match for a record already parsed into d.
+func (f Filter) matchDoc(rec []byte, d *encode.Doc) bool {
+	for i := range f {
+		if f[i].skip(rec) || !f[i].matchDoc(d) {
 			return false
 		}
 	}

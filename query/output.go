@@ -8,9 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/kinlog/kinlog/internal/jsonx"
+	"github.com/kinlog/kinlog/sinks/encode"
 )
 
 // Format is an output format of query results.
@@ -43,7 +42,7 @@ const tableFlushRows = 100
 type Writer struct {
 	format Format
 	fields []string
-	paths  []string
+	doc    encode.Doc
 	bw     *bufio.Writer
 	tw     *tabwriter.Writer
 	cw     *csv.Writer
@@ -52,8 +51,9 @@ type Writer struct {
 	row    []string
 }
 
-// NewWriter returns a Writer of format to w. fields selects (and orders) the fields to print;
-// nil prints whole records as NDJSON, or [DefaultColumns] as a table or CSV.
+// NewWriter returns a Writer of format to w. fields selects (and orders) the fields to print,
+// found as filters find them (see [Cond]); nil prints whole records as NDJSON, or
+// [DefaultColumns] as a table or CSV.
 func NewWriter(w io.Writer, format Format, fields []string) (*Writer, error) {
 	for _, f := range fields {
 		if err := checkField(f); err != nil {
@@ -64,9 +64,6 @@ func NewWriter(w io.Writer, format Format, fields []string) (*Writer, error) {
 		fields = DefaultColumns
 	}
 	o := &Writer{format: format, fields: fields, bw: bufio.NewWriterSize(w, 64<<10)}
-	for _, f := range fields {
-		o.paths = append(o.paths, gjsonPath(f))
-	}
 	switch format {
 	case NDJSON:
 	case Table:
@@ -101,16 +98,18 @@ func (o *Writer) Write(rec []byte) error {
 		}
 		o.buf = append(o.buf[:0], '{')
 		n := 0
-		for i, r := range gjson.GetManyBytes(rec, o.paths...) {
-			if !r.Exists() {
+		_ = o.doc.Parse(rec)
+		for _, name := range o.fields {
+			f, ok := lookup(&o.doc, name)
+			if !ok {
 				continue
 			}
 			if n > 0 {
 				o.buf = append(o.buf, ',')
 			}
-			o.buf = jsonx.AppendString(o.buf, o.fields[i])
+			o.buf = jsonx.AppendString(o.buf, name)
 			o.buf = append(o.buf, ':')
-			o.buf = append(o.buf, r.Raw...)
+			o.buf = append(o.buf, f.Value...)
 			n++
 		}
 		o.buf = append(o.buf, '}', '\n')
@@ -130,8 +129,13 @@ func (o *Writer) Write(rec []byte) error {
 
 func (o *Writer) values(rec []byte, oneLine bool) []string {
 	o.row = o.row[:0]
-	for _, r := range gjson.GetManyBytes(rec, o.paths...) {
-		v := scalarString(r)
+	_ = o.doc.Parse(rec)
+	for _, name := range o.fields {
+		var v string
+		if f, ok := lookup(&o.doc, name); ok {
+			o.buf = appendScalar(o.buf[:0], &f)
+			v = string(o.buf)
+		}
 		if oneLine {
 			v = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(v)
 		}

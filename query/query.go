@@ -5,17 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/kinlog/kinlog/internal/jsonx"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -27,12 +26,64 @@ type S3API interface {
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 }
 
-// DefaultParallelism is how many objects a query reads at once unless told otherwise.
-const DefaultParallelism = 8
+// Defaults and limits.
+const (
+	// DefaultParallelism is how many objects a query reads at once unless told otherwise.
+	DefaultParallelism = 8
+	// DefaultSlack is how far a record's own time may lie outside its partition's time span
+	// (records that arrive late, clocks that run ahead) and still come back in order.
+	DefaultSlack = 15 * time.Minute
+	// DefaultSortBuffer bounds the bytes of matching records a time-ordered query holds.
+	DefaultSortBuffer = 256 << 20
+)
 
 // maxPruneSteps bounds the minutes a time range is walked to find its partitions; a longer
 // range lists the template's literal prefix and prunes keys one by one instead.
 const maxPruneSteps = 2_000_000
+
+// Order is the order in which a query returns records.
+type Order uint8
+
+// The orders.
+const (
+	// OrderAsc returns records by time, oldest first (the default).
+	OrderAsc Order = iota
+	// OrderDesc returns records by time, newest first: exactly the reverse of OrderAsc.
+	OrderDesc
+	// OrderNone returns records in archive order (object keys, then records in each
+	// object) as they are read, holding no more than the objects being read: for exports
+	// and aggregates.
+	OrderNone
+)
+
+func (o Order) String() string {
+	switch o {
+	case OrderAsc:
+		return "asc"
+	case OrderDesc:
+		return "desc"
+	case OrderNone:
+		return "none"
+	}
+	return fmt.Sprintf("order(%d)", o)
+}
+
+// ParseOrder reads an order name: asc (or ""), desc or none.
+func ParseOrder(s string) (Order, error) {
+	switch strings.ToLower(s) {
+	case "", "asc":
+		return OrderAsc, nil
+	case "desc":
+		return OrderDesc, nil
+	case "none":
+		return OrderNone, nil
+	}
+	return 0, fmt.Errorf("unknown order %q (want asc, desc or none)", s)
+}
+
+// ErrSortBuffer is wrapped by the error of a time-ordered query that would hold more
+// matching records than [Request.SortBuffer] allows.
+var ErrSortBuffer = errors.New("query: too many matching records to sort")
 
 // Request describes one query of the archive.
 type Request struct {
@@ -45,7 +96,10 @@ type Request struct {
 	From, To time.Time
 	// Where filters records; every condition must hold.
 	Where Filter
-	// Limit stops the query after this many matching records; 0 means no limit.
+	// Order is the order of the results. Default: [OrderAsc].
+	Order Order
+	// Limit stops the query after this many matching records, the first in Order; 0
+	// means no limit.
 	Limit int
 	// Parallelism is how many objects are fetched at once. Default: [DefaultParallelism].
 	Parallelism int
@@ -53,8 +107,16 @@ type Request struct {
 	// From/To filter on each record. Set them to what the sink partitions by (its time
 	// field). Default: none — the sink's default partitions by arrival time, which NDJSON
 	// records do not carry, so the range is applied to partitions only (hour granularity
-	// with the default template). Records without a readable time are kept.
+	// with the default template). Records without a readable time are kept. Records are
+	// ordered by the first of TimeFields, or of [encode.DefaultFields] Time when unset.
 	TimeFields []string
+	// Slack is how far a record's time may lie outside its partition's span and still be
+	// returned in order: a time-ordered query holds records that close to the next
+	// partition until that partition is read. Default: [DefaultSlack].
+	Slack time.Duration
+	// SortBuffer bounds, in bytes, the matching records a time-ordered query holds; a query
+	// that needs more fails with [ErrSortBuffer]. Default: [DefaultSortBuffer].
+	SortBuffer int64
 }
 
 // Stats counts the work one query did.
@@ -64,16 +126,39 @@ type Stats struct {
 	ObjectsRead    int64 // objects fetched (after pruning)
 	BytesRead      int64 // stored (compressed) bytes fetched
 	RecordsScanned int64
-	RecordsMatched int64
+	RecordsMatched int64 // records returned
 }
 
 // errLimit ends a query that reached its limit.
 var errLimit = errors.New("limit reached")
 
-// Run executes req against the archive and calls emit, from one goroutine and in key order,
-// with every matching record as one line of JSON (without the newline). The record's bytes
-// are valid only during the call (their buffer is reused): copy what you keep. Run fetches
-// req.Parallelism objects at once and keeps at most that many decoded in memory.
+// Run executes req against the archive and calls emit, from one goroutine, with every
+// matching record in req.Order as one line of JSON (without the newline). The record's
+// bytes are valid only during the call (their buffer is reused): copy what you keep.
+//
+// # Records
+//
+// Records come back as [encode.Decoder] gives them: the same bytes whichever encoding
+// (NDJSON, Parquet, records as received) archived them.
+//
+// # Order and memory
+//
+// With [OrderAsc] or [OrderDesc], records are ordered by their own time (see
+// [Request.TimeFields]); a record without one takes the time of the record before it in
+// its object (or after it, at the start of an object; or its partition's start when no
+// record of the object has a time), so that continuation lines stay with their record.
+// Equal times keep archive order, and OrderDesc is the exact reverse of OrderAsc.
+//
+// When the archive template's time can be read back from keys (the default
+// dt=…/hour=… and any template of numeric date fields), partitions are read in time
+// order: after each partition, the records that no later partition can precede (given
+// [Request.Slack]) are returned, so a query holds about one partition's matching records
+// (one hour with the default template) and a limit stops reading once it is reached. With a
+// limit of N, no more than about 2N records are held. Otherwise every matching record is
+// held and sorted at the end. In both cases [Request.SortBuffer] bounds the bytes held.
+//
+// With [OrderNone], records come in key order as objects are read, and Run holds at most
+// req.Parallelism objects in memory.
 func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) error) (Stats, error) {
 	var st Stats
 	if req.Bucket == "" {
@@ -85,6 +170,15 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 	if req.Parallelism <= 0 {
 		req.Parallelism = DefaultParallelism
 	}
+	if req.Slack <= 0 {
+		req.Slack = DefaultSlack
+	}
+	if req.SortBuffer <= 0 {
+		req.SortBuffer = DefaultSortBuffer
+	}
+	if req.Order > OrderNone {
+		return st, fmt.Errorf("query: unknown order %v", req.Order)
+	}
 	if !req.From.IsZero() && !req.To.IsZero() && !req.From.Before(req.To) {
 		return st, fmt.Errorf("query: --from %s is not before --to %s", req.From.Format(time.RFC3339), req.To.Format(time.RFC3339))
 	}
@@ -94,32 +188,36 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 	}
 	prefixes := Prefixes(tpl, req.From, req.To)
 	st.Prefixes = len(prefixes)
-	var keys []object
+	var objs []object
 	for _, p := range prefixes {
-		ks, err := listObjects(ctx, api, req.Bucket, p)
+		found, err := listObjects(ctx, api, req.Bucket, p)
 		if err != nil {
 			return st, err
 		}
-		keys = append(keys, ks...)
+		objs = append(objs, found...)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].key < keys[j].key })
-	st.ObjectsListed = len(keys)
+	st.ObjectsListed = len(objs)
+	groups := plan(tpl, objs, req.Order)
+	var order []object
+	for _, g := range groups {
+		order = append(order, g.objs...)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// An ordered pipeline: fetchers fill results in parallel, the caller's goroutine emits
-	// them in key order. The semaphore bounds objects fetched or held.
-	results := make([]chan objectResult, len(keys))
+	// An ordered pipeline: fetchers fill results in parallel, the caller's goroutine takes
+	// them in plan order. The semaphore bounds objects fetched or held.
+	results := make([]chan objectResult, len(order))
 	for i := range results {
 		results[i] = make(chan objectResult, 1)
 	}
 	sem := make(chan struct{}, req.Parallelism)
 	var wg sync.WaitGroup
-	var scanned, read, bytesRead atomic.Int64
+	var statsMu sync.Mutex
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
-		for i, o := range keys {
+		for i, o := range order {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -131,54 +229,221 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				recs, buf, n, err := readObject(ctx, api, req, o)
-				read.Add(1)
-				bytesRead.Add(n)
-				scanned.Add(int64(len(recs)))
-				results[i] <- objectResult{recs: recs, buf: buf, err: err}
+				r := readObject(ctx, api, &req, o)
+				statsMu.Lock()
+				st.ObjectsRead++
+				st.BytesRead += r.stored
+				st.RecordsScanned += int64(r.scanned)
+				statsMu.Unlock()
+				results[i] <- r
 			}()
 		}
 	}()
 
+	out := func(rec []byte) error {
+		st.RecordsMatched++
+		if err := emit(rec); err != nil {
+			return err
+		}
+		if req.Limit > 0 && st.RecordsMatched >= int64(req.Limit) {
+			return errLimit
+		}
+		return nil
+	}
+	srt := &sorter{desc: req.Order == OrderDesc, max: req.SortBuffer}
 	var runErr error
-	for i := range keys {
+	for i, o := range order {
 		r := <-results[i]
 		<-sem
 		if r.err != nil {
 			runErr = r.err
 			break
 		}
-		err := emitAll(r.recs, &req, &st, emit)
-		putBuf(r.buf)
-		if err != nil {
-			if !errors.Is(err, errLimit) {
-				runErr = err
+		if req.Order == OrderNone {
+			for _, rec := range r.recs {
+				if runErr = out(rec); runErr != nil {
+					break
+				}
 			}
+		} else {
+			srt.add(r.recs, r.times, uint64(o.rank))
+			if req.Limit > 0 {
+				srt.trim(req.Limit - int(st.RecordsMatched))
+			}
+			if srt.held > srt.max {
+				g := groups[o.group]
+				runErr = fmt.Errorf("%w: more than %s of matching records %s, with %v of slack; narrow the time range or the filter, set a limit, or read in archive order",
+					ErrSortBuffer, size(srt.max), g.describe(), req.Slack)
+			} else if o.last {
+				runErr = srt.emit(groups, o.group, req.Slack, out)
+			}
+		}
+		putDecoder(r.dec)
+		if runErr != nil {
 			break
 		}
 	}
-	// Stop fetching (a limit, an error, or the end), then wait for every goroutine.
+	if errors.Is(runErr, errLimit) {
+		runErr = nil
+	}
+	// Stop fetching (a limit, an error, or the end), then wait for every goroutine and
+	// hand back the decoders of results nobody took.
 	cancel()
 	<-dispatched
 	wg.Wait()
-	st.ObjectsRead, st.BytesRead, st.RecordsScanned = read.Load(), bytesRead.Load(), scanned.Load()
+	for _, ch := range results {
+		select {
+		case r := <-ch:
+			putDecoder(r.dec)
+		default:
+		}
+	}
 	return st, runErr
 }
 
 type object struct {
-	key  string
-	size int64
+	key   string
+	size  int64
+	cfg   encode.Config
+	rank  int  // position in the archive's time-then-key order
+	group int  // index of its group in the plan
+	last  bool // last object of its group
+	// start is its partition's start in Unix nanoseconds (0 when keys do not say it): the
+	// sort time of its records when none of them has a time.
+	start int64
+}
+
+// group is the objects of one partition time span, or of the whole listing when the
+// template's time cannot be read back from keys.
+type group struct {
+	start, end time.Time
+	known      bool
+	objs       []object
+}
+
+func (g *group) describe() string {
+	if !g.known {
+		return "under the prefix (keys do not say their time, so all are sorted at once)"
+	}
+	return fmt.Sprintf("in the partitions of %s to %s", g.start.Format(time.RFC3339), g.end.Format(time.RFC3339))
+}
+
+// plan orders the objects for reading: by partition time span (newest first for
+// OrderDesc), then key; or by key alone for OrderNone, or when a key does not follow the
+// template's time.
+func plan(tpl *prefix.Template, objs []object, order Order) []group {
+	sort.Slice(objs, func(i, j int) bool { return objs[i].key < objs[j].key })
+	one := func() []group {
+		g := group{objs: objs}
+		for i := range g.objs {
+			g.objs[i].rank = i
+		}
+		return []group{g}
+	}
+	if order == OrderNone || len(objs) == 0 {
+		return finishPlan(one())
+	}
+	pt, err := newPartitionTimes(tpl)
+	if err != nil {
+		return finishPlan(one())
+	}
+	type span struct{ start, end time.Time }
+	byStart := map[span][]object{}
+	for _, o := range objs {
+		s, e, ok := pt.span(o.key)
+		if !ok {
+			return finishPlan(one())
+		}
+		byStart[span{s, e}] = append(byStart[span{s, e}], o)
+	}
+	var groups []group
+	for sp, os := range byStart {
+		groups = append(groups, group{start: sp.start, end: sp.end, known: true, objs: os})
+	}
+	slices.SortFunc(groups, func(a, b group) int { return a.start.Compare(b.start) })
+	rank := 0
+	for gi := range groups {
+		for oi := range groups[gi].objs {
+			groups[gi].objs[oi].rank = rank
+			rank++
+		}
+	}
+	if order == OrderDesc {
+		slices.Reverse(groups)
+	}
+	return finishPlan(groups)
+}
+
+// finishPlan marks each object's group and the last object of each group.
+func finishPlan(groups []group) []group {
+	for gi := range groups {
+		g := &groups[gi]
+		for oi := range g.objs {
+			g.objs[oi].group = gi
+			g.objs[oi].start = unixNano(g.start)
+			if !g.known {
+				g.objs[oi].start = 0
+			}
+		}
+		if n := len(g.objs); n > 0 {
+			g.objs[n-1].last = true
+		}
+	}
+	return groups
+}
+
+var (
+	minSortTime = time.Unix(0, math.MinInt64)
+	maxSortTime = time.Unix(0, math.MaxInt64)
+)
+
+// size writes a byte count in binary units.
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.4g GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.4g MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.4g KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// unixNano is t in nanoseconds, clamped to what int64 holds.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minSortTime):
+		return math.MinInt64
+	case t.After(maxSortTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 type objectResult struct {
-	recs [][]byte
-	buf  []byte // what recs point into, returned to bufPool once they are emitted
-	err  error
+	recs    [][]byte // matching records, pointing into dec
+	times   []int64  // their sort times (nil for OrderNone)
+	dec     *decoder // where recs and times live, until the result is used
+	scanned int
+	stored  int64
+	err     error
 }
 
-// bufPool recycles the buffers objects are read and decompressed into: a scan then
-// allocates (and clears) a few buffers instead of two per object.
-var bufPool sync.Pool
+// decoder turns an object into matching records, with its scratch space.
+type decoder struct {
+	encode.Decoder
+	times []int64
+	keep  []bool
+}
+
+// bufPool recycles the buffers objects are read into, and decoderPool the decoders (with
+// their buffers) that turn them into records: a scan then allocates a few buffers instead
+// of several per object.
+var (
+	bufPool     sync.Pool
+	decoderPool = sync.Pool{New: func() any { return new(decoder) }}
+)
 
 // maxPooledBuf keeps unusually large buffers out of the pool.
 const maxPooledBuf = 64 << 20
@@ -196,29 +461,10 @@ func putBuf(b []byte) {
 	}
 }
 
-func emitAll(recs [][]byte, req *Request, st *Stats, emit func([]byte) error) error {
-	var doc encode.Doc
-	timed := len(req.TimeFields) > 0 && (!req.From.IsZero() || !req.To.IsZero())
-	for _, rec := range recs {
-		if timed && doc.Parse(rec) == nil {
-			if t, _, ok := encode.TimeOf(&doc, req.TimeFields, encode.TimeAuto); ok {
-				if (!req.From.IsZero() && t.Before(req.From)) || (!req.To.IsZero() && !t.Before(req.To)) {
-					continue
-				}
-			}
-		}
-		if !req.Where.Match(rec) {
-			continue
-		}
-		st.RecordsMatched++
-		if err := emit(rec); err != nil {
-			return err
-		}
-		if req.Limit > 0 && st.RecordsMatched >= int64(req.Limit) {
-			return errLimit
-		}
+func putDecoder(d *decoder) {
+	if d != nil {
+		decoderPool.Put(d)
 	}
-	return nil
 }
 
 // Prefixes returns the key prefixes that hold every object whose records' times fall in
@@ -261,22 +507,22 @@ func Prefixes(tpl *prefix.Template, from, to time.Time) []string {
 	return kept
 }
 
-// archiveExt reports whether a key names an archive object the engine can read (rollup
-// objects are not archive objects, even under the same prefix).
-func archiveExt(key string) bool {
+// isArchiveObject reports whether a key names an archive object: its name ends in an
+// extension the encoder writes (encode.ObjectConfig), and it is not a rollup object, which
+// ends like gzip NDJSON.
+func isArchiveObject(key string) (encode.Config, bool) {
 	if strings.HasSuffix(key, rollup.Extension) {
-		return false
+		return encode.Config{}, false
 	}
-	for _, ext := range []string{".json", ".json.gz", ".json.zst", ".json.snappy", ".parquet"} {
-		if strings.HasSuffix(key, ext) {
-			return true
-		}
-	}
-	return false
+	return encode.ObjectConfig(key)
 }
 
 func listObjects(ctx context.Context, api S3API, bucket, pfx string) ([]object, error) {
-	return listKeys(ctx, api, bucket, pfx, archiveExt)
+	objs, err := listKeys(ctx, api, bucket, pfx, func(k string) bool { _, ok := isArchiveObject(k); return ok })
+	for i := range objs {
+		objs[i].cfg, _ = isArchiveObject(objs[i].key)
+	}
+	return objs, err
 }
 
 // listKeys lists the objects under pfx whose keys satisfy keep.
@@ -300,12 +546,14 @@ func listKeys(ctx context.Context, api S3API, bucket, pfx string, keep func(stri
 	}
 }
 
-// readObject fetches and decodes one object into JSON records. The records point into the
-// returned buffer (for putBuf once they are used). It also returns the stored bytes read.
-func readObject(ctx context.Context, api S3API, req Request, o object) ([][]byte, []byte, int64, error) {
+// readObject fetches and decodes one object, and keeps its matching records with their
+// sort times.
+func readObject(ctx context.Context, api S3API, req *Request, o object) objectResult {
+	var r objectResult
 	resp, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(o.key)})
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+		r.err = fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+		return r
 	}
 	defer resp.Body.Close()
 	body := bytes.NewBuffer(getBuf())
@@ -314,138 +562,236 @@ func readObject(ctx context.Context, api S3API, req Request, o object) ([][]byte
 	}
 	_, err = body.ReadFrom(resp.Body)
 	data := body.Bytes()
+	r.stored = int64(len(data))
 	if err != nil {
 		putBuf(data)
-		return nil, nil, int64(len(data)), fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+		r.err = fmt.Errorf("reading s3://%s/%s: %w", req.Bucket, o.key, err)
+		return r
 	}
-	var recs [][]byte
-	buf := data
-	if strings.HasSuffix(o.key, ".parquet") {
-		recs, err = parquetRecords(data) // fresh records: data is not needed after this
-		putBuf(data)
-		buf = nil
-	} else {
-		buf, err = decompress(o.key, data)
-		putBuf(data)
-		if err == nil {
-			recs = splitLines(buf)
-		}
-	}
+	r.dec = decoderPool.Get().(*decoder)
+	recs, err := r.dec.Decode(data, o.cfg)
+	putBuf(data)
 	if err != nil {
-		putBuf(buf)
-		return nil, nil, int64(len(data)), fmt.Errorf("decoding s3://%s/%s: %w", req.Bucket, o.key, err)
+		r.err = fmt.Errorf("decoding s3://%s/%s: %w", req.Bucket, o.key, err)
+		return r
 	}
-	return recs, buf, int64(len(data)), nil
+	r.scanned = len(recs)
+	r.recs, r.times = r.dec.match(recs, req, o.start)
+	return r
 }
 
-// decompress decompresses an NDJSON object, by its extension, into a pooled buffer.
-func decompress(key string, data []byte) ([]byte, error) {
-	c := encode.CompressionNone
+// Sort times of records: noTime for a record without a time of its own, unread for one
+// not parsed yet.
+const (
+	noTime = math.MinInt64
+	unread = math.MinInt64 + 1
+)
+
+// match filters an object's records in place and, for time-ordered queries, returns their
+// sort times (see [Run]); start is the time of records in an object without any. A record
+// that the filter rules out from its bytes alone is not parsed.
+func (dec *decoder) match(recs [][]byte, req *Request, start int64) ([][]byte, []int64) {
+	sorting := req.Order != OrderNone
+	exact := len(req.TimeFields) > 0 && (!req.From.IsZero() || !req.To.IsZero())
+	fields := req.TimeFields
+	if len(fields) == 0 {
+		fields = encode.DefaultFields.Time
+	}
+	var doc encode.Doc
+	var times []int64
+	if sorting {
+		times = slices.Grow(dec.times[:0], len(recs))[:len(recs)]
+		dec.times = times
+	}
+	// timeOf returns record i's own time (parsing it unless doc already holds it).
+	timeOf := func(i int, parsed bool) (time.Time, bool) {
+		if !parsed {
+			_ = doc.Parse(recs[i])
+		}
+		t, _, ok := encode.TimeOf(&doc, fields, encode.TimeAuto)
+		if sorting {
+			times[i] = noTime
+			if ok {
+				times[i] = unixNano(t)
+			}
+		}
+		return t, ok
+	}
+	keep := slices.Grow(dec.keep[:0], len(recs))[:len(recs)]
+	clear(keep)
+	dec.keep = keep
+	for i, rec := range recs {
+		if sorting {
+			times[i] = unread
+		}
+		if req.Where.skip(rec) {
+			continue
+		}
+		_ = doc.Parse(rec)
+		if sorting || exact {
+			t, ok := timeOf(i, true)
+			if exact && ok && ((!req.From.IsZero() && t.Before(req.From)) || (!req.To.IsZero() && !t.Before(req.To))) {
+				continue
+			}
+		}
+		keep[i] = req.Where.matchDoc(rec, &doc)
+	}
+	n := 0
+	for i := range recs {
+		if !keep[i] {
+			continue
+		}
+		if sorting && times[i] == noTime {
+			// The time of the record before it, or at the start of the first one after.
+			var t int64 = noTime
+			for j := i - 1; j >= 0 && t == noTime; j-- {
+				if times[j] == unread {
+					timeOf(j, false)
+				}
+				t = times[j]
+			}
+			for j := i + 1; j < len(recs) && t == noTime; j++ {
+				if times[j] == unread {
+					timeOf(j, false)
+				}
+				t = times[j]
+			}
+			if t == noTime {
+				t = start
+			}
+			times[i] = t
+		}
+		recs[n] = recs[i]
+		if sorting {
+			times[n] = times[i]
+		}
+		n++
+	}
+	if sorting {
+		times = times[:n]
+	}
+	return recs[:n], times
+}
+
+// sorter holds matching records of a time-ordered query until they can be returned.
+type sorter struct {
+	desc  bool
+	items []sortItem
+	slab  []byte   // where held records are copied
+	used  [][]byte // slabs filled before slab
+	free  [][]byte // slabs to reuse
+	held  int64    // bytes held, counting each record's bookkeeping
+	max   int64
+}
+
+type sortItem struct {
+	t   int64
+	seq uint64 // archive order: object rank, then index in the object
+	rec []byte
+}
+
+// itemOverhead is what a held record costs beside its bytes.
+const itemOverhead = 48
+
+const slabSize = 1 << 20
+
+func (s *sorter) add(recs [][]byte, times []int64, rank uint64) {
+	for i, rec := range recs {
+		if cap(s.slab)-len(s.slab) < len(rec) {
+			if s.slab != nil {
+				s.used = append(s.used, s.slab)
+			}
+			if n := len(s.free); n > 0 && cap(s.free[n-1]) >= len(rec) {
+				s.slab, s.free = s.free[n-1][:0], s.free[:n-1]
+			} else {
+				s.slab = make([]byte, 0, max(slabSize, len(rec)))
+			}
+		}
+		n := len(s.slab)
+		s.slab = append(s.slab, rec...)
+		s.items = append(s.items, sortItem{t: times[i], seq: rank<<32 | uint64(i), rec: s.slab[n:len(s.slab):len(s.slab)]})
+		s.held += int64(len(rec)) + itemOverhead
+	}
+}
+
+func (s *sorter) cmp(a, b sortItem) int {
+	c := 0
 	switch {
-	case strings.HasSuffix(key, ".gz"):
-		c = encode.CompressionGzip
-	case strings.HasSuffix(key, ".zst"):
-		c = encode.CompressionZstd
-	case strings.HasSuffix(key, ".snappy"):
-		c = encode.CompressionSnappy
+	case a.t < b.t:
+		c = -1
+	case a.t > b.t:
+		c = 1
+	case a.seq < b.seq:
+		c = -1
+	case a.seq > b.seq:
+		c = 1
 	}
-	return encode.DecompressAppend(getBuf(), data, c)
+	if s.desc {
+		return -c
+	}
+	return c
 }
 
-// splitLines returns the non-empty lines of raw as sub-slices of it: no copy per record.
-func splitLines(raw []byte) [][]byte {
-	recs := make([][]byte, 0, bytes.Count(raw, []byte{'\n'})+1)
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
+func (s *sorter) sort() { slices.SortFunc(s.items, s.cmp) }
+
+// trim keeps only the first n records in order, when it holds many more (or half its
+// bound): no later record can take the place of those dropped.
+func (s *sorter) trim(n int) {
+	if len(s.items) <= n || (len(s.items) <= 2*n+64 && s.held <= s.max/2) {
+		return
+	}
+	s.sort()
+	clear(s.items[n:])
+	s.items = s.items[:n]
+	s.recount()
+}
+
+func (s *sorter) recount() {
+	s.held = 0
+	for _, it := range s.items {
+		s.held += int64(len(it.rec)) + itemOverhead
+	}
+	if len(s.items) == 0 {
+		// Nothing points into the slabs any more: reuse them (up to the bound's worth).
+		for _, b := range s.used {
+			if int64(len(s.free))*slabSize < s.max && cap(b) == slabSize {
+				s.free = append(s.free, b)
+			}
+		}
+		clear(s.used)
+		s.used = s.used[:0]
+		s.slab = s.slab[:0]
+	}
+}
+
+// emit returns, in order, the records that no group after group gi in the plan can
+// precede: those before the next group's start less slack (after its end plus slack for
+// OrderDesc); all of them after the last group.
+func (s *sorter) emit(groups []group, gi int, slack time.Duration, out func([]byte) error) error {
+	s.sort()
+	final := gi == len(groups)-1
+	var wm int64
+	if !final {
+		next := &groups[gi+1]
+		if s.desc {
+			wm = unixNano(next.end.Add(slack))
 		} else {
-			raw = nil
-		}
-		if len(line) > 0 {
-			recs = append(recs, line)
+			wm = unixNano(next.start.Add(-slack))
 		}
 	}
-	return recs
-}
-
-// parquetRecords turns rows of the Parquet log schema back into JSON records: time, level,
-// service and msg, the attributes' members, and the Kinesis metadata under "kinesis". A
-// column wins over an attribute of the same name. The records are appended to one buffer.
-func parquetRecords(data []byte) ([][]byte, error) {
-	rows, err := encode.ReadParquet(data)
-	if err != nil {
-		return nil, err
+	k := 0
+	for ; k < len(s.items); k++ {
+		it := &s.items[k]
+		if !final && ((!s.desc && it.t >= wm) || (s.desc && it.t < wm)) {
+			break
+		}
+		if err := out(it.rec); err != nil {
+			return err
+		}
 	}
-	recs := make([][]byte, 0, len(rows))
-	var (
-		buf  []byte
-		ends = make([]int, 0, len(rows))
-		doc  encode.Doc
-	)
-	for i := range rows {
-		r := &rows[i]
-		buf = append(buf, '{')
-		n := 0
-		member := func(name string) {
-			if n > 0 {
-				buf = append(buf, ',')
-			}
-			n++
-			buf = jsonx.AppendString(buf, name)
-			buf = append(buf, ':')
-		}
-		if r.Time != nil {
-			member("time")
-			buf = append(buf, '"')
-			buf = r.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
-			buf = append(buf, '"')
-		}
-		columns := [...]struct{ name, value string }{{"level", r.Level}, {"service", r.Service}, {"msg", r.Message}}
-		for _, c := range columns {
-			if c.value != "" {
-				member(c.name)
-				buf = jsonx.AppendString(buf, c.value)
-			}
-		}
-		if r.Attributes != "" {
-			if err := doc.Parse([]byte(r.Attributes)); err != nil || doc.Kind != encode.Object {
-				return nil, fmt.Errorf("row %s/%d: attributes are not a JSON object", r.Sequence, r.SubSequence)
-			}
-		attributes:
-			for k := range doc.Len() {
-				f := doc.Field(k)
-				name := f.Name()
-				if name == "kinesis" || (name == "time" && r.Time != nil) {
-					continue
-				}
-				for _, c := range columns {
-					if name == c.name && c.value != "" {
-						continue attributes
-					}
-				}
-				member(name)
-				buf = append(buf, f.Value...)
-			}
-		}
-		member("kinesis")
-		buf = append(buf, `{"shard":`...)
-		buf = jsonx.AppendString(buf, r.Shard)
-		buf = append(buf, `,"sequence":`...)
-		buf = jsonx.AppendString(buf, r.Sequence)
-		buf = append(buf, `,"sub_sequence":`...)
-		buf = strconv.AppendInt(buf, r.SubSequence, 10)
-		buf = append(buf, `,"arrival_time":"`...)
-		buf = r.ArrivalTime.UTC().AppendFormat(buf, time.RFC3339Nano)
-		buf = append(buf, `","partition_key":`...)
-		buf = jsonx.AppendString(buf, r.PartitionKey)
-		buf = append(buf, "}}"...)
-		ends = append(ends, len(buf))
-	}
-	start := 0
-	for _, end := range ends {
-		recs = append(recs, buf[start:end:end])
-		start = end
-	}
-	return recs, nil
+	n := copy(s.items, s.items[k:])
+	clear(s.items[n:])
+	s.items = s.items[:n]
+	s.recount()
+	return nil
 }

@@ -52,10 +52,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var where stringList
 	fs.Var(&where, "where", "filter: field=value, !=, ~regex, !~regex, <, <=, >, >=, 'field exists', 'field missing' (repeatable; all must hold)")
 	sel := fs.String("select", "", "comma-separated fields to print (dotted paths for nested fields)")
-	limit := fs.Int("limit", 0, "stop after this many matching records (0: no limit)")
+	limit := fs.Int("limit", 0, "print the first N matching records in --order (0: no limit)")
+	order := fs.String("order", "asc", "order of the records by their time: asc (oldest first), desc (newest first), or none (archive order, streamed without sorting: for exports too large to sort)")
 	output := fs.String("output", "ndjson", "output format: ndjson, table or csv")
 	parallel := fs.Int("parallel", query.DefaultParallelism, "objects read at once")
-	timeFields := fs.String("time-field", "", "JSON members holding a record's time, for an exact --from/--to on each record (set it to the sink's time_field; default: partitions only)")
+	timeFields := fs.String("time-field", "", "JSON members holding a record's time, for an exact --from/--to on each record (set it to the sink's time_field; default: partitions only) and for --order (default: time, timestamp, ts, @timestamp)")
 	stats := fs.Bool("stats", false, "print totals, error rate and numeric field quantiles instead of records")
 	countBy := fs.String("count-by", "", "count records by a field, or by time for a histogram")
 	numeric := fs.String("numeric", "", "numeric fields to summarize with --stats when scanning")
@@ -83,6 +84,9 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if req.To, err = query.ParseTime(*to, now); err != nil {
 			return fmt.Errorf("%w: --to: %v", errUsage, err)
 		}
+	}
+	if req.Order, err = query.ParseOrder(*order); err != nil {
+		return fmt.Errorf("%w: --order: %v", errUsage, err)
 	}
 	if req.Where, err = query.ParseFilter(where); err != nil {
 		return fmt.Errorf("%w: --where: %v", errUsage, err)
@@ -149,6 +153,9 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if errors.Is(err, context.Canceled) {
 		return nil
+	}
+	if errors.Is(err, query.ErrSortBuffer) {
+		return fmt.Errorf("%w (narrow --from/--to or --where, add --limit, or use --order none)", err)
 	}
 	return err
 }

@@ -203,3 +203,31 @@ func BenchmarkParquetPagesCompressOnly(b *testing.B) {
 	b.ReportMetric(float64(pageBytes), "page-bytes")
 	b.ReportMetric(float64(out), "compressed-bytes")
 }
+
+// BenchmarkDecode measures reading objects back into records (what the query does per
+// object after fetching it), over the input records' bytes.
+func BenchmarkDecode(b *testing.B) {
+	data, metas, total := benchInput(b)
+	for _, cfg := range []Config{{}, {Compression: CompressionZstd}, {Format: Parquet}} {
+		e, err := New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		obj, err := encodeAll(e.NewObject(), data, metas, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, _ := ObjectConfig(e.Extension())
+		b.Run(e.Extension()[1:], func(b *testing.B) {
+			b.SetBytes(int64(total))
+			b.ReportAllocs()
+			var d Decoder
+			for b.Loop() {
+				recs, err := d.Decode(obj, c)
+				if err != nil || len(recs) != len(data) {
+					b.Fatalf("%d records, %v", len(recs), err)
+				}
+			}
+		})
+	}
+}

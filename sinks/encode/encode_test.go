@@ -3,7 +3,6 @@ package encode
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -36,13 +35,13 @@ func TestAppendLine(t *testing.T) {
 		{"crlf", "{\"a\":1}\r\n", "{\"a\":1}\n"},
 		{"pretty json compacted", "{\n  \"a\": [1, 2],\n  \"b\": \"x y\"\n}\n", "{\"a\":[1,2],\"b\":\"x y\"}\n"},
 		{"bare number wrapped", "42", "{\"raw\":\"42\"}\n"},
-		{"bare array wrapped", "[1, 2]\n", "{\"raw\":\"[1, 2]\\n\"}\n"},
+		{"bare array wrapped without its newline", "[1, 2]\n", "{\"raw\":\"[1, 2]\"}\n"},
 		{"bare string wrapped", `"x"`, `{"raw":"\"x\""}` + "\n"},
-		{"text wrapped", "hello \"world\"\n", "{\"raw\":\"hello \\\"world\\\"\\n\"}\n"},
+		{"text wrapped without surrounding whitespace", " hello \"world\"\r\n", "{\"raw\":\"hello \\\"world\\\"\"}\n"},
 		{"empty record wrapped", "", "{\"raw\":\"\"}\n"},
 		{"broken json wrapped", `{"a":`, "{\"raw\":\"{\\\"a\\\":\"}\n"},
-		{"invalid utf8 json wrapped as base64", "{\"a\":\"\xff\"}", "{\"raw_base64\":\"" + base64.StdEncoding.EncodeToString([]byte("{\"a\":\"\xff\"}")) + "\"}\n"},
-		{"invalid utf8 text as base64", "\xfe\xff", "{\"raw_base64\":\"/v8=\"}\n"},
+		{"invalid utf8 in json replaced", "{\"a\":\"\xff\",\"b\":\"\xe2\x82\"}", "{\"a\":\"\uFFFD\",\"b\":\"\uFFFD\uFFFD\"}\n"},
+		{"invalid utf8 text replaced", "\xfe\xffok", "{\"raw\":\"\uFFFD\uFFFDok\"}\n"},
 		{"control chars escaped", "a\x01b", "{\"raw\":\"a\\u0001b\"}\n"},
 	}
 	for _, tt := range tests {
@@ -95,8 +94,8 @@ func TestSplit(t *testing.T) {
 		{"escaped values unquoted", `{"msg":"a\"b\u00e9","level":"\u0049NFO"}`, Log{Message: "a\"b\u00e9", Level: "INFO"}, nil},
 		{"more than 64 members", manyMembers(70) + `,"msg":"late","level":"INFO"}`,
 			Log{Message: "late", Level: "INFO", Attributes: []byte(manyMembers(70) + "}")}, nil},
-		{"invalid utf8", "{\"msg\":\"\xff\"}", Log{}, ErrInvalidUTF8},
-		{"invalid utf8 text", "\xff", Log{}, ErrInvalidUTF8},
+		{"invalid utf8 replaced", "{\"msg\":\"\xff\"}", Log{Message: "\uFFFD"}, nil},
+		{"invalid utf8 text replaced", "\xffx", Log{Message: "\uFFFDx"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,7 +259,7 @@ func TestNDJSONRoundTrip(t *testing.T) {
 				}
 				switch i {
 				case 1:
-					want = map[string]any{"raw": string(data[1])}
+					want = map[string]any{"raw": string(Trim(data[1]))}
 				default:
 					if err := json.Unmarshal(data[i], &want); err != nil {
 						t.Fatal(err)
@@ -337,15 +336,20 @@ func TestParquetRoundTrip(t *testing.T) {
 			checkFooter(t, out, c)
 		})
 	}
-	t.Run("invalid UTF-8 is refused", func(t *testing.T) {
+	t.Run("invalid UTF-8 is replaced", func(t *testing.T) {
 		e, _ := New(Config{Format: Parquet})
 		o := e.NewObject()
-		bad := []byte("{\"msg\":\"\xff\"}")
-		if err := o.Add(&Meta{}, bad, parse(t, bad)); err != ErrInvalidUTF8 {
-			t.Fatalf("Add = %v, want ErrInvalidUTF8", err)
+		bad := []byte("{\"msg\":\"a\xffb\"}")
+		if err := o.Add(&Meta{}, bad, parse(t, bad)); err != nil {
+			t.Fatalf("Add = %v", err)
 		}
-		if o.Len() != 0 {
-			t.Fatal("refused record was added")
+		out, err := o.Finish(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ReadParquet(out)
+		if err != nil || len(rows) != 1 || rows[0].Message != "a\uFFFDb" {
+			t.Fatalf("rows %+v, %v", rows, err)
 		}
 	})
 }
@@ -385,6 +389,7 @@ func checkFooter(t *testing.T, data []byte, c Compression) {
 		"sub_sequence":  {format.Int64, "INT(64,true)", true},
 		"arrival_time":  {format.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MILLIS)", true},
 		"partition_key": {format.ByteArray, "STRING", true},
+		"layout":        {format.ByteArray, "STRING", false},
 	}
 	seen := 0
 	for _, el := range md.Schema[1:] {
@@ -419,6 +424,7 @@ func checkFooter(t *testing.T, data []byte, c Compression) {
 		"arrival_time": format.DeltaBinaryPacked, "sequence": format.DeltaByteArray,
 		"level": format.RLEDictionary, "service": format.RLEDictionary, "shard": format.RLEDictionary,
 		"message": format.Plain, "attributes": format.Plain, "partition_key": format.Plain,
+		"layout": format.RLEDictionary,
 	}
 	for _, rg := range md.RowGroups {
 		for _, cc := range rg.Columns {

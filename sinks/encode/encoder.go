@@ -2,7 +2,6 @@ package encode
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -50,10 +49,11 @@ type Framing uint8
 const (
 	// FramingLines (the default) puts every record on its own line ending in "\n": a trailing
 	// newline is not doubled, a JSON object spread over several lines is compacted onto one,
-	// and a record that is not a JSON object (text, a bare JSON number, string or array, or
-	// anything not valid UTF-8) is wrapped as {"raw":"<text>"} (or {"raw_base64":"<base64>"})
-	// so that every line is a JSON object, as table readers (Athena, DuckDB, Spark) need, and
-	// nothing is dropped.
+	// and a record that is not a JSON object (text, a bare JSON number, string or array) is
+	// wrapped as {"raw":"<text>"}, without its surrounding whitespace, so that every line is a
+	// JSON object, as table readers (Athena, DuckDB, Spark) need, and nothing is dropped.
+	// Bytes that are not valid UTF-8 are replaced by U+FFFD, one per byte (as encoding/json
+	// reads them), in both formats (see [Builder.Add]).
 	FramingLines Framing = iota
 	// FramingRaw writes each record's bytes exactly as received, with nothing added or
 	// removed, for producers that delimit records themselves. Objects get the extension
@@ -63,7 +63,10 @@ const (
 
 // Members of the JSON object that wraps a record that is not JSON.
 const (
-	RawField       = "raw"
+	RawField = "raw"
+	// RawBase64Field held records that were not valid UTF-8 in archives written before
+	// invalid bytes were replaced by U+FFFD. It is no longer written; readers may still
+	// meet it in old objects.
 	RawBase64Field = "raw_base64"
 )
 
@@ -103,32 +106,29 @@ func New(cfg Config) (*Encoder, error) {
 	e := &Encoder{cfg: cfg, pick: cfg.Fields.picker()}
 	switch cfg.Format {
 	case NDJSON:
-		switch cfg.Framing {
-		case FramingLines:
-			e.ext, e.ct = ".json", "application/x-ndjson"
-		case FramingRaw:
-			e.ext, e.ct = ".raw", "application/octet-stream"
-		default:
+		if cfg.Framing > FramingRaw {
 			return nil, fmt.Errorf("encode: unknown framing %d", cfg.Framing)
 		}
-		e.ext += compressionExt[cfg.Compression]
 	case Parquet:
-		e.ext, e.ct = ".parquet", "application/vnd.apache.parquet"
 		if _, err := parquetCodec(cfg.Compression); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("encode: unknown format %v", cfg.Format)
 	}
+	k, ok := kindOf(cfg)
+	if !ok {
+		return nil, fmt.Errorf("encode: no object extension for %v %v", cfg.Format, cfg.Compression)
+	}
+	e.ext, e.ct = k.ext, k.contentType
 	return e, nil
 }
-
-var compressionExt = [...]string{CompressionGzip: ".gz", CompressionZstd: ".zst", CompressionSnappy: ".snappy", CompressionNone: ""}
 
 // Config returns the encoder's configuration with defaults filled in.
 func (e *Encoder) Config() Config { return e.cfg }
 
-// Extension returns the object name suffix, such as ".json.gz" or ".parquet".
+// Extension returns the object name suffix, such as ".json.gz" or ".parquet" (see
+// [ObjectConfig] for the table).
 func (e *Encoder) Extension() string { return e.ext }
 
 // ContentType returns the MIME type of the objects (before Content-Encoding: a gzip NDJSON
@@ -171,9 +171,11 @@ type Meta struct {
 }
 
 // Add appends a record with its data and metadata. d must be the result of parsing
-// [Trim](data) (the caller parses once and uses the document for other purposes too). Add
-// fails only for a record the format cannot hold (Parquet: invalid UTF-8); the object is
-// then unchanged.
+// [Trim](data) (the caller parses once and uses the document for other purposes too). Both
+// formats store the same record: bytes that are not valid UTF-8 are replaced by U+FFFD,
+// one per byte, and a record that is not a JSON object is kept as text (see
+// [FramingLines]; Parquet stores it as the message). Add returns an error only for a record
+// its format cannot hold; neither format refuses any record.
 func (o *Builder) Add(m *Meta, data []byte, d *Doc) error {
 	switch o.enc.cfg.Format {
 	case NDJSON:
@@ -197,28 +199,45 @@ func AppendLine(dst, data []byte, d *Doc, fr Framing) []byte {
 		return append(dst, data...)
 	}
 	t := Trim(data)
+	if !splittable(t, d) {
+		t, d = validUTF8(t)
+	}
 	switch {
-	case d.Kind != Object || !d.UTF8:
-		if utf8.Valid(data) {
-			dst = append(dst, `{"`+RawField+`":`...)
-			dst = jsonx.AppendString(dst, data)
-		} else {
-			dst = append(dst, `{"`+RawBase64Field+`":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, data)
-			dst = append(dst, '"')
-		}
+	case d.Kind != Object:
+		dst = append(dst, `{"`+RawField+`":`...)
+		dst = jsonx.AppendString(dst, t)
 		dst = append(dst, '}')
 	case d.Multiline:
 		b := bytes.NewBuffer(dst)
 		if err := json.Compact(b, t); err != nil {
 			// Unreachable: t was validated. Keep the record as text rather than lose it.
-			return jsonx.AppendString(append(dst, `{"`+RawField+`":`...), data)
+			return append(jsonx.AppendString(append(dst, `{"`+RawField+`":`...), t), '}', '\n')
 		}
 		dst = b.Bytes()
 	default:
 		dst = append(dst, t...)
 	}
 	return append(dst, '\n')
+}
+
+// validUTF8 returns a copy of data with every byte that is not part of a valid UTF-8
+// sequence replaced by U+FFFD (one per byte, as encoding/json decodes such strings), and
+// the copy parsed. Outside strings JSON is ASCII, so a JSON document stays one, with its
+// strings repaired; text stays text.
+func validUTF8(data []byte) ([]byte, *Doc) {
+	out := make([]byte, 0, len(data)+16)
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			out = append(out, "\uFFFD"...)
+		} else {
+			out = append(out, data[i:i+size]...)
+		}
+		i += size
+	}
+	d := new(Doc)
+	_ = d.Parse(out)
+	return out, d
 }
 
 // Finish encodes and compresses the object, appending it to dst. The bytes are a pure

@@ -29,6 +29,18 @@ import (
 //	sub_sequence  INT64                    the index inside a KPL aggregate
 //	arrival_time  TIMESTAMP(MILLIS, UTC)   Kinesis ApproximateArrivalTimestamp
 //	partition_key STRING
+//	layout        STRING (dictionary)      optional  how to rebuild the record's JSON
+//
+// The layout column lets a reader give back the record as NDJSON archives it: the names
+// and positions of the members the columns took (so "severity" comes back as "severity",
+// in its place, not as "level" in front), whether a column held a string or other JSON, and
+// how the time was written (a Go layout and zone offset, or an epoch unit). It is a small
+// JSON object, the same for every record of a logger, so the dictionary stores it once. A
+// time member whose text the time column cannot reproduce (an epoch with a fraction, more
+// than microsecond digits, a zone name) stays in the attributes as well. Records that are
+// not JSON objects have the layout {"r":1} and their text as the message. Files written
+// before the column existed have no layout: readers then rebuild the columns under their
+// schema names, first ([Reader]).
 //
 // Files are written with a single row group and data pages v1. Timestamps and sub_sequence
 // are DELTA_BINARY_PACKED and sequence DELTA_BYTE_ARRAY (Parquet 2 encodings: Athena, Trino,
@@ -45,6 +57,7 @@ type Row struct {
 	SubSequence  int64      `parquet:"sub_sequence"`
 	ArrivalTime  time.Time  `parquet:"arrival_time,timestamp(millisecond:utc)"`
 	PartitionKey string     `parquet:"partition_key"`
+	Layout       string     `parquet:"layout,optional"`
 }
 
 // writeRow declares the schema the encoder writes: the columns of [Row], in its order, with
@@ -64,6 +77,7 @@ type writeRow struct {
 	SubSequence  int64  `parquet:"sub_sequence,delta"`
 	ArrivalTime  int64  `parquet:"arrival_time,delta,timestamp(millisecond:utc)"`
 	PartitionKey string `parquet:"partition_key,plain"`
+	Layout       string `parquet:"layout,optional,dict"`
 }
 
 // ParquetSchema is the schema of the files the encoder writes. Its columns, types and
@@ -82,6 +96,7 @@ const (
 	pqSubSequence
 	pqArrivalTime
 	pqPartitionKey
+	pqLayout
 	pqColumns
 )
 
@@ -93,7 +108,7 @@ const CreatedBy = "kinlog"
 // ParquetLayoutVersion versions the files' layout (schema, encodings, page settings). It is
 // a constant, not the build's version, so that a replay by another build writes the same
 // bytes unless the layout changed.
-const ParquetLayoutVersion = "1.0.0"
+const ParquetLayoutVersion = "1.1.0"
 
 // byteColumn holds the values of a string column back to back.
 type byteColumn struct {
@@ -121,8 +136,11 @@ type parquetColumns struct {
 	attributes                    byteColumn
 	shard, sequence, partitionKey byteColumn
 	subSequence, arrivalTime      []int64 // arrival time in milliseconds
+	layout                        byteColumn
 	cols                          columns
 	values                        []parquet.Value
+	zones                         zones
+	scratch                       []byte
 }
 
 func (p *parquetColumns) reset() {
@@ -135,23 +153,38 @@ func (p *parquetColumns) reset() {
 	p.sequence.reset()
 	p.partitionKey.reset()
 	p.subSequence, p.arrivalTime = p.subSequence[:0], p.arrivalTime[:0]
+	p.layout.reset()
 }
 
-// add appends one record, split by pk. It fails, adding nothing, for a record that is not
-// valid UTF-8.
+// add appends one record, split by pk, with invalid UTF-8 replaced (see [Builder.Add]).
 func (p *parquetColumns) add(pk *picker, m *Meta, data []byte, d *Doc) error {
 	if !splittable(data, d) {
-		return ErrInvalidUTF8
+		data, d = validUTF8(data)
 	}
 	c := &p.cols
 	if d.Kind == Object {
 		pk.pick(d, c)
 	} else {
-		*c = columns{text: [numTextCols]int{-1, -1, -1}}
+		*c = columns{text: [numTextCols]int{-1, -1, -1}, timeIdx: -1}
 	}
 	var micros int64
+	var form timeForm
 	if c.hasTime {
 		micros = c.time.UnixMicro()
+		if c.timeIdx >= 0 {
+			// The time member leaves the attributes only if the column gives its text back:
+			// readers (parquet-go among them) go through int64 nanoseconds, so a time past
+			// 2262 or before 1678 cannot come back.
+			ok := micros <= math.MaxInt64/1000 && micros >= math.MinInt64/1000
+			stored := time.UnixMicro(micros).UTC()
+			if ok {
+				form, ok = pk.f.TimeFormat.formOf(d.Field(c.timeIdx), stored, &p.zones, &p.scratch)
+			}
+			if !ok {
+				c.unconsume(c.timeIdx)
+				c.timeIdx = -1
+			}
+		}
 	}
 	p.time = append(p.time, micros)
 	p.hasTime = append(p.hasTime, c.hasTime)
@@ -168,6 +201,8 @@ func (p *parquetColumns) add(pk *picker, m *Meta, data []byte, d *Doc) error {
 		p.attributes.buf = c.appendAttributes(p.attributes.buf, d)
 	}
 	p.attributes.ends = append(p.attributes.ends, len(p.attributes.buf))
+	p.layout.buf = appendLayout(p.layout.buf, d, c, form)
+	p.layout.ends = append(p.layout.ends, len(p.layout.buf))
 	p.shard.add([]byte(m.Shard))
 	p.sequence.add([]byte(m.Sequence))
 	p.partitionKey.add([]byte(m.PartitionKey))
@@ -206,6 +241,8 @@ func (p *parquetColumns) write(w *parquet.Writer) error {
 			err = p.writeInt64s(cw, col, p.arrivalTime, nil)
 		case pqPartitionKey:
 			err = p.writeBytes(cw, col, &p.partitionKey, false)
+		case pqLayout:
+			err = p.writeBytes(cw, col, &p.layout, true)
 		}
 		if err != nil {
 			return fmt.Errorf("writing Parquet column %s: %w", ParquetSchema.Fields()[col].Name(), err)

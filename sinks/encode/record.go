@@ -288,8 +288,9 @@ func Trim(data []byte) []byte {
 	return data[i:j]
 }
 
-// ErrInvalidUTF8 is returned when a record cannot be encoded because it is not valid UTF-8
-// (Parquet strings must be).
+// ErrInvalidUTF8 was returned for records that were not valid UTF-8. Such records are now
+// stored with U+FFFD in place of the invalid bytes (see [Builder.Add]) and nothing returns
+// it; it is kept so that code matching it still compiles.
 var ErrInvalidUTF8 = errors.New("encode: record is not valid UTF-8")
 
 // Log is a record split into the log schema's columns.
@@ -304,13 +305,13 @@ type Log struct {
 }
 
 // Split fills l from a parsed record (d parsed from data, after [Trim]). A JSON object gives
-// its schema members; any other JSON value or non-JSON text becomes the message. It fails
-// with [ErrInvalidUTF8] unless data is valid UTF-8. The scratch buffer buf is reused for
-// the attributes and returned.
+// its schema members; any other JSON value or non-JSON text becomes the message. Bytes that
+// are not valid UTF-8 are replaced by U+FFFD first, as [Builder.Add] does. The scratch
+// buffer buf is reused for the attributes and returned; the error is always nil.
 func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 	*l = Log{}
 	if !splittable(data, d) {
-		return buf, ErrInvalidUTF8
+		data, d = validUTF8(data)
 	}
 	if d.Kind != Object {
 		l.Message = string(data)
@@ -333,8 +334,8 @@ func (f Fields) Split(l *Log, data []byte, d *Doc, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// splittable reports whether a record can be split into the log schema: it must be valid
-// UTF-8 (Parquet strings must be).
+// splittable reports whether a record is valid UTF-8 (Parquet strings must be), so that it
+// can be stored without repair.
 func splittable(data []byte, d *Doc) bool {
 	if d.Kind != Invalid {
 		return d.UTF8
@@ -382,6 +383,7 @@ func (f Fields) picker() *picker {
 type columns struct {
 	time     time.Time
 	hasTime  bool
+	timeIdx  int // the member that gave the time, when consumed; else -1
 	text     [numTextCols]int
 	consumed [numTextCols + 1]int
 	n        int
@@ -402,7 +404,7 @@ func (p *picker) candidate(d *Doc, i int) bool {
 // pick fills c from the object d, with the rules of [Fields]: for each column the first
 // candidate name present with a usable value wins, and its member leaves the attributes.
 func (p *picker) pick(d *Doc, c *columns) {
-	*c = columns{text: [numTextCols]int{-1, -1, -1}}
+	*c = columns{text: [numTextCols]int{-1, -1, -1}, timeIdx: -1}
 	var cand uint64 // members that may match, for objects of up to 64 members
 	all := len(d.spans) > 64
 	for i := range d.spans {
@@ -441,6 +443,7 @@ func (p *picker) pick(d *Doc, c *columns) {
 			if i >= 0 {
 				c.consumed[c.n] = i
 				c.n++
+				c.timeIdx = i
 			}
 			break
 		}

@@ -79,7 +79,7 @@ func ExampleSink_NewProcessor() {
 	// analytics/dt=2026-03-14/hour=10/logs-shardId-000000000000-49590000000000000000000001-0.rollup.json.gz
 	// logs/dt=2026-03-14/hour=10/logs-shardId-000000000000-49590000000000000000000001-0.json.gz
 	// {"level":"INFO","service":"api","msg":"hello"}
-	// {"raw":"plain text\n"}
+	// {"raw":"plain text"}
 }
 
 // Object names are a pure function of the stream, the shard and the position of the

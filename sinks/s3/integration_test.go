@@ -103,7 +103,7 @@ func TestIntegrationMinIOReplayOverwrites(t *testing.T) {
 			bucket := createBucket(t, client)
 			recs := testlogs.New(21).Records(shard, 1, 3000)
 			recs[100].Data = []byte("{\"broken\": ")          // not JSON: archived wrapped (NDJSON) or as a message (Parquet)
-			recs[200].Data = []byte("{\"msg\":\"\xff\xfe\"}") // invalid UTF-8: error output for Parquet
+			recs[200].Data = []byte("{\"msg\":\"\xff\xfe\"}") // invalid UTF-8: archived with U+FFFD by both
 			opts := []Option{WithLogger(discard), WithEncoding(tc.enc), WithBufferSize(200 * 240), WithBufferInterval(time.Hour),
 				WithRollups(rollup.Config{Numeric: []string{"latency_ms"}})}
 			start := checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}
