@@ -63,11 +63,34 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	scan := fs.Bool("scan", false, "answer --stats/--count-by by scanning records even when rollups could")
 	pathStyle := fs.Bool("s3-path-style", envBool("KINLOG_S3_PATH_STYLE"), "path-style S3 addressing, for MinIO (default $KINLOG_S3_PATH_STYLE)")
 	showStats := fs.Bool("v", false, "print what the query read to stderr")
+	var sets stringList
+	cfgPath := addConfigFlags(fs, &sets)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if err := applyArchiveConfig(fs, *cfgPath, sets, "query", map[string]func(archiveConfig) string{
+		"bucket":           func(a archiveConfig) string { return a.Bucket },
+		"prefix":           func(a archiveConfig) string { return a.Prefix },
+		"analytics-prefix": func(a archiveConfig) string { return a.AnalyticsPrefix },
+		"s3-path-style": func(a archiveConfig) string {
+			if a.PathStyle {
+				return "true"
+			}
+			return ""
+		},
+	}); err != nil {
+		return err
+	}
 	if *bucket == "" {
-		return fmt.Errorf("%w: --bucket is required", errUsage)
+		return fmt.Errorf("%w: --bucket is required (or --config with the worker's kinlog.yaml)", errUsage)
+	}
+	for _, w := range where {
+		if f, v, ok := strings.Cut(w, "=="); ok {
+			fmt.Fprintf(stderr, "kinlog query: warning: --where %q compares %s with %q; equality is a single =: --where '%s=%s'\n", w, f, "="+v, f, v)
+		}
 	}
 	now := time.Now().UTC()
 	var req query.Request
@@ -140,6 +163,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return err
 			}
 		}
+		if st.ObjectsListed == 0 && len(rows) == 0 {
+			warnNothing(stderr, &req)
+		} else if *countBy != "" && *countBy != "time" && onlyNone(rows, *countBy) {
+			fmt.Fprintf(stderr, "kinlog query: warning: no record has the field %q (check its name; dotted paths reach nested members)\n", *countBy)
+		}
 		return printAggregate(stdout, rows, *stats, *countBy, source, req.From, req.To)
 	}
 
@@ -157,7 +185,30 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if errors.Is(err, query.ErrSortBuffer) {
 		return fmt.Errorf("%w (narrow --from/--to or --where, add --limit, or use --order none)", err)
 	}
+	if err == nil && st.ObjectsListed == 0 {
+		warnNothing(stderr, &req)
+	}
 	return err
+}
+
+// warnNothing says that no archive object was found, which is more often a wrong bucket,
+// prefix or time range than an empty archive.
+func warnNothing(stderr io.Writer, req *query.Request) {
+	when := "any time"
+	if !req.From.IsZero() {
+		when = req.From.Format(time.RFC3339) + " to " + req.To.Format(time.RFC3339)
+	}
+	fmt.Fprintf(stderr, "kinlog query: warning: no archive objects in s3://%s under %s for %s (check --prefix or the worker's sink.s3.prefix, and --from/--to)\n", req.Bucket, req.Prefix, when)
+}
+
+// onlyNone tells whether every row lacks the dimension (CountBy would print only "(none)").
+func onlyNone(rows []rollup.Row, dim string) bool {
+	for _, g := range query.CountBy(rows, dim) {
+		if g.Value != "(none)" {
+			return false
+		}
+	}
+	return true
 }
 
 func printAggregate(w io.Writer, rows []rollup.Row, stats bool, countBy, source string, from, to time.Time) error {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +88,28 @@ func TestQueryOrderAndLimit(t *testing.T) {
 	}
 	if _, stderr, code := runKinlog(t, ctx, "", "query", "--bucket", bucket, "--order", "sideways"); code != 2 || !strings.Contains(stderr, "--order") {
 		t.Fatalf("--order sideways: exit %d: %s", code, stderr)
+	}
+
+	// The worker's config gives bucket and path style; results are the same.
+	cfg := filepath.Join(t.TempDir(), "kinlog.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "stream: s\nsink:\n  s3:\n    bucket: %s\n    path_style: true\n", bucket), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := runKinlog(t, ctx, "", "query", "--config", cfg, "--limit", "5"); code != 0 || strings.TrimSuffix(out, "\n") != strings.Join(byTime[:5], "\n") {
+		t.Fatalf("query --config: exit %d %s\n%s", code, stderr, out)
+	}
+	// Likely mistakes get a warning on stderr: the results stay as they are.
+	warn := func(want string, args ...string) {
+		t.Helper()
+		_, stderr, code := runKinlog(t, ctx, "", append([]string{"query", "--s3-path-style"}, args...)...)
+		if code != 0 || !strings.Contains(stderr, want) {
+			t.Errorf("query %v: exit %d, stderr lacks %q: %s", args, code, want, stderr)
+		}
+	}
+	warn(`--where "level==INFO" compares level with "=INFO"; equality is a single =`, "--bucket", bucket, "--where", "level==INFO")
+	warn(`no record has the field "nosuchfield"`, "--bucket", bucket, "--count-by", "nosuchfield", "--scan")
+	warn("no archive objects in s3://"+bucket+" under wrong/", "--bucket", bucket, "--prefix", "wrong/dt=!{timestamp:yyyy-MM-dd}/")
+	if _, stderr, code := runKinlog(t, ctx, "", "query", "--bucket", bucket, "stray"); code != 2 || !strings.Contains(stderr, `unexpected argument "stray"`) {
+		t.Errorf("a stray argument: exit %d: %s", code, stderr)
 	}
 }
