@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -100,24 +99,21 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	t := &tailer{kc: kinesis.NewFromConfig(awsCfg), stream: stream, from: start, events: make(chan tailEvent)}
 	var (
-		doc     encode.Doc
+		dec     encode.Decoder
 		line    []byte
 		matched int
 		dropped int
 	)
-	// emit runs on tailer.run's goroutine only. Records are shown as the NDJSON archive
-	// stores them (encode.AppendLine, as the sink writes them): JSON objects as they are,
-	// anything else wrapped as {"raw":...} or {"raw_base64":...}; so --where and --select
-	// see what `kinlog query` would see.
+	// emit runs on tailer.run's goroutine only. Records are shown exactly as `kinlog query`
+	// shows them once archived (encode.Decoder.Record, either encoding): JSON objects as
+	// they are, anything else as {"raw":...}; so --where and --select see the same.
 	emit := func(ev tailEvent) (bool, error) {
 		if ev.dropped > 0 {
 			dropped += ev.dropped
 			fmt.Fprintf(stderr, "kinlog tail: shard %s: dropped a KPL aggregate of %d records: one of them hashes outside the shard's range (the KCL and kinlog consume drop it too; a producer re-sends it to the right shard)\n", ev.shard, ev.dropped)
 		}
 		for _, data := range ev.records {
-			_ = doc.Parse(encode.Trim(data)) // not JSON: Kind Invalid, and AppendLine wraps it
-			line = encode.AppendLine(line[:0], data, &doc, encode.FramingLines)
-			line = bytes.TrimSuffix(line, []byte{'\n'})
+			line = dec.Record(data)
 			if !filter.Match(line) {
 				continue
 			}
