@@ -64,7 +64,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "kinlog status: warning: %s\n", w)
 	}
 	if *lag && cfg.Stream == "" {
-		return fmt.Errorf("%w: --lag needs the stream: set stream in the config or --set stream=...", errUsage)
+		return fmt.Errorf("%w: --lag needs the stream: set stream in the config or --set stream=<name>", errUsage)
 	}
 	table := cfg.Consumer.LeaseTable
 	if table == "" {

@@ -111,7 +111,7 @@ func TestDecodeSameFromEveryEncoding(t *testing.T) {
 	for _, tt := range tests {
 		data = append(data, []byte(tt.in))
 	}
-	nd, raw, pq := decodeBoth(t, Fields{}, data...)
+	nd, _, pq := decodeBoth(t, Fields{}, data...)
 	var dec Decoder
 	for i, tt := range tests {
 		if got := string(dec.Record(data[i])); got != nd[i] {
@@ -135,7 +135,7 @@ func TestDecodeSameFromEveryEncoding(t *testing.T) {
 			oneLine = append(oneLine, r)
 		}
 	}
-	nd, raw, _ = decodeBoth(t, Fields{}, oneLine...)
+	nd, raw, _ := decodeBoth(t, Fields{}, oneLine...)
 	for i := range nd {
 		if raw[i] != nd[i] {
 			t.Errorf("records as received %q\n got %s\nwant %s (as NDJSON)", oneLine[i], raw[i], nd[i])
