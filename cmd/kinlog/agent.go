@@ -38,19 +38,10 @@ type agentConfig struct {
 	// PositionsInterval is how often the files' positions are stored; lines confirmed
 	// since the last store are sent again after a crash. Default: 250ms.
 	PositionsInterval Duration `yaml:"positions_interval"`
-	HTTP              struct {
-		// Listen is the address of /healthz, /readyz, /metrics and /status; "-" turns it
-		// off. Default: 127.0.0.1:8081.
-		Listen string `yaml:"listen"`
-	} `yaml:"http"`
-	Shutdown struct {
-		// Timeout bounds delivering what was read on SIGTERM. Default: 30s.
-		Timeout Duration `yaml:"timeout"`
-	} `yaml:"shutdown"`
-	Log struct {
-		Format string `yaml:"format"`
-		Level  string `yaml:"level"`
-	} `yaml:"log"`
+	// HTTP serves /healthz, /readyz, /metrics and /status. Default listen: 127.0.0.1:8081.
+	HTTP     httpConfig     `yaml:"http"`
+	Shutdown shutdownConfig `yaml:"shutdown"`
+	Log      logConfig      `yaml:"log"`
 	Producer struct {
 		// Aggregate KPL-aggregates records. Default: true.
 		Aggregate bool `yaml:"aggregate"`

@@ -71,6 +71,26 @@ func (s ByteSize) MarshalText() ([]byte, error) {
 	return fmt.Appendf(nil, "%d", int64(s)), nil
 }
 
+// httpConfig is the http section of the long-running commands' configuration.
+type httpConfig struct {
+	// Listen is the address of the probes and metrics; "-" turns the server off.
+	Listen string `yaml:"listen"`
+}
+
+// shutdownConfig is the shutdown section.
+type shutdownConfig struct {
+	// Timeout bounds the graceful shutdown on SIGTERM/SIGINT. Default: 30s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// logConfig is the log section.
+type logConfig struct {
+	// Format is json or text. Default: text on a terminal, json otherwise.
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error. Default: info.
+	Level string `yaml:"level"`
+}
+
 // ConfigError names the config key that is wrong.
 type ConfigError struct {
 	Key    string

@@ -43,21 +43,10 @@ type consumeConfig struct {
 	Stream string `yaml:"stream"`
 	// Application names this group of workers. Default: kinlog.
 	Application string `yaml:"application"`
-	HTTP        struct {
-		// Listen is the address of /healthz, /readyz, /metrics and /status. Default: :8080.
-		// Empty string after an override ("-") turns the server off.
-		Listen string `yaml:"listen"`
-	} `yaml:"http"`
-	Shutdown struct {
-		// Timeout bounds the graceful shutdown on SIGTERM/SIGINT. Default: 30s.
-		Timeout Duration `yaml:"timeout"`
-	} `yaml:"shutdown"`
-	Log struct {
-		// Format is json or text. Default: text on a terminal, json otherwise.
-		Format string `yaml:"format"`
-		// Level is debug, info, warn or error. Default: info.
-		Level string `yaml:"level"`
-	} `yaml:"log"`
+	// HTTP serves /healthz, /readyz, /metrics and /status. Default listen: :8080.
+	HTTP     httpConfig     `yaml:"http"`
+	Shutdown shutdownConfig `yaml:"shutdown"`
+	Log      logConfig      `yaml:"log"`
 	Consumer struct {
 		// LeaseTable is the DynamoDB lease table (KCL schema). Default: <application>-leases.
 		LeaseTable string `yaml:"lease_table"`
