@@ -684,7 +684,9 @@ func (t *tailer) readCopy(ctx context.Context, f *tfile) error {
 				break
 			}
 		}
+		t.mu.Lock()
 		f.readOff = off
+		t.mu.Unlock()
 		c.Close()
 		return t.finishFile(ctx, f)
 	}

@@ -324,6 +324,12 @@ func ReadStream(t testing.TB, c *kinesis.Client, stream string) (byShard map[str
 		iter := it.ShardIterator
 		for iter != nil {
 			out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+			// The emulator now and then drops a connection under load (the SDK's own three
+			// attempts can all meet it); the iterator is still good, so read it again.
+			for retry := 0; err != nil && retry < 5 && ctx.Err() == nil; retry++ {
+				time.Sleep(time.Duration(retry+1) * 200 * time.Millisecond)
+				out, err = c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+			}
 			if err != nil {
 				t.Fatalf("reading %s: %v", *s.ShardId, err)
 			}
