@@ -100,7 +100,10 @@ func TestCommandHelp(t *testing.T) {
 			}
 		})
 	}
-	// Every command's help ends with examples.
+	// Every command's help ends with examples; help's own help is the command list.
+	if stdout, stderr, code := runKinlog(t, ctx, "", "help", "--help"); code != 0 || !strings.Contains(stdout, "commands:") || stderr != "" {
+		t.Errorf("kinlog help --help: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 	for _, c := range commands() {
 		if c.run == nil {
 			continue
