@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,13 +123,7 @@ func TestAgentCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill() }()
-	addr := waitFor(t, func() (string, bool) {
-		m := regexp.MustCompile(`"msg":"serving probes and metrics","addr":"([^"]+)"`).FindStringSubmatch(stderr.String())
-		if m == nil {
-			return "", false
-		}
-		return m[1], true
-	})
+	addr := probeAddr(t, &stderr)
 	waitFor(t, func() (string, bool) { return "", httpGet(t, "http://"+addr+"/readyz") == "ready\n" })
 	waitFor(t, func() (string, bool) {
 		return "", strings.Contains(httpGet(t, "http://"+addr+"/metrics"), `kinlog_agent_records_shipped_total{input="files[0]"} 500`)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/kinlog/kinlog/internal/testenv"
@@ -53,16 +54,9 @@ func TestConsumeReadinessFollowsS3(t *testing.T) {
 	sc := testenv.S3Client(t)
 	testenv.Require(t, testenv.DynamoDB)
 	proxy := testenv.NewFaultProxy(t, testenv.S3)
-	stream, table, bucket := testenv.Name(t, "ready-s3"), testenv.Name(t, "ready-s3-leases"), testenv.Name(t, "ready-s3")
-	testenv.CreateStream(t, kc, stream, 1)
+	stream, table, bucket := workerResources(t, kc, sc, "ready-s3", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = testenv.DynamoDBClient(t).DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "kinlog.yaml")
 	cfg := fmt.Sprintf("stream: %s\nhttp:\n  listen: 127.0.0.1:0\nlog:\n  format: json\nconsumer:\n  lease_table: %s\n  create_lease_table: true\n  failover_time: 3s\n  idle_time_between_reads: 200ms\nsink:\n  s3:\n    bucket: %s\n    path_style: true\n    flush_interval: 200ms\n", stream, table, bucket)
@@ -77,13 +71,7 @@ func TestConsumeReadinessFollowsS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill() }()
-	addr := waitFor(t, func() (string, bool) {
-		m := regexp.MustCompile(`"msg":"serving probes and metrics","addr":"([^"]+)"`).FindStringSubmatch(stderr.String())
-		if m == nil {
-			return "", false
-		}
-		return m[1], true
-	})
+	addr := probeAddr(t, &stderr)
 	waitFor(t, func() (string, bool) { return "", httpGet(t, "http://"+addr+"/readyz") == "ready\n" })
 	proxy.Down()
 	// Records to archive: their flush fails while S3 is down.
@@ -102,4 +90,33 @@ func TestConsumeReadinessFollowsS3(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("consume after SIGTERM: %v", err)
 	}
+}
+
+// workerResources creates what a worker needs — a stream with shards, a bucket — and names
+// its lease table, which is deleted when the test ends.
+func workerResources(t *testing.T, kc *kinesis.Client, sc *s3.Client, name string, shards int32) (stream, table, bucket string) {
+	t.Helper()
+	stream, table, bucket = testenv.Name(t, name), testenv.Name(t, name+"-leases"), testenv.Name(t, name)
+	testenv.CreateStream(t, kc, stream, shards)
+	if _, err := sc.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = testenv.DynamoDBClient(t).DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	return stream, table, bucket
+}
+
+// probeAddr waits for a kinlog process logging JSON to stderr to say where it serves its
+// probes and metrics, and returns that address.
+func probeAddr(t *testing.T, stderr *syncBuffer) string {
+	t.Helper()
+	re := regexp.MustCompile(`"msg":"serving probes and metrics","addr":"([^"]+)"`)
+	return waitFor(t, func() (string, bool) {
+		m := re.FindStringSubmatch(stderr.String())
+		if m == nil {
+			return "", false
+		}
+		return m[1], true
+	})
 }

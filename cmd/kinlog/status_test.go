@@ -33,16 +33,9 @@ func TestStatusCommand(t *testing.T) {
 	kc := testenv.KinesisClient(t)
 	sc := testenv.S3Client(t)
 	testenv.Require(t, testenv.DynamoDB)
-	stream, table, bucket := testenv.Name(t, "status"), testenv.Name(t, "status-leases"), testenv.Name(t, "status")
-	testenv.CreateStream(t, kc, stream, 2)
+	stream, table, bucket := workerResources(t, kc, sc, "status", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = testenv.DynamoDBClient(t).DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "kinlog.yaml")
 	cfg := fmt.Sprintf("stream: %s\nhttp:\n  listen: \"-\"\nconsumer:\n  lease_table: %s\n  create_lease_table: true\n  failover_time: 3s\n  worker_id: w1\nsink:\n  s3:\n    bucket: %s\n    path_style: true\n", stream, table, bucket)
