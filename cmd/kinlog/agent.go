@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kinlog/kinlog/agent"
+	"github.com/kinlog/kinlog/internal/conf"
 	"github.com/kinlog/kinlog/producer"
 )
 
@@ -37,11 +38,11 @@ type agentConfig struct {
 	PartitionKey string `yaml:"partition_key"`
 	// PositionsInterval is how often the files' positions are stored; lines confirmed
 	// since the last store are sent again after a crash. Default: 250ms.
-	PositionsInterval Duration `yaml:"positions_interval"`
+	PositionsInterval conf.Duration `yaml:"positions_interval"`
 	// HTTP serves /healthz, /readyz, /metrics and /status. Default listen: 127.0.0.1:8081.
-	HTTP     httpConfig     `yaml:"http"`
-	Shutdown shutdownConfig `yaml:"shutdown"`
-	Log      logConfig      `yaml:"log"`
+	HTTP     conf.HTTP     `yaml:"http"`
+	Shutdown conf.Shutdown `yaml:"shutdown"`
+	Log      conf.Log      `yaml:"log"`
 	Producer struct {
 		// Aggregate KPL-aggregates records. Default: true.
 		Aggregate bool `yaml:"aggregate"`
@@ -49,11 +50,11 @@ type agentConfig struct {
 		// it off. Default 150, as in the KPL.
 		RateLimit int `yaml:"rate_limit"`
 		// MaxRecordSize is the largest record. Default 1MiB.
-		MaxRecordSize ByteSize `yaml:"max_record_size"`
+		MaxRecordSize conf.ByteSize `yaml:"max_record_size"`
 		// SpoolSync is write, fsync or batched (the socket inputs' spool). Default: write.
 		SpoolSync string `yaml:"spool_sync"`
 		// SpoolMaxBytes bounds the spool. Default 1GiB.
-		SpoolMaxBytes ByteSize `yaml:"spool_max_bytes"`
+		SpoolMaxBytes conf.ByteSize `yaml:"spool_max_bytes"`
 	} `yaml:"producer"`
 	Files   []agentFileConfig   `yaml:"files"`
 	Sockets []agentSocketConfig `yaml:"sockets"`
@@ -61,36 +62,36 @@ type agentConfig struct {
 }
 
 type agentFileConfig struct {
-	Paths        []string `yaml:"paths"`
-	Exclude      []string `yaml:"exclude"`
-	Format       string   `yaml:"format"`
-	StartAt      string   `yaml:"start_at"`
-	Service      string   `yaml:"service"`
-	MaxLineBytes ByteSize `yaml:"max_line_bytes"`
+	Paths        []string      `yaml:"paths"`
+	Exclude      []string      `yaml:"exclude"`
+	Format       string        `yaml:"format"`
+	StartAt      string        `yaml:"start_at"`
+	Service      string        `yaml:"service"`
+	MaxLineBytes conf.ByteSize `yaml:"max_line_bytes"`
 	Multiline    struct {
-		StartPattern string   `yaml:"start_pattern"`
-		MaxBytes     ByteSize `yaml:"max_bytes"`
-		FlushTimeout Duration `yaml:"flush_timeout"`
+		StartPattern string        `yaml:"start_pattern"`
+		MaxBytes     conf.ByteSize `yaml:"max_bytes"`
+		FlushTimeout conf.Duration `yaml:"flush_timeout"`
 	} `yaml:"multiline"`
-	PollInterval Duration `yaml:"poll_interval"`
-	RotateWait   Duration `yaml:"rotate_wait"`
+	PollInterval conf.Duration `yaml:"poll_interval"`
+	RotateWait   conf.Duration `yaml:"rotate_wait"`
 }
 
 type agentSocketConfig struct {
-	Listen   string   `yaml:"listen"`
-	MaxBytes ByteSize `yaml:"max_bytes"`
+	Listen   string        `yaml:"listen"`
+	MaxBytes conf.ByteSize `yaml:"max_bytes"`
 }
 
 func defaultAgentConfig() agentConfig {
 	var c agentConfig
 	c.HTTP.Listen = "127.0.0.1:8081"
-	c.Shutdown.Timeout = Duration(30 * time.Second)
+	c.Shutdown.Timeout = conf.Duration(30 * time.Second)
 	c.Log.Level = "info"
 	c.PartitionKey = "random"
-	c.PositionsInterval = Duration(250 * time.Millisecond)
+	c.PositionsInterval = conf.Duration(250 * time.Millisecond)
 	c.Producer.Aggregate = true
 	c.Producer.RateLimit = producer.DefaultRateLimit
-	c.Producer.MaxRecordSize = ByteSize(producer.DefaultMaxRecordSize)
+	c.Producer.MaxRecordSize = conf.ByteSize(producer.DefaultMaxRecordSize)
 	c.Producer.SpoolSync = producer.SyncWrite.String()
 	c.Producer.SpoolMaxBytes = 1 << 30
 	return c
@@ -98,7 +99,7 @@ func defaultAgentConfig() agentConfig {
 
 // library maps the file's configuration onto the agent's, checking it; errors name the key.
 func (c *agentConfig) library() (agent.Config, error) {
-	bad := func(key string, err error) error { return &ConfigError{Key: key, Source: "value", Err: err} }
+	bad := func(key string, err error) error { return &conf.Error{Key: key, Source: "value", Err: err} }
 	mode, err := producer.ParseSpoolSync(c.Producer.SpoolSync)
 	if err != nil {
 		return agent.Config{}, bad("producer.spool_sync", err)
@@ -149,10 +150,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: no configuration: run kinlog agent --config agent.yaml (examples: infra/systemd/agent.yaml, examples/celery/agent.yaml; every key is in the README)", errUsage)
 	}
 	cfg := defaultAgentConfig()
-	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
+	if err := conf.Load(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	for _, w := range envWarnings(&cfg, os.Environ()) {
+	for _, w := range conf.EnvWarnings(&cfg, os.Environ()) {
 		fmt.Fprintf(stderr, "kinlog agent: warning: %s\n", w)
 	}
 	lc, err := cfg.library()

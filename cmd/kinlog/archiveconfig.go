@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/kinlog/kinlog/internal/conf"
 )
 
 // archiveConfig is where and how the worker writes the archive, as its configuration says:
@@ -26,7 +28,7 @@ func applyArchiveConfig(fs *flag.FlagSet, path string, sets []string, cmd string
 		return nil
 	}
 	cfg := defaultConsumeConfig()
-	if err := loadConfig(&cfg, path, os.Environ(), sets); err != nil {
+	if err := conf.Load(&cfg, path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	a := archiveConfig{Bucket: cfg.Sink.S3.Bucket, Prefix: cfg.Sink.S3.Prefix, AnalyticsPrefix: cfg.Analytics.Prefix,

@@ -29,9 +29,7 @@ import (
 	"github.com/kinlog/kinlog/checkpoint"
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
 	"github.com/kinlog/kinlog/consumer"
-	"github.com/kinlog/kinlog/sinks/encode"
-	"github.com/kinlog/kinlog/sinks/prefix"
-	"github.com/kinlog/kinlog/sinks/rollup"
+	"github.com/kinlog/kinlog/internal/conf"
 	s3sink "github.com/kinlog/kinlog/sinks/s3"
 )
 
@@ -44,9 +42,9 @@ type consumeConfig struct {
 	// Application names this group of workers. Default: kinlog.
 	Application string `yaml:"application"`
 	// HTTP serves /healthz, /readyz, /metrics and /status. Default listen: :8080.
-	HTTP     httpConfig     `yaml:"http"`
-	Shutdown shutdownConfig `yaml:"shutdown"`
-	Log      logConfig      `yaml:"log"`
+	HTTP     conf.HTTP     `yaml:"http"`
+	Shutdown conf.Shutdown `yaml:"shutdown"`
+	Log      conf.Log      `yaml:"log"`
 	Consumer struct {
 		// LeaseTable is the DynamoDB lease table (KCL schema). Default: <application>-leases.
 		LeaseTable string `yaml:"lease_table"`
@@ -59,93 +57,41 @@ type consumeConfig struct {
 		InitialPosition string `yaml:"initial_position"`
 		// FailoverTime: a lease whose counter has not moved this long is taken over.
 		// Default: 10s.
-		FailoverTime Duration `yaml:"failover_time"`
+		FailoverTime conf.Duration `yaml:"failover_time"`
 		// MaxRecords per GetRecords. Default: 10000.
 		MaxRecords int `yaml:"max_records"`
 		// IdleTimeBetweenReads is the longest pause between polls of a caught-up shard.
 		// Default: 1s.
-		IdleTimeBetweenReads Duration `yaml:"idle_time_between_reads"`
+		IdleTimeBetweenReads conf.Duration `yaml:"idle_time_between_reads"`
 		// LeaseScanInterval is how often the lease table is scanned to take and balance
 		// leases; each scan reads the whole table. Default: failover_time/10.
-		LeaseScanInterval Duration `yaml:"lease_scan_interval"`
+		LeaseScanInterval conf.Duration `yaml:"lease_scan_interval"`
 		// ShardSyncInterval is how often shards are listed. Default: 1m.
-		ShardSyncInterval Duration `yaml:"shard_sync_interval"`
+		ShardSyncInterval conf.Duration `yaml:"shard_sync_interval"`
 		// CheckpointInterval is the shortest time between checkpoints of a shard. Default: 1s.
-		CheckpointInterval Duration `yaml:"checkpoint_interval"`
+		CheckpointInterval conf.Duration `yaml:"checkpoint_interval"`
 		// MaxBatchesInFlight per shard before reading pauses. Default: 1000.
 		MaxBatchesInFlight int `yaml:"max_batches_in_flight"`
 	} `yaml:"consumer"`
-	Sink struct {
-		S3 struct {
-			// Bucket is the archive bucket. Required.
-			Bucket string `yaml:"bucket"`
-			// Prefix is the key template of archive objects. Default: Hive-style
-			// logs/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/.
-			Prefix string `yaml:"prefix"`
-			// ErrorPrefix is the key template of records that failed. Default:
-			// errors/!{firehose:error-output-type}/dt=.../hour=.../.
-			ErrorPrefix string `yaml:"error_prefix"`
-			// Encoding is ndjson or parquet. Default: ndjson.
-			Encoding string `yaml:"encoding"`
-			// Compression is gzip, zstd, snappy or none. Default: gzip (zstd for parquet).
-			Compression string `yaml:"compression"`
-			// FlushSize is the buffered size that triggers a flush. Default: 5MiB.
-			FlushSize ByteSize `yaml:"flush_size"`
-			// FlushInterval is the age of the oldest buffered record that triggers a flush.
-			// Default: 60s.
-			FlushInterval Duration `yaml:"flush_interval"`
-			// TimeField takes each record's time from a JSON member instead of the arrival
-			// time; TimeFormat says how to read it (auto, rfc3339, unix, unix_ms, …).
-			TimeField  string `yaml:"time_field"`
-			TimeFormat string `yaml:"time_format"`
-			// MaxOpenPartitions per flush. Default: 500.
-			MaxOpenPartitions int `yaml:"max_open_partitions"`
-			// SSE is "", AES256 or aws:kms (with KMSKeyID, or the account's aws/s3 key when
-			// empty). Default: the bucket's default encryption.
-			SSE      string `yaml:"sse"`
-			KMSKeyID string `yaml:"kms_key_id"`
-			// StorageClass of archive objects, e.g. STANDARD_IA. Default: STANDARD.
-			StorageClass string `yaml:"storage_class"`
-			// PathStyle addressing (MinIO and other S3-compatible stores). Default: false.
-			PathStyle bool `yaml:"path_style"`
-		} `yaml:"s3"`
-	} `yaml:"sink"`
-	Analytics struct {
-		// Enabled writes rollups beside the archive. Default: true.
-		Enabled *bool `yaml:"enabled"`
-		// Prefix is the key template of rollup objects. Default:
-		// analytics/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/.
-		Prefix string `yaml:"prefix"`
-		// Window is the tumbling window. Default: 1m.
-		Window Duration `yaml:"window"`
-		// Dimensions grouped by. Default: service, level, status.
-		Dimensions []string `yaml:"dimensions"`
-		// NumericFields summarized with count/sum/min/max and quantile sketches.
-		NumericFields []string `yaml:"numeric_fields"`
-	} `yaml:"analytics"`
+	Sink      conf.Sink      `yaml:"sink"`
+	Analytics conf.Analytics `yaml:"analytics"`
 }
 
 func defaultConsumeConfig() consumeConfig {
 	var c consumeConfig
 	c.Application = "kinlog"
 	c.HTTP.Listen = ":8080"
-	c.Shutdown.Timeout = Duration(30 * time.Second)
+	c.Shutdown.Timeout = conf.Duration(30 * time.Second)
 	c.Log.Level = "info"
 	c.Consumer.InitialPosition = "TRIM_HORIZON"
-	c.Consumer.FailoverTime = Duration(consumer.DefaultFailoverTime)
+	c.Consumer.FailoverTime = conf.Duration(consumer.DefaultFailoverTime)
 	c.Consumer.MaxRecords = consumer.DefaultMaxRecords
-	c.Consumer.IdleTimeBetweenReads = Duration(consumer.DefaultIdleTimeBetweenReads)
-	c.Consumer.ShardSyncInterval = Duration(consumer.DefaultShardSyncInterval)
-	c.Consumer.CheckpointInterval = Duration(consumer.DefaultCheckpointInterval)
+	c.Consumer.IdleTimeBetweenReads = conf.Duration(consumer.DefaultIdleTimeBetweenReads)
+	c.Consumer.ShardSyncInterval = conf.Duration(consumer.DefaultShardSyncInterval)
+	c.Consumer.CheckpointInterval = conf.Duration(consumer.DefaultCheckpointInterval)
 	c.Consumer.MaxBatchesInFlight = consumer.DefaultMaxBatchesInFlight
-	c.Sink.S3.Prefix = prefix.DefaultArchive
-	c.Sink.S3.ErrorPrefix = prefix.DefaultError
-	c.Sink.S3.Encoding = "ndjson"
-	c.Sink.S3.FlushSize = ByteSize(s3sink.DefaultBufferSize)
-	c.Sink.S3.FlushInterval = Duration(s3sink.DefaultBufferInterval)
-	c.Sink.S3.MaxOpenPartitions = s3sink.DefaultMaxOpenPartitions
-	c.Analytics.Prefix = prefix.DefaultAnalytics
-	c.Analytics.Window = Duration(rollup.DefaultWindow)
+	c.Sink = conf.DefaultSink()
+	c.Analytics = conf.DefaultAnalytics()
 	return c
 }
 
@@ -174,57 +120,24 @@ func (c *consumeConfig) resolve() {
 	if c.Log.Format == "" {
 		c.Log.Format = "(text on a terminal, json otherwise)"
 	}
-	if c.Sink.S3.Compression == "" {
-		c.Sink.S3.Compression = "gzip"
-		if c.Sink.S3.Encoding == "parquet" {
-			c.Sink.S3.Compression = "zstd"
-		}
-	}
-	if c.Analytics.Enabled == nil {
-		on := true
-		c.Analytics.Enabled = &on
-	}
-	if len(c.Analytics.Dimensions) == 0 {
-		c.Analytics.Dimensions = rollup.DefaultDimensions
-	}
+	c.Sink.Resolve()
+	c.Analytics.Resolve()
 }
 
 // validate checks values the libraries would only reject without naming the key.
 func (c *consumeConfig) validate() error {
-	bad := func(key string, err error) error { return &ConfigError{Key: key, Source: "value", Err: err} }
+	bad := func(key string, err error) error { return &conf.Error{Key: key, Source: "value", Err: err} }
 	if c.Stream == "" {
 		return bad("stream", errors.New("required"))
 	}
-	if c.Sink.S3.Bucket == "" {
-		return bad("sink.s3.bucket", errors.New("required"))
+	if err := c.Sink.Validate(); err != nil {
+		return err
+	}
+	if err := c.Analytics.Validate(); err != nil {
+		return err
 	}
 	if _, err := initialPosition(c.Consumer.InitialPosition); err != nil {
 		return bad("consumer.initial_position", err)
-	}
-	if _, err := encode.ParseFormat(c.Sink.S3.Encoding); err != nil {
-		return bad("sink.s3.encoding", err)
-	}
-	if c.Sink.S3.Compression != "" {
-		if _, err := encode.ParseCompression(c.Sink.S3.Compression); err != nil {
-			return bad("sink.s3.compression", err)
-		}
-	}
-	for key, tpl := range map[string]struct {
-		s     string
-		allow prefix.Namespaces
-	}{
-		"sink.s3.prefix":       {c.Sink.S3.Prefix, prefix.AllowTimestamp | prefix.AllowQuery},
-		"sink.s3.error_prefix": {c.Sink.S3.ErrorPrefix, prefix.AllowTimestamp | prefix.AllowErrorType},
-		"analytics.prefix":     {c.Analytics.Prefix, prefix.AllowTimestamp},
-	} {
-		if _, err := prefix.Parse(tpl.s, tpl.allow); err != nil {
-			return bad(key, err)
-		}
-	}
-	switch c.Sink.S3.SSE {
-	case "", "AES256", "aws:kms":
-	default:
-		return bad("sink.s3.sse", fmt.Errorf("want AES256 or aws:kms, got %q", c.Sink.S3.SSE))
 	}
 	switch strings.ToLower(c.Log.Format) {
 	case "", "json", "text":
@@ -250,22 +163,9 @@ func (c *consumeConfig) validate() error {
 		{"consumer.idle_time_between_reads", int64(c.Consumer.IdleTimeBetweenReads), int64(200 * time.Millisecond), int64(time.Hour), "d"},
 		{"consumer.shard_sync_interval", int64(c.Consumer.ShardSyncInterval), int64(time.Second), int64(24 * time.Hour), "d"},
 		{"consumer.checkpoint_interval", int64(c.Consumer.CheckpointInterval), int64(time.Millisecond), int64(time.Hour), "d"},
-		{"sink.s3.flush_size", int64(c.Sink.S3.FlushSize), 1 << 10, 5 << 30, "b"},
-		{"sink.s3.flush_interval", int64(c.Sink.S3.FlushInterval), int64(100 * time.Millisecond), int64(24 * time.Hour), "d"},
-		{"sink.s3.max_open_partitions", int64(c.Sink.S3.MaxOpenPartitions), 1, 1 << 20, ""},
 	} {
-		if r.v < r.lo || r.v > r.hi {
-			lo, hi, v := fmt.Sprint(r.lo), fmt.Sprint(r.hi), fmt.Sprint(r.v)
-			switch r.unit {
-			case "d":
-				lo, hi, v = time.Duration(r.lo).String(), time.Duration(r.hi).String(), time.Duration(r.v).String()
-			case "b":
-				lb, _ := ByteSize(r.lo).MarshalText()
-				hb, _ := ByteSize(r.hi).MarshalText()
-				vb, _ := ByteSize(r.v).MarshalText()
-				lo, hi, v = string(lb), string(hb), string(vb)
-			}
-			return bad(r.key, fmt.Errorf("%s is out of range: want %s to %s", v, lo, hi))
+		if err := conf.CheckRange(r.key, r.v, r.lo, r.hi, r.unit); err != nil {
+			return err
 		}
 	}
 	if c.Consumer.LeaseScanInterval > 0 && c.Consumer.LeaseScanInterval > c.Consumer.FailoverTime {
@@ -273,9 +173,6 @@ func (c *consumeConfig) validate() error {
 	}
 	if c.Shutdown.Timeout <= 0 {
 		return bad("shutdown.timeout", errors.New("must be positive"))
-	}
-	if c.Analytics.Window > 0 && (time.Duration(c.Analytics.Window) < time.Second || time.Hour%time.Duration(c.Analytics.Window) != 0) {
-		return bad("analytics.window", errors.New("must be at least 1s and divide one hour"))
 	}
 	return nil
 }
@@ -329,10 +226,10 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cfg := defaultConsumeConfig()
-	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
+	if err := conf.Load(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	for _, w := range envWarnings(&cfg, os.Environ()) {
+	for _, w := range conf.EnvWarnings(&cfg, os.Environ()) {
 		fmt.Fprintf(stderr, "kinlog consume: warning: %s\n", w)
 	}
 	if err := cfg.validate(); err != nil {
@@ -531,40 +428,9 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	}
 
 	sc := cfg.Sink.S3
-	format, _ := encode.ParseFormat(sc.Encoding)
-	enc := encode.Config{Format: format}
-	if sc.Compression != "" {
-		enc.Compression, _ = encode.ParseCompression(sc.Compression)
-	}
-	opts := []s3sink.Option{
-		s3sink.WithEncoding(enc),
-		s3sink.WithPrefix(sc.Prefix),
-		s3sink.WithErrorPrefix(sc.ErrorPrefix),
-		s3sink.WithBufferSize(int(sc.FlushSize)),
-		s3sink.WithBufferInterval(time.Duration(sc.FlushInterval)),
-		s3sink.WithMaxOpenPartitions(sc.MaxOpenPartitions),
+	opts := append(conf.SinkOptions(&cfg.Sink, &cfg.Analytics),
 		s3sink.WithLogger(log.With("component", "sink")),
-		s3sink.WithRegisterer(reg),
-	}
-	if sc.TimeField != "" {
-		opts = append(opts, s3sink.WithTimeField(sc.TimeField, sc.TimeFormat))
-	}
-	switch sc.SSE {
-	case "AES256":
-		opts = append(opts, s3sink.WithSSES3())
-	case "aws:kms":
-		opts = append(opts, s3sink.WithSSEKMS(sc.KMSKeyID))
-	}
-	if sc.StorageClass != "" {
-		opts = append(opts, s3sink.WithStorageClass(s3types.StorageClass(sc.StorageClass)))
-	}
-	if a := cfg.Analytics; a.Enabled == nil || *a.Enabled {
-		opts = append(opts, s3sink.WithAnalyticsPrefix(a.Prefix), s3sink.WithRollups(rollup.Config{
-			Window: time.Duration(a.Window), Dimensions: a.Dimensions, Numeric: a.NumericFields,
-		}))
-	} else {
-		opts = append(opts, s3sink.WithoutRollups())
-	}
+		s3sink.WithRegisterer(reg))
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = sc.PathStyle })
 	sink, err := s3sink.New(s3c, sc.Bucket, cfg.Stream, opts...)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/kinlog/kinlog/internal/conf"
 	"github.com/kinlog/kinlog/producer"
 	"github.com/kinlog/kinlog/query"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -151,10 +152,10 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	cfg := defaultConsumeConfig()
 	cfg.Stream, cfg.Application = name, name
 	cfg.Consumer.CreateLeaseTable = true
-	cfg.Consumer.FailoverTime = Duration(5 * time.Second)
-	cfg.Consumer.IdleTimeBetweenReads = Duration(250 * time.Millisecond)
+	cfg.Consumer.FailoverTime = conf.Duration(5 * time.Second)
+	cfg.Consumer.IdleTimeBetweenReads = conf.Duration(250 * time.Millisecond)
 	cfg.Sink.S3.Bucket, cfg.Sink.S3.PathStyle = name, *pathStyle
-	cfg.Sink.S3.FlushInterval = Duration(time.Second)
+	cfg.Sink.S3.FlushInterval = conf.Duration(time.Second)
 	cfg.Sink.S3.TimeField, cfg.Sink.S3.TimeFormat = "time", "rfc3339"
 	cfg.Analytics.NumericFields = []string{"latency_ms"}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -18,6 +18,8 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
+
+	"github.com/kinlog/kinlog/internal/conf"
 )
 
 // runInit creates what the worker's configuration names — the stream, the lease table and
@@ -39,10 +41,10 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: --shards must be at least 1", errUsage)
 	}
 	cfg := defaultConsumeConfig()
-	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
+	if err := conf.Load(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	for _, w := range envWarnings(&cfg, os.Environ()) {
+	for _, w := range conf.EnvWarnings(&cfg, os.Environ()) {
 		fmt.Fprintf(stderr, "kinlog init: warning: %s\n", w)
 	}
 	if err := cfg.validate(); err != nil {

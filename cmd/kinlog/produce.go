@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/tidwall/gjson"
 
+	"github.com/kinlog/kinlog/internal/conf"
 	"github.com/kinlog/kinlog/producer"
 )
 
@@ -32,7 +33,7 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	spoolDir := fs.String("spool", "", "keep every accepted line in this directory until Kinesis confirmed it; lines left by an earlier run are sent first")
 	spoolSync := fs.String("spool-sync", producer.SyncWrite.String(), "when a spooled line is on disk: write (survives a crash of the process), fsync (and of the machine), batched (every 100 ms)")
 	progress := fs.Duration("progress", 0, "print a progress line to stderr this often (sent, rate, buffered, failed); 0: none")
-	spoolMax := ByteSize(producer.DefaultSpoolMaxBytes)
+	spoolMax := conf.ByteSize(producer.DefaultSpoolMaxBytes)
 	fs.TextVar(&spoolMax, "spool-max-bytes", spoolMax, "bound of the spool's files (5MiB, 2GiB, ...); reading waits while it is full")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err

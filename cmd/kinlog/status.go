@@ -21,6 +21,7 @@ import (
 
 	"github.com/kinlog/kinlog/checkpoint"
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
+	"github.com/kinlog/kinlog/internal/conf"
 )
 
 // shardStatus is one lease in `kinlog status`.
@@ -57,10 +58,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: unexpected argument %q (see kinlog status --help)", errUsage, fs.Arg(0))
 	}
 	cfg := defaultConsumeConfig()
-	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
+	if err := conf.Load(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	for _, w := range envWarnings(&cfg, os.Environ()) {
+	for _, w := range conf.EnvWarnings(&cfg, os.Environ()) {
 		fmt.Fprintf(stderr, "kinlog status: warning: %s\n", w)
 	}
 	if *lag && cfg.Stream == "" {

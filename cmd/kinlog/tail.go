@@ -19,6 +19,7 @@ import (
 
 	"github.com/kinlog/kinlog/consumer"
 	"github.com/kinlog/kinlog/internal/backoff"
+	"github.com/kinlog/kinlog/internal/conf"
 	"github.com/kinlog/kinlog/internal/kpl"
 	"github.com/kinlog/kinlog/query"
 	"github.com/kinlog/kinlog/sinks/encode"
@@ -56,10 +57,10 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: unexpected argument %q (see kinlog tail --help)", errUsage, fs.Arg(0))
 	}
 	cfg := defaultConsumeConfig()
-	if err := loadConfig(&cfg, *path, os.Environ(), sets); err != nil {
+	if err := conf.Load(&cfg, *path, os.Environ(), sets); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	for _, w := range envWarnings(&cfg, os.Environ()) {
+	for _, w := range conf.EnvWarnings(&cfg, os.Environ()) {
 		fmt.Fprintf(stderr, "kinlog tail: warning: %s\n", w)
 	}
 	stream := *streamFlag

@@ -1,4 +1,8 @@
-package main
+// Package conf loads kinlog's configuration: a YAML file, then KINLOG_* environment
+// variables, then --set key=value overrides, with errors that name the dotted key. Every
+// command of the kinlog binary and the Lambda function (cmd/kinlog-lambda) load theirs
+// through it, so a key means the same everywhere.
+package conf
 
 import (
 	"errors"
@@ -35,7 +39,7 @@ func TestLoadConfigLayers(t *testing.T) {
 	cfg.Archive.Size = 5 << 20
 	path := writeFile(t, "stream: from-file\nevery: 30s\narchive:\n  bucket: b1\n  dimensions: [service]\n")
 	env := []string{"KINLOG_ARCHIVE_BUCKET=from-env", "KINLOG_WORKERS=3", "OTHER=1", "KINLOG_ARCHIVE_BUFFER_SIZE=128KiB"}
-	if err := loadConfig(&cfg, path, env, []string{"verbose=true", "archive.dimensions=service, level"}); err != nil {
+	if err := Load(&cfg, path, env, []string{"verbose=true", "archive.dimensions=service, level"}); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Stream != "from-file" || cfg.Workers != 3 || !cfg.Verbose || time.Duration(cfg.Every) != 30*time.Second ||
@@ -69,9 +73,9 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 			if tt.file != "" {
 				path = writeFile(t, tt.file)
 			}
-			err := loadConfig(&cfg, path, tt.env, tt.sets)
+			err := Load(&cfg, path, tt.env, tt.sets)
 			if err == nil {
-				t.Fatal("loadConfig accepted bad input")
+				t.Fatal("Load accepted bad input")
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -80,12 +84,12 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 			}
 		})
 	}
-	var ce *ConfigError
+	var ce *Error
 	var cfg testConfig
-	if err := loadConfig(&cfg, "", []string{"KINLOG_WORKERS=x"}, nil); !errors.As(err, &ce) || ce.Key != "workers" {
-		t.Errorf("error %v is not a ConfigError for key workers", err)
+	if err := Load(&cfg, "", []string{"KINLOG_WORKERS=x"}, nil); !errors.As(err, &ce) || ce.Key != "workers" {
+		t.Errorf("error %v is not a Error for key workers", err)
 	}
-	if err := loadConfig(&cfg, writeFile(t, ""), nil, nil); err != nil {
+	if err := Load(&cfg, writeFile(t, ""), nil, nil); err != nil {
 		t.Errorf("empty file: %v", err)
 	}
 }
@@ -110,22 +114,22 @@ func TestByteSizeText(t *testing.T) {
 
 func TestConfigDidYouMean(t *testing.T) {
 	var cfg testConfig
-	err := loadConfig(&cfg, writeFile(t, "archive:\n  buckt: b\n"), nil, nil)
+	err := Load(&cfg, writeFile(t, "archive:\n  buckt: b\n"), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "did you mean bucket?") {
 		t.Errorf("file: %v", err)
 	}
-	err = loadConfig(&cfg, "", nil, []string{"archive.bukket=b"})
+	err = Load(&cfg, "", nil, []string{"archive.bukket=b"})
 	if err == nil || !strings.Contains(err.Error(), "did you mean archive.bucket?") {
 		t.Errorf("--set: %v", err)
 	}
-	if err := loadConfig(&cfg, writeFile(t, "zzzzzz: 1\n"), nil, nil); err == nil || strings.Contains(err.Error(), "did you mean") {
+	if err := Load(&cfg, writeFile(t, "zzzzzz: 1\n"), nil, nil); err == nil || strings.Contains(err.Error(), "did you mean") {
 		t.Errorf("a key far from all: %v", err)
 	}
 }
 
 func TestEnvWarnings(t *testing.T) {
 	var cfg testConfig
-	got := envWarnings(&cfg, []string{"KINLOG_ARCHIVE_BUCKT=x", "KINLOG_WORKERS=2", "KINLOG_DUCKDB=/x", "KINLOG_CONFIG=a.yaml", "KINLOG_STREEM=s", "PATH=/bin"})
+	got := EnvWarnings(&cfg, []string{"KINLOG_ARCHIVE_BUCKT=x", "KINLOG_WORKERS=2", "KINLOG_DUCKDB=/x", "KINLOG_CONFIG=a.yaml", "KINLOG_STREEM=s", "PATH=/bin"})
 	want := []string{
 		"KINLOG_ARCHIVE_BUCKT is not a configuration key and is ignored; did you mean KINLOG_ARCHIVE_BUCKET?",
 		"KINLOG_STREEM is not a configuration key and is ignored; did you mean KINLOG_STREAM?",

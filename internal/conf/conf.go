@@ -1,4 +1,8 @@
-package main
+// Package conf loads kinlog's configuration: a YAML file, then KINLOG_* environment
+// variables, then --set key=value overrides, with errors that name the dotted key. Every
+// command of the kinlog binary and the Lambda function (cmd/kinlog-lambda) load theirs
+// through it, so a key means the same everywhere.
+package conf
 
 import (
 	"bytes"
@@ -71,43 +75,43 @@ func (s ByteSize) MarshalText() ([]byte, error) {
 	return fmt.Appendf(nil, "%d", int64(s)), nil
 }
 
-// httpConfig is the http section of the long-running commands' configuration.
-type httpConfig struct {
+// HTTP is the http section of the long-running commands' configuration.
+type HTTP struct {
 	// Listen is the address of the probes and metrics; "-" turns the server off.
 	Listen string `yaml:"listen"`
 }
 
-// shutdownConfig is the shutdown section.
-type shutdownConfig struct {
+// Shutdown is the shutdown section of the long-running commands' configuration.
+type Shutdown struct {
 	// Timeout bounds the graceful shutdown on SIGTERM/SIGINT. Default: 30s.
 	Timeout Duration `yaml:"timeout"`
 }
 
-// logConfig is the log section.
-type logConfig struct {
+// Log is the log section of the long-running commands' configuration.
+type Log struct {
 	// Format is json or text. Default: text on a terminal, json otherwise.
 	Format string `yaml:"format"`
 	// Level is debug, info, warn or error. Default: info.
 	Level string `yaml:"level"`
 }
 
-// ConfigError names the config key that is wrong.
-type ConfigError struct {
+// Error names the config key that is wrong.
+type Error struct {
 	Key    string
 	Source string // "file", "env KINLOG_…", "flag --set"
 	Err    error
 }
 
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("config %s (%s): %v", e.Key, e.Source, e.Err)
 }
 
-func (e *ConfigError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// loadConfig fills cfg (which holds the defaults) from the YAML file at path (if not empty),
+// Load fills cfg (which holds the defaults) from the YAML file at path (if not empty),
 // then from KINLOG_* environment variables, then from --set key=value overrides. Unknown keys
 // in the file are errors.
-func loadConfig(cfg any, path string, environ []string, sets []string) error {
+func Load(cfg any, path string, environ []string, sets []string) error {
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -141,14 +145,14 @@ func loadConfig(cfg any, path string, environ []string, sets []string) error {
 		name := envName(key)
 		if v, ok := env[name]; ok {
 			if err := setLeaf(leaves[key], v); err != nil {
-				return &ConfigError{Key: key, Source: "env " + name, Err: err}
+				return &Error{Key: key, Source: "env " + name, Err: err}
 			}
 		}
 	}
 	for _, kv := range sets {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return &ConfigError{Key: kv, Source: "flag --set", Err: errors.New("want key=value")}
+			return &Error{Key: kv, Source: "flag --set", Err: errors.New("want key=value")}
 		}
 		leaf, ok := leaves[k]
 		if !ok {
@@ -156,10 +160,10 @@ func loadConfig(cfg any, path string, environ []string, sets []string) error {
 			if near := closest(k, sortedKeys(leaves)); near != "" {
 				hint = fmt.Sprintf("did you mean %s? ", near)
 			}
-			return &ConfigError{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; %sknown keys: %s", hint, strings.Join(sortedKeys(leaves), ", "))}
+			return &Error{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; %sknown keys: %s", hint, strings.Join(sortedKeys(leaves), ", "))}
 		}
 		if err := setLeaf(leaf, v); err != nil {
-			return &ConfigError{Key: k, Source: "flag --set", Err: err}
+			return &Error{Key: k, Source: "flag --set", Err: err}
 		}
 	}
 	return nil
@@ -169,7 +173,7 @@ func loadConfig(cfg any, path string, environ []string, sets []string) error {
 // unknown key or a bad value is reported with its dotted key and line (yaml.v3 names the Go
 // type instead, or nothing). Keys are those of the yaml tags; lists of structs are indexed:
 // files[0].paths.
-func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
+func checkNode(n *yaml.Node, t reflect.Type, key string) *Error {
 	at := func(n *yaml.Node) string { return fmt.Sprintf(", line %d", n.Line) }
 	if reflect.PointerTo(t).Implements(reflect.TypeFor[textUnmarshaler]()) || t.Kind() != reflect.Struct && t.Kind() != reflect.Slice {
 		v := reflect.New(t)
@@ -188,7 +192,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
 					msg = "want " + kindName(t) + ", got " + val
 				}
 			}
-			return &ConfigError{Key: key, Source: at(n), Err: errors.New(msg)}
+			return &Error{Key: key, Source: at(n), Err: errors.New(msg)}
 		}
 		return nil
 	}
@@ -197,7 +201,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
 			if t.Elem().Kind() == reflect.String && n.Kind == yaml.ScalarNode {
 				return nil // one string for a list of one
 			}
-			return &ConfigError{Key: key, Source: at(n), Err: errors.New("want a list")}
+			return &Error{Key: key, Source: at(n), Err: errors.New("want a list")}
 		}
 		for i, c := range n.Content {
 			if err := checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", key, i)); err != nil {
@@ -210,7 +214,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
 		if n.Tag == "!!null" {
 			return nil
 		}
-		return &ConfigError{Key: strings.TrimSuffix(key, "."), Source: at(n), Err: errors.New("want a mapping of keys")}
+		return &Error{Key: strings.TrimSuffix(key, "."), Source: at(n), Err: errors.New("want a mapping of keys")}
 	}
 	fields := map[string]reflect.StructField{}
 	var names []string
@@ -234,7 +238,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key string) *ConfigError {
 			if near := closest(k.Value, names); near != "" {
 				hint = fmt.Sprintf("did you mean %s? ", near)
 			}
-			return &ConfigError{Key: full, Source: at(k), Err: fmt.Errorf("unknown key; %sknown keys here: %s", hint, strings.Join(names, ", "))}
+			return &Error{Key: full, Source: at(k), Err: fmt.Errorf("unknown key; %sknown keys here: %s", hint, strings.Join(names, ", "))}
 		}
 		if err := checkNode(v, f.Type, full); err != nil {
 			return err
@@ -257,10 +261,10 @@ func kindName(t reflect.Type) string {
 	return "a " + t.Kind().String()
 }
 
-// envWarnings returns a warning for each KINLOG_* variable in environ that is not a key of
+// EnvWarnings returns a warning for each KINLOG_* variable in environ that is not a key of
 // cfg but is within two edits of one: a typo that would otherwise be ignored in silence.
 // Other KINLOG_* variables belong to other tools (the local stack's, say) and pass.
-func envWarnings(cfg any, environ []string) []string {
+func EnvWarnings(cfg any, environ []string) []string {
 	leaves := configLeaves(reflect.ValueOf(cfg).Elem(), "")
 	var names []string
 	known := map[string]bool{}
@@ -272,7 +276,7 @@ func envWarnings(cfg any, environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, "KINLOG_") || known[k] || otherKinlogVars[k] {
+		if !strings.HasPrefix(k, "KINLOG_") || known[k] || otherVars[k] {
 			continue
 		}
 		if near := closest(k, names); near != "" {
@@ -283,8 +287,8 @@ func envWarnings(cfg any, environ []string) []string {
 	return out
 }
 
-// otherKinlogVars are KINLOG_* variables that are not configuration keys but are near one.
-var otherKinlogVars = map[string]bool{"KINLOG_CONFIG": true, "KINLOG_STACK_DIR": true}
+// otherVars are KINLOG_* variables that are not configuration keys but are near one.
+var otherVars = map[string]bool{"KINLOG_CONFIG": true, "KINLOG_STACK_DIR": true}
 
 // closest returns the candidate within two edits of s (the nearest, the first on a tie),
 // or "".
