@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -222,6 +223,19 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 	return objs, stats, nil
 }
 
+// count adds a written flush's records to the metrics.
+func (s *Sink) count(stats flushStats) {
+	s.met.records.Add(float64(stats.archived))
+	for t, n := range stats.errored {
+		s.met.errored.WithLabelValues(t).Add(float64(n))
+		label := errTypePartitioning
+		if t == ErrorFormat {
+			label = errTypeFormat
+		}
+		s.met.errors.WithLabelValues(label).Add(float64(n))
+	}
+}
+
 func (s *Sink) rollupWindow() time.Duration {
 	if s.cfg.rollupCfg.Window != 0 {
 		return s.cfg.rollupCfg.Window
@@ -245,7 +259,7 @@ func (p *processor) write(f *flush) error {
 	if err := p.prepare(ctx, f.boundary); err != nil {
 		return err
 	}
-	if err := p.uploadAll(ctx, objs); err != nil {
+	if err := s.uploadAll(ctx, p.log, objs); err != nil {
 		return err
 	}
 	// Every object is durable: acknowledge exactly the flush's records, batch by batch (a
@@ -256,15 +270,7 @@ func (p *processor) write(f *flush) error {
 			e.batch.AckThrough(e.idx + 1)
 		}
 	}
-	s.met.records.Add(float64(stats.archived))
-	for t, n := range stats.errored {
-		s.met.errored.WithLabelValues(t).Add(float64(n))
-		label := errTypePartitioning
-		if t == ErrorFormat {
-			label = errTypeFormat
-		}
-		s.met.errors.WithLabelValues(label).Add(float64(n))
-	}
+	s.count(stats)
 	s.met.flushes.Inc()
 	s.met.flushSeconds.Observe(s.cfg.clock.Now().Sub(start).Seconds())
 	p.log.Debug("flushed", "records", len(f.entries), "objects", len(objs), "boundary", f.boundary.String())
@@ -297,8 +303,8 @@ func (p *processor) prepare(ctx context.Context, boundary checkpoint.Checkpoint)
 
 // uploadAll writes every object, cfg.concurrency at a time, each retried until it succeeds
 // or ctx ends.
-func (p *processor) uploadAll(ctx context.Context, objs []object) error {
-	sem := make(chan struct{}, p.s.cfg.concurrency)
+func (s *Sink) uploadAll(ctx context.Context, log *slog.Logger, objs []object) error {
+	sem := make(chan struct{}, s.cfg.concurrency)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -314,7 +320,7 @@ func (p *processor) uploadAll(ctx context.Context, objs []object) error {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := p.s.put(ctx, p.log, o); err != nil {
+			if err := s.put(ctx, log, o); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = err

@@ -145,6 +145,12 @@ func New(client API, bucket, stream string, opts ...Option) (*Sink, error) {
 	return s, nil
 }
 
+// Bucket returns the archive bucket.
+func (s *Sink) Bucket() string { return s.bucket }
+
+// Stream returns the stream whose records the sink archives (it names the objects).
+func (s *Sink) Stream() string { return s.stream }
+
 // Collectors returns the sink's Prometheus metrics, for callers that register them
 // themselves instead of using [WithRegisterer].
 func (s *Sink) Collectors() []prometheus.Collector { return s.met.collectors() }

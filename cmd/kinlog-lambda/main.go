@@ -1,0 +1,190 @@
+// Command kinlog-lambda is the bootstrap of kinlog's serverless mode: the archive sink as an
+// AWS Lambda function (runtime provided.al2023) on a Kinesis event source mapping. See
+// package github.com/kinlog/kinlog/lambda for the exactly-once protocol.
+//
+// Build it for Lambda with `make lambda`, or:
+//
+//	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -tags lambda.norpc -o bootstrap ./cmd/kinlog-lambda
+//
+// It is configured by environment variables with the keys of the worker's sink and
+// analytics sections (KINLOG_SINK_S3_BUCKET, KINLOG_SINK_S3_ENCODING, KINLOG_ANALYTICS_…)
+// plus KINLOG_PROGRESS_TABLE. Run outside Lambda with --check, it validates them and prints
+// the effective configuration.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	awslambda "github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kinlog/kinlog/internal/conf"
+	"github.com/kinlog/kinlog/lambda"
+	s3sink "github.com/kinlog/kinlog/sinks/s3"
+)
+
+// fnConfig is the function's configuration: the worker's sink, analytics and log sections,
+// and the progress table. Every key is read from KINLOG_<KEY> (dots become underscores).
+type fnConfig struct {
+	Sink      conf.Sink      `yaml:"sink"`
+	Analytics conf.Analytics `yaml:"analytics"`
+	Log       struct {
+		// Level is debug, info, warn or error. Default: info. (The format is JSON, for
+		// CloudWatch Logs.)
+		Level string `yaml:"level"`
+	} `yaml:"log"`
+	Progress struct {
+		// Table is the DynamoDB table of per-shard progress items (hash key "shard").
+		// Required.
+		Table string `yaml:"table"`
+	} `yaml:"progress"`
+}
+
+func defaultConfig() fnConfig {
+	c := fnConfig{Sink: conf.DefaultSink(), Analytics: conf.DefaultAnalytics()}
+	c.Log.Level = "info"
+	return c
+}
+
+func (c *fnConfig) validate() error {
+	if err := c.Sink.Validate(); err != nil {
+		return err
+	}
+	if err := c.Analytics.Validate(); err != nil {
+		return err
+	}
+	if c.Progress.Table == "" {
+		return &conf.Error{Key: "progress.table", Source: "env KINLOG_PROGRESS_TABLE", Err: errors.New("required: the DynamoDB table of the function's per-shard progress")}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return &conf.Error{Key: "log.level", Source: "value", Err: err}
+	}
+	return nil
+}
+
+const usage = `kinlog-lambda is the bootstrap of kinlog's serverless mode: the archive sink as an AWS
+Lambda function (runtime provided.al2023) on a Kinesis event source mapping with
+ReportBatchItemFailures and ParallelizationFactor 1. Lambda starts it; there is nothing to
+run by hand except the check.
+
+Usage:
+  kinlog-lambda --check    validate the configuration in the environment and print it
+  kinlog-lambda --help     this text
+
+Configuration (environment; the keys of kinlog consume's sink and analytics sections):
+  KINLOG_SINK_S3_BUCKET        the archive bucket (required)
+  KINLOG_PROGRESS_TABLE        the DynamoDB progress table, hash key "shard" (required)
+  KINLOG_SINK_S3_PREFIX, KINLOG_SINK_S3_ERROR_PREFIX, KINLOG_SINK_S3_ENCODING,
+  KINLOG_SINK_S3_COMPRESSION, KINLOG_SINK_S3_FLUSH_SIZE (the chunk size), KINLOG_ANALYTICS_*,
+  KINLOG_LOG_LEVEL, …          as for kinlog consume (kinlog-lambda --check lists them all)
+  AWS_REGION, AWS_ENDPOINT_URL_S3 / _DYNAMODB / _KINESIS   the SDK's standard variables
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("kinlog-lambda", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	check := fs.Bool("check", false, "validate the configuration and print it")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "kinlog-lambda: %v\n\n%s", err, usage)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kinlog-lambda: unexpected argument %q\n\n%s", fs.Arg(0), usage)
+		return 2
+	}
+	cfg := defaultConfig()
+	err := conf.Load(&cfg, "", environ, nil)
+	if err == nil {
+		err = cfg.validate()
+	}
+	for _, w := range conf.EnvWarnings(&cfg, environ) {
+		fmt.Fprintf(stderr, "kinlog-lambda: warning: %s\n", w)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kinlog-lambda: %v\n", err)
+		return 2
+	}
+	if *check {
+		cfg.Sink.Resolve()
+		cfg.Analytics.Resolve()
+		fmt.Fprintln(stdout, "# the effective configuration, from KINLOG_* variables (KINLOG_<KEY>, dots as underscores)")
+		if err := yaml.NewEncoder(stdout).Encode(&cfg); err != nil {
+			fmt.Fprintf(stderr, "kinlog-lambda: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if _, ok := lookup(environ, "AWS_LAMBDA_RUNTIME_API"); !ok {
+		fmt.Fprintf(stderr, "kinlog-lambda: AWS_LAMBDA_RUNTIME_API is not set: this is a Lambda bootstrap; Lambda (or the Runtime Interface Emulator) starts it\n\n%s", usage)
+		return 2
+	}
+	fn, err := build(context.Background(), &cfg, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "kinlog-lambda: %v\n", err)
+		return 1
+	}
+	awslambda.Start(func(ctx context.Context, ev json.RawMessage) (lambda.Response, error) {
+		return fn.Handle(ctx, ev)
+	})
+	return 0
+}
+
+// build makes the function from a validated configuration. It makes a sink once, so that a
+// configuration the sink refuses fails at init rather than at the first batch.
+func build(ctx context.Context, cfg *fnConfig, logOut io.Writer) (*lambda.Function, error) {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl}))
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS config: %w", err)
+	}
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.Sink.S3.PathStyle })
+	newSink := func(stream string) (*s3sink.Sink, error) {
+		opts := append(conf.SinkOptions(&cfg.Sink, &cfg.Analytics), s3sink.WithLogger(log.With("component", "sink")))
+		return s3sink.New(s3c, cfg.Sink.S3.Bucket, stream, opts...)
+	}
+	if _, err := newSink("init-check"); err != nil {
+		return nil, fmt.Errorf("sink.s3: %w", err)
+	}
+	return lambda.New(newSink, s3c, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg.Progress.Table,
+		lambda.WithChunkSize(int(cfg.Sink.S3.FlushSize)),
+		lambda.WithLogger(log),
+		lambda.WithRequestID(func(ctx context.Context) string {
+			if lc, ok := lambdacontext.FromContext(ctx); ok {
+				return lc.AwsRequestID
+			}
+			return ""
+		}))
+}
+
+func lookup(environ []string, name string) (string, bool) {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
