@@ -34,7 +34,7 @@ const (
 	DefaultReserve = 2 * time.Second
 	// MaxPendingKeys bounds the objects of one chunk, so that their keys fit in one
 	// DynamoDB item (400 KB) with room to spare; a chunk making more is cut in two.
-	MaxPendingKeys = 1000
+	MaxPendingKeys  = 1000
 	maxPendingBytes = 256 << 10
 )
 

@@ -68,7 +68,9 @@ func decodeProgress(item map[string]types.AttributeValue) (Progress, error) {
 	if len(item) == 0 {
 		return p, nil
 	}
-	bad := func(name string) error { return fmt.Errorf("progress item: attribute %s is missing or malformed", name) }
+	bad := func(name string) error {
+		return fmt.Errorf("progress item: attribute %s is missing or malformed", name)
+	}
 	v, ok := item[attrVersion].(*types.AttributeValueMemberN)
 	if !ok {
 		return p, bad(attrVersion)
