@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Sentinel checkpoint values, as the KCL writes them in the `checkpoint` attribute.
@@ -65,6 +67,23 @@ func (c Checkpoint) String() string {
 		return c.Sequence
 	}
 	return fmt.Sprintf("%s/%d", c.Sequence, c.SubSequence)
+}
+
+// Parse reads a checkpoint as [Checkpoint.String] writes it: sequence[/sub-sequence].
+func Parse(s string) (Checkpoint, error) {
+	seq, sub, hasSub := strings.Cut(s, "/")
+	c := Checkpoint{Sequence: seq}
+	if hasSub {
+		n, err := strconv.ParseUint(sub, 10, 64)
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("%w: sub-sequence %q", ErrInvalidSequence, sub)
+		}
+		c.SubSequence = n
+	}
+	if err := c.Validate(); err != nil {
+		return Checkpoint{}, err
+	}
+	return c, nil
 }
 
 // Validate reports ErrInvalidSequence unless c.Sequence is a sentinel or a decimal sequence

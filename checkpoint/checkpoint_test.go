@@ -194,3 +194,17 @@ func TestLeaseEqual(t *testing.T) {
 		}
 	}
 }
+
+func TestParseIsStringsInverse(t *testing.T) {
+	for _, c := range []checkpoint.Checkpoint{{Sequence: "49590338271490256608559692538361571095921575989136588898"}, {Sequence: "1", SubSequence: 7}, {Sequence: "12", SubSequence: checkpoint.WholeRecord}} {
+		got, err := checkpoint.Parse(c.String())
+		if err != nil || got != c {
+			t.Errorf("Parse(%q) = %v, %v; want %v", c.String(), got, err, c)
+		}
+	}
+	for _, bad := range []string{"", "x", "1/x", "01", "1/-1"} {
+		if _, err := checkpoint.Parse(bad); err == nil {
+			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}

@@ -138,6 +138,11 @@ func (f *Function) Handle(ctx context.Context, payload []byte) (Response, error)
 		f.log.Error("refusing the invocation", "err", err)
 		return Response{}, err
 	}
+	return f.handle(ctx, b, start)
+}
+
+// handle runs the protocol on a decoded batch.
+func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Response, error) {
 	if len(b.records) == 0 {
 		return Response{}, nil
 	}

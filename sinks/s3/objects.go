@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 
+	"github.com/kinlog/kinlog/checkpoint"
 	"github.com/kinlog/kinlog/consumer"
 )
 
@@ -13,6 +14,33 @@ import (
 type Objects struct {
 	objs  []object
 	stats flushStats
+}
+
+// Object kinds.
+const (
+	KindArchive   = kindArchive
+	KindErrors    = kindErrors
+	KindAnalytics = kindAnalytics
+)
+
+// Object describes one object of a set.
+type Object struct {
+	Key  string
+	Kind string // KindArchive, KindErrors or KindAnalytics
+	// Records is the number of records in the object (rows of a rollup's); First and
+	// Last are the positions of its first and last record (metadata MetaFirst, MetaLast).
+	Records     int
+	First, Last checkpoint.Checkpoint
+}
+
+// List describes the objects.
+func (o *Objects) List() []Object {
+	out := make([]Object, len(o.objs))
+	for i := range o.objs {
+		b := &o.objs[i]
+		out[i] = Object{Key: b.key, Kind: b.kind, Records: b.records, First: b.first, Last: b.last}
+	}
+	return out
 }
 
 // Keys returns the keys of the objects.
