@@ -26,55 +26,11 @@ import (
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kinlog/kinlog/internal/conf"
 	"github.com/kinlog/kinlog/lambda"
-	s3sink "github.com/kinlog/kinlog/sinks/s3"
 )
-
-// fnConfig is the function's configuration: the worker's sink, analytics and log sections,
-// and the progress table. Every key is read from KINLOG_<KEY> (dots become underscores).
-type fnConfig struct {
-	Sink      conf.Sink      `yaml:"sink"`
-	Analytics conf.Analytics `yaml:"analytics"`
-	Log       struct {
-		// Level is debug, info, warn or error. Default: info. (The format is JSON, for
-		// CloudWatch Logs.)
-		Level string `yaml:"level"`
-	} `yaml:"log"`
-	Progress struct {
-		// Table is the DynamoDB table of per-shard progress items (hash key "shard").
-		// Required.
-		Table string `yaml:"table"`
-	} `yaml:"progress"`
-}
-
-func defaultConfig() fnConfig {
-	c := fnConfig{Sink: conf.DefaultSink(), Analytics: conf.DefaultAnalytics()}
-	c.Log.Level = "info"
-	return c
-}
-
-func (c *fnConfig) validate() error {
-	if err := c.Sink.Validate(); err != nil {
-		return err
-	}
-	if err := c.Analytics.Validate(); err != nil {
-		return err
-	}
-	if c.Progress.Table == "" {
-		return &conf.Error{Key: "progress.table", Source: "env KINLOG_PROGRESS_TABLE", Err: errors.New("required: the DynamoDB table of the function's per-shard progress")}
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		return &conf.Error{Key: "log.level", Source: "value", Err: err}
-	}
-	return nil
-}
 
 const usage = `kinlog-lambda is the bootstrap of kinlog's serverless mode: the archive sink as an AWS
 Lambda function (runtime provided.al2023) on a Kinesis event source mapping with
@@ -114,10 +70,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kinlog-lambda: unexpected argument %q\n\n%s", fs.Arg(0), usage)
 		return 2
 	}
-	cfg := defaultConfig()
+	cfg := conf.DefaultFunction()
 	err := conf.Load(&cfg, "", environ, nil)
 	if err == nil {
-		err = cfg.validate()
+		err = cfg.Validate()
 	}
 	for _, w := range conf.EnvWarnings(&cfg, environ) {
 		fmt.Fprintf(stderr, "kinlog-lambda: warning: %s\n", w)
@@ -151,9 +107,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// build makes the function from a validated configuration. It makes a sink once, so that a
-// configuration the sink refuses fails at init rather than at the first batch.
-func build(ctx context.Context, cfg *fnConfig, logOut io.Writer) (*lambda.Function, error) {
+// build makes the function from a validated configuration.
+func build(ctx context.Context, cfg *conf.Function, logOut io.Writer) (*lambda.Function, error) {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl}))
@@ -161,23 +116,13 @@ func build(ctx context.Context, cfg *fnConfig, logOut io.Writer) (*lambda.Functi
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS config: %w", err)
 	}
-	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.Sink.S3.PathStyle })
-	newSink := func(stream string) (*s3sink.Sink, error) {
-		opts := append(conf.SinkOptions(&cfg.Sink, &cfg.Analytics), s3sink.WithLogger(log.With("component", "sink")))
-		return s3sink.New(s3c, cfg.Sink.S3.Bucket, stream, opts...)
-	}
-	if _, err := newSink("init-check"); err != nil {
-		return nil, fmt.Errorf("sink.s3: %w", err)
-	}
-	return lambda.New(newSink, s3c, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg.Progress.Table,
-		lambda.WithChunkSize(int(cfg.Sink.S3.FlushSize)),
-		lambda.WithLogger(log),
-		lambda.WithRequestID(func(ctx context.Context) string {
-			if lc, ok := lambdacontext.FromContext(ctx); ok {
-				return lc.AwsRequestID
-			}
-			return ""
-		}))
+	fn, _, err := cfg.Build(awsCfg, log, lambda.WithRequestID(func(ctx context.Context) string {
+		if lc, ok := lambdacontext.FromContext(ctx); ok {
+			return lc.AwsRequestID
+		}
+		return ""
+	}))
+	return fn, err
 }
 
 func lookup(environ []string, name string) (string, bool) {
