@@ -109,12 +109,15 @@ func (s *stack) put(t *testing.T, first, n int) (good, bad []string) {
 	}
 	for i := first; i < first+n; {
 		if len(entries)%4 == 3 && i+3 <= first+n {
+			// The user records share the aggregate's partition key, so that they lie in
+			// the range of the shard it goes to (else the consumers drop it whole).
 			var a kpl.Aggregator
+			pk := fmt.Sprintf("agg%d", i)
 			for j := 0; j < 3; j++ {
-				id, data := line(i + j)
-				a.Add(kpl.Record{PartitionKey: id, Data: data})
+				_, data := line(i + j)
+				a.Add(kpl.Record{PartitionKey: pk, Data: data})
 			}
-			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String("agg"), Data: a.AppendEncode(nil)})
+			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(pk), Data: a.AppendEncode(nil)})
 			i += 3
 			continue
 		}
