@@ -30,10 +30,25 @@
 //     table have the settings the pipeline relies on, with expressions evaluated against the
 //     variables' defaults and against other values.
 //   - IAM: every action in every policy document of the module is extracted and compared,
-//     role by role, with the set derived from the code: the methods of the small AWS client
-//     interfaces that producer/, consumer/, checkpoint/dynamodb, sinks/s3 and query/
-//     declare, read by reflection and mapped to IAM actions. A new SDK call in the code
-//     without a matching grant (or a grant the code no longer needs) fails the test.
+//     role by role and resource by resource, with the set derived from the code: the
+//     methods of the small AWS client interfaces that producer/, consumer/,
+//     checkpoint/dynamodb, sinks/s3, query/ and lambda/ declare, read by reflection (which
+//     includes embedded interfaces: lambda.S3API is sinks/s3.API plus DeleteObject) and
+//     mapped to IAM actions, plus the calls AWS services make with a role's credentials (the
+//     Lambda event source mapping's stream reads, its S3 on-failure destination, the
+//     function's logs), each listed with the AWS page that requires it. A new SDK call in
+//     the code without a matching grant (or a grant the code no longer needs) fails the
+//     test. A source scan keeps the derivation complete: every AWS client interface of a
+//     role's code is listed, every SDK input it builds is derived, and every package the
+//     function's command (cmd/kinlog-lambda) links in that calls AWS is either the role's
+//     or never given a client (checked by what the command's code names).
+//   - Serverless mode (infra/terraform/lambda.tf): nothing is created without lambda_zip;
+//     the function is the provided.al2023 bootstrap with the worker's configuration keys
+//     (read from cmd/kinlog's and internal/conf's types by a source scan) and the values of
+//     the worker's ConfigMap; the event source mapping reports batch item failures, has a
+//     parallelization factor fixed at 1 and an S3 on-failure destination, and takes batch
+//     size, window, retries, record age and bisection from variables whose validations
+//     accept exactly AWS's ranges.
 //   - infra/grafana: the dashboard JSON parses, every query uses kinlog_ metrics, and the
 //     producer and consumer metrics it queries are ones their collectors describe.
 //

@@ -132,6 +132,32 @@ func (m *tfModule) block(typ string, labels ...string) *hclsyntax.Block {
 	return nil
 }
 
+// count evaluates a block's count: 1 without one. It must be known from the variables.
+func (m *tfModule) count(b *hclsyntax.Block, ctx *hcl.EvalContext) (int, error) {
+	if b == nil {
+		return 0, fmt.Errorf("no such block")
+	}
+	a, ok := b.Body.Attributes["count"]
+	if !ok {
+		return 1, nil
+	}
+	v, diags := a.Expr.Value(ctx)
+	if diags.HasErrors() {
+		return 0, diags
+	}
+	if !v.IsKnown() || v.IsNull() || v.Type() != cty.Number {
+		return 0, fmt.Errorf("count is not a number known from the variables: %#v", v)
+	}
+	n, acc := v.AsBigFloat().Int64()
+	if acc != 0 || n < 0 {
+		return 0, fmt.Errorf("count %s is not a whole number", v.AsBigFloat())
+	}
+	return int(n), nil
+}
+
+// countIndex is the index of a counted resource in a reference: aws_iam_role.lambda[0].arn.
+var countIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
 // functions are the Terraform functions the module uses.
 var functions = map[string]function.Function{
 	"can":      tryfunc.CanFunc,
@@ -141,6 +167,7 @@ var functions = map[string]function.Function{
 	"contains": stdlib.ContainsFunc,
 	"distinct": stdlib.DistinctFunc,
 	"element":  stdlib.ElementFunc,
+	"floor":    stdlib.FloorFunc,
 	"length":   stdlib.LengthFunc,
 	"regex":    stdlib.RegexFunc,
 	"replace":  stdlib.ReplaceFunc,
@@ -375,6 +402,13 @@ var scenarios = []tfScenario{
 		"producer_trusted_services":       cty.ListVal([]cty.Value{cty.StringVal("ecs-tasks.amazonaws.com")}),
 		"consumer_trusted_principal_arns": cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/ops")}),
 		"reader_trusted_principal_arns":   cty.ListVal([]cty.Value{cty.StringVal("arn:aws:iam::123456789012:role/analyst")}),
+	}},
+	{"serverless mode", map[string]cty.Value{"lambda_zip": cty.StringVal("dist/kinlog-lambda-arm64.zip")}},
+	{"serverless mode, x86_64, SSE-S3, existing key, no limits", map[string]cty.Value{
+		"lambda_zip": cty.StringVal("dist/kinlog-lambda-amd64.zip"), "lambda_architecture": cty.StringVal("x86_64"),
+		"s3_sse_algorithm": cty.StringVal("AES256"), "lambda_failures_expiration_days": cty.NumberIntVal(0),
+		"kms_key_arn":                   cty.StringVal("arn:aws:kms:eu-west-1:123456789012:key/0b4c7a52-5c3f-4d2e-9f37-7d1c8d0e7a11"),
+		"lambda_maximum_retry_attempts": cty.NumberIntVal(-1), "lambda_maximum_record_age_in_seconds": cty.NumberIntVal(-1),
 	}},
 }
 
@@ -723,6 +757,11 @@ func TestTerraformValidationsReject(t *testing.T) {
 		{"bucket_versioning", cty.StringVal("On")},
 		{"name", cty.StringVal("Kinlog_Prod")},
 		{"partition_projection_start", cty.StringVal("2024/01/01")},
+		{"lambda_zip", cty.StringVal("dist/lambda/arm64/bootstrap")},
+		{"lambda_architecture", cty.StringVal("amd64")},
+		{"lambda_log_level", cty.StringVal("verbose")},
+		{"lambda_log_retention_days", cty.NumberIntVal(10)},
+		{"lambda_failures_expiration_days", cty.NumberIntVal(-1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, err := m.evalContext(map[string]cty.Value{tc.name: tc.val})

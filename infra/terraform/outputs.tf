@@ -72,3 +72,33 @@ output "glue_table_name" {
   description = "Glue table over the NDJSON archive, with partition projection on dt and hour."
   value       = aws_glue_catalog_table.logs.name
 }
+
+output "lambda_function_name" {
+  description = "Name of the Lambda function (serverless mode), or null without lambda_zip."
+  value       = try(aws_lambda_function.archiver[0].function_name, null)
+}
+
+output "lambda_role_arn" {
+  description = "Execution role of the Lambda function, or null without lambda_zip."
+  value       = try(aws_iam_role.lambda[0].arn, null)
+}
+
+output "lambda_policy_arn" {
+  description = "Managed policy with exactly the Lambda function's permissions, or null without lambda_zip."
+  value       = try(aws_iam_policy.lambda[0].arn, null)
+}
+
+output "lambda_progress_table_name" {
+  description = "DynamoDB table of the function's progress per shard (KINLOG_PROGRESS_TABLE), or null without lambda_zip."
+  value       = try(aws_dynamodb_table.lambda_progress[0].name, null)
+}
+
+output "lambda_failures_bucket_name" {
+  description = "Bucket the event source mapping writes discarded batches to, for `kinlog replay`; null without lambda_zip."
+  value       = try(aws_s3_bucket.lambda_failures[0].bucket, null)
+}
+
+output "lambda_event_source_mapping_uuid" {
+  description = "UUID of the function's event source mapping on the stream, or null without lambda_zip."
+  value       = try(aws_lambda_event_source_mapping.archiver[0].uuid, null)
+}

@@ -283,3 +283,138 @@ variable "reader_trusted_principal_arns" {
   type        = list(string)
   default     = []
 }
+
+# ---- Serverless mode (lambda.tf) ----------------------------------------------------------
+
+variable "lambda_zip" {
+  description = "Path of the Lambda function's zip, built by `make lambda` (dist/kinlog-lambda-arm64.zip or dist/kinlog-lambda-amd64.zip). Set, the module also creates the serverless mode of lambda.tf: the function, its event source mapping on the stream, its progress table, role, log group and failed-batch bucket. Default: null, no serverless mode."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lambda_zip == null || var.lambda_zip == "" || can(regex("\\.zip$", var.lambda_zip))
+    error_message = "lambda_zip must be the path of a .zip file (make lambda builds dist/kinlog-lambda-<arch>.zip)."
+  }
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set of the function: arm64 (Graviton, with dist/kinlog-lambda-arm64.zip) or x86_64 (with dist/kinlog-lambda-amd64.zip). Default: arm64."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory of the function in MB (128-10240); Lambda allots CPU in proportion. A batch is up to 6 MB of event, buffered and compressed in memory. Default: 1024."
+  type        = number
+  default     = 1024
+
+  validation {
+    condition     = var.lambda_memory_mb >= 128 && var.lambda_memory_mb <= 10240 && floor(var.lambda_memory_mb) == var.lambda_memory_mb
+    error_message = "lambda_memory_mb must be a whole number of MB from 128 to 10240."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Longest run of one invocation in seconds (1-900): one batch, archived and committed. Default: 120."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.lambda_timeout_seconds >= 1 && var.lambda_timeout_seconds <= 900 && floor(var.lambda_timeout_seconds) == var.lambda_timeout_seconds
+    error_message = "lambda_timeout_seconds must be a whole number from 1 to 900."
+  }
+}
+
+variable "lambda_batch_size" {
+  description = "Most records per invocation (1-10000, the event source mapping's BatchSize); Lambda also stops at the 6 MB invocation payload. Default: 1000."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.lambda_batch_size >= 1 && var.lambda_batch_size <= 10000 && floor(var.lambda_batch_size) == var.lambda_batch_size
+    error_message = "lambda_batch_size must be a whole number from 1 to 10000."
+  }
+}
+
+variable "lambda_maximum_batching_window_in_seconds" {
+  description = "How long the event source mapping gathers records before it invokes the function (0-300 s, MaximumBatchingWindowInSeconds); longer windows mean fewer, larger archive objects. Default: 30."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.lambda_maximum_batching_window_in_seconds >= 0 && var.lambda_maximum_batching_window_in_seconds <= 300 && floor(var.lambda_maximum_batching_window_in_seconds) == var.lambda_maximum_batching_window_in_seconds
+    error_message = "lambda_maximum_batching_window_in_seconds must be a whole number from 0 to 300."
+  }
+}
+
+variable "lambda_maximum_retry_attempts" {
+  description = "Retries of a batch the function failed before Lambda discards it to the failed-batch bucket (-1 for no limit, up to 10000; MaximumRetryAttempts). Bisected halves do not count. Default: 10."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.lambda_maximum_retry_attempts >= -1 && var.lambda_maximum_retry_attempts <= 10000 && floor(var.lambda_maximum_retry_attempts) == var.lambda_maximum_retry_attempts
+    error_message = "lambda_maximum_retry_attempts must be a whole number from -1 (no limit) to 10000."
+  }
+}
+
+variable "lambda_maximum_record_age_in_seconds" {
+  description = "Records older than this are discarded to the failed-batch bucket instead of sent to the function (-1 for no limit, or 60-604800 s; MaximumRecordAgeInSeconds). Default: 86400 (one day, the stream's default retention)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.lambda_maximum_record_age_in_seconds == -1 || (var.lambda_maximum_record_age_in_seconds >= 60 && var.lambda_maximum_record_age_in_seconds <= 604800 && floor(var.lambda_maximum_record_age_in_seconds) == var.lambda_maximum_record_age_in_seconds)
+    error_message = "lambda_maximum_record_age_in_seconds must be -1 (no limit) or a whole number from 60 to 604800."
+  }
+}
+
+variable "lambda_bisect_batch_on_function_error" {
+  description = "Split a batch the function failed in two and retry the halves (BisectBatchOnFunctionError), so one bad record holds back fewer good ones. Default: true."
+  type        = bool
+  default     = true
+}
+
+variable "lambda_log_level" {
+  description = "Level of the function's log (KINLOG_LOG_LEVEL): debug, info, warn or error. Default: info."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warn", "error"], var.lambda_log_level)
+    error_message = "lambda_log_level must be debug, info, warn or error."
+  }
+}
+
+variable "lambda_log_retention_days" {
+  description = "Days CloudWatch Logs keeps the function's log (one of CloudWatch's retention values: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653). Default: 30."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.lambda_log_retention_days)
+    error_message = "lambda_log_retention_days must be one of CloudWatch Logs' retention values (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "lambda_failures_expiration_days" {
+  description = "Delete failed batches from the failed-batch bucket this many days after Lambda wrote them; 0 keeps them until deleted. Replay them (`kinlog replay`) before: the stream no longer holds their records. Default: 90."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.lambda_failures_expiration_days >= 0 && floor(var.lambda_failures_expiration_days) == var.lambda_failures_expiration_days
+    error_message = "lambda_failures_expiration_days must be 0 (keep) or a whole number of days."
+  }
+}
+
+variable "lambda_progress_table_deletion_protection" {
+  description = "Refuse to delete the function's progress table (its items are the function's exactly-once state). Default: true."
+  type        = bool
+  default     = true
+}
