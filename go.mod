@@ -21,6 +21,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/tidwall/gjson v1.20.0
+	github.com/valyala/fastjson v1.6.10
 	github.com/zclconf/go-cty v1.16.3
 	go.uber.org/goleak v1.3.0
 	google.golang.org/protobuf v1.36.12

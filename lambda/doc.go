@@ -31,8 +31,16 @@
 //     failure can be reported at a Kinesis record;
 //  4. for each chunk: builds its objects (keys named by their first record, as the
 //     worker's); deletes the pending objects of an earlier attempt that this chunk does
-//     not overwrite; records the chunk's keys as pending; writes the objects; commits the
-//     chunk's last record and clears pending.
+//     not overwrite; records the chunk's keys as pending, with the time until which this
+//     attempt may write them (its deadline); writes the objects; commits the chunk's last
+//     record and clears pending.
+//
+// An attempt that finds pending objects first waits until the attempt that wrote them can
+// no longer write: its recorded deadline — or the time it gave up, which an attempt that
+// returns with objects pending records — plus [DefaultWriteGrace]. Without that wait, a PUT
+// whose bytes had all reached S3 when its attempt died could complete after the next
+// attempt deleted or overwrote its object (the tests saw it: a rollup counted twice). If the
+// wait does not fit in the invocation, it reports the batch failed, to be retried later.
 //
 // An object therefore exists only if its records are committed, or if it is listed as
 // pending — and the next attempt on the shard removes or overwrites exactly the pending

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/kinlog/kinlog/checkpoint"
 )
 
@@ -19,23 +21,6 @@ import (
 // Nothing is written for it. (Records whose data cannot be parsed are not malformed events:
 // they go to the error prefix, as with the worker.)
 var ErrMalformedEvent = errors.New("malformed Kinesis event")
-
-// event is the invocation payload of a Kinesis event source mapping (the shape of
-// aws-lambda-go's events.KinesisEvent, decoded here to read the arrival time exactly).
-type event struct {
-	Records []eventRecord `json:"Records"`
-}
-
-type eventRecord struct {
-	EventID        string `json:"eventID"`
-	EventSourceARN string `json:"eventSourceARN"`
-	Kinesis        struct {
-		PartitionKey   string      `json:"partitionKey"`
-		SequenceNumber string      `json:"sequenceNumber"`
-		Data           string      `json:"data"`
-		Arrival        json.Number `json:"approximateArrivalTimestamp"`
-	} `json:"kinesis"`
-}
 
 // kinesisRecord is one record of the batch, decoded.
 type kinesisRecord struct {
@@ -51,50 +36,90 @@ type batch struct {
 	records                  []kinesisRecord
 }
 
-// decodeEvent decodes and checks an invocation payload.
+// decodeEvent decodes and checks an invocation payload: the event of a Kinesis event
+// source mapping, {"Records":[{"eventID", "eventSourceARN", "kinesis":{"partitionKey",
+// "sequenceNumber", "data", "approximateArrivalTimestamp"}, ...}]} (the shape of
+// aws-lambda-go's events.KinesisEvent). It is read with fastjson rather than
+// encoding/json, which took three quarters of the function's CPU time on a 6 MB event, and
+// so that the arrival time is read as the decimal text it is.
 func decodeEvent(payload []byte) (*batch, error) {
-	var ev event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	var p fastjson.Parser
+	root, err := p.ParseBytes(payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
 	}
-	b := &batch{records: make([]kinesisRecord, len(ev.Records))}
-	for i := range ev.Records {
-		r := &ev.Records[i]
-		shard, seq, ok := strings.Cut(r.EventID, ":")
-		if !ok || !strings.HasPrefix(shard, "shardId-") {
-			return nil, fmt.Errorf("%w: record %d: eventID %q is not shardId-…:<sequence number>", ErrMalformedEvent, i, r.EventID)
+	if root.Type() != fastjson.TypeObject {
+		return nil, fmt.Errorf("%w: the payload is not a JSON object", ErrMalformedEvent)
+	}
+	recs := root.Get("Records")
+	if recs == nil || recs.Type() == fastjson.TypeNull {
+		return &batch{}, nil
+	}
+	items, err := recs.Array()
+	if err != nil {
+		return nil, fmt.Errorf("%w: Records is not a list", ErrMalformedEvent)
+	}
+	b := &batch{records: make([]kinesisRecord, len(items))}
+	str := func(v *fastjson.Value, keys ...string) (string, bool) {
+		f := v.Get(keys...)
+		if f == nil {
+			return "", true
 		}
-		if r.Kinesis.SequenceNumber != "" && r.Kinesis.SequenceNumber != seq {
-			return nil, fmt.Errorf("%w: record %d: eventID %q names another sequence number than kinesis.sequenceNumber %q", ErrMalformedEvent, i, r.EventID, r.Kinesis.SequenceNumber)
+		s, err := f.StringBytes()
+		return string(s), err == nil
+	}
+	for i, r := range items {
+		eventID, ok1 := str(r, "eventID")
+		arn, ok2 := str(r, "eventSourceARN")
+		pk, ok3 := str(r, "kinesis", "partitionKey")
+		kseq, ok4 := str(r, "kinesis", "sequenceNumber")
+		data := r.Get("kinesis", "data")
+		if !ok1 || !ok2 || !ok3 || !ok4 || data == nil || data.Type() != fastjson.TypeString {
+			return nil, fmt.Errorf("%w: record %d: eventID, eventSourceARN, kinesis.partitionKey, kinesis.sequenceNumber or kinesis.data is missing or not a string", ErrMalformedEvent, i)
+		}
+		shard, seq, ok := strings.Cut(eventID, ":")
+		if !ok || !strings.HasPrefix(shard, "shardId-") {
+			return nil, fmt.Errorf("%w: record %d: eventID %q is not shardId-…:<sequence number>", ErrMalformedEvent, i, eventID)
+		}
+		if kseq != "" && kseq != seq {
+			return nil, fmt.Errorf("%w: record %d: eventID %q names another sequence number than kinesis.sequenceNumber %q", ErrMalformedEvent, i, eventID, kseq)
 		}
 		if err := (checkpoint.Checkpoint{Sequence: seq}).Validate(); err != nil || seq == checkpoint.ShardEnd || seq == checkpoint.TrimHorizon || seq == checkpoint.Latest || seq == checkpoint.AtTimestamp {
 			return nil, fmt.Errorf("%w: record %d: %q is not a sequence number", ErrMalformedEvent, i, seq)
 		}
 		if i == 0 {
-			b.shard, b.streamARN = shard, r.EventSourceARN
-			name, err := streamName(r.EventSourceARN)
+			b.shard, b.streamARN = shard, arn
+			name, err := streamName(arn)
 			if err != nil {
 				return nil, fmt.Errorf("%w: record %d: %v", ErrMalformedEvent, i, err)
 			}
 			b.stream = name
 		} else {
-			if shard != b.shard || r.EventSourceARN != b.streamARN {
-				return nil, fmt.Errorf("%w: record %d is of %s %s, record 0 of %s %s: a batch holds one shard", ErrMalformedEvent, i, r.EventSourceARN, shard, b.streamARN, b.shard)
+			if shard != b.shard || arn != b.streamARN {
+				return nil, fmt.Errorf("%w: record %d is of %s %s, record 0 of %s %s: a batch holds one shard", ErrMalformedEvent, i, arn, shard, b.streamARN, b.shard)
 			}
 			if (checkpoint.Checkpoint{Sequence: seq}).Compare(checkpoint.Checkpoint{Sequence: b.records[i-1].seq}) <= 0 {
 				return nil, fmt.Errorf("%w: record %d: sequence number %s does not follow %s", ErrMalformedEvent, i, seq, b.records[i-1].seq)
 			}
 		}
-		at, err := arrivalTime(r.Kinesis.Arrival)
+		var arrival []byte
+		if v := r.Get("kinesis", "approximateArrivalTimestamp"); v != nil && v.Type() == fastjson.TypeNumber {
+			arrival = v.MarshalTo(nil)
+		}
+		at, err := arrivalTime(json.Number(arrival))
 		if err != nil {
 			return nil, fmt.Errorf("%w: record %d: approximateArrivalTimestamp: %v", ErrMalformedEvent, i, err)
 		}
 		kr := &b.records[i]
-		kr.seq, kr.partitionKey, kr.arrival = seq, r.Kinesis.PartitionKey, at
+		kr.seq, kr.partitionKey, kr.arrival = seq, pk, at
+		raw, _ := data.StringBytes()
+		kr.data = make([]byte, base64.StdEncoding.DecodedLen(len(raw)))
 		// Lambda always sends base64: anything else is a damaged payload, not a bad record.
-		if kr.data, err = base64.StdEncoding.DecodeString(r.Kinesis.Data); err != nil {
+		n, err := base64.StdEncoding.Decode(kr.data, raw)
+		if err != nil {
 			return nil, fmt.Errorf("%w: record %d (%s): kinesis.data is not base64: %v", ErrMalformedEvent, i, seq, err)
 		}
+		kr.data = kr.data[:n]
 	}
 	return b, nil
 }

@@ -32,6 +32,12 @@ const (
 	// DefaultReserve is the time kept before the invocation's deadline to answer Lambda:
 	// S3 writes still failing then are abandoned and reported as batch item failures.
 	DefaultReserve = 2 * time.Second
+	// DefaultWriteGrace is how long after an attempt stopped writing its objects are left
+	// alone: a PUT whose bytes all reached S3 before its client died may still complete,
+	// and must not land after the next attempt removed or overwrote its object.
+	DefaultWriteGrace = 2 * time.Second
+	// MaxAttempt bounds an invocation without a deadline (Lambda's longest timeout).
+	MaxAttempt = 15 * time.Minute
 	// MaxPendingKeys bounds the objects of one chunk, so that their keys fit in one
 	// DynamoDB item (400 KB) with room to spare; a chunk making more is cut in two.
 	MaxPendingKeys  = 1000
@@ -53,6 +59,7 @@ type Function struct {
 	log       *slog.Logger
 	chunkSize int
 	reserve   time.Duration
+	grace     time.Duration
 	requestID func(context.Context) string
 	now       func() time.Time
 	// noProgress turns the protocol off (deterministic names only): the non-idempotent
@@ -77,6 +84,10 @@ func WithChunkSize(n int) Option { return func(f *Function) { f.chunkSize = n } 
 // WithReserve sets the time kept before the deadline to answer. Default: [DefaultReserve].
 func WithReserve(d time.Duration) Option { return func(f *Function) { f.reserve = d } }
 
+// WithWriteGrace sets how long the objects of an attempt that stopped writing are left
+// alone. Default: [DefaultWriteGrace].
+func WithWriteGrace(d time.Duration) Option { return func(f *Function) { f.grace = d } }
+
 // WithRequestID sets how the request ID of an invocation is read from its context (the
 // bootstrap passes aws-lambda-go's lambdacontext). It is written in progress items.
 // Default: none.
@@ -94,7 +105,7 @@ func New(newSink SinkFactory, s3c S3API, kin KinesisAPI, ddb DynamoDBAPI, table 
 	}
 	f := &Function{
 		newSink: newSink, s3: s3c, kinesis: kin, progress: progressTable{client: ddb, table: table},
-		log: slog.Default(), chunkSize: DefaultChunkSize, reserve: DefaultReserve,
+		log: slog.Default(), chunkSize: DefaultChunkSize, reserve: DefaultReserve, grace: DefaultWriteGrace,
 		requestID: func(context.Context) string { return "" }, now: time.Now,
 		sinks: map[string]*s3sink.Sink{}, ranges: map[string]kpl.HashKeyRange{},
 		noProgress: nonIdempotentBuild,
@@ -102,8 +113,8 @@ func New(newSink SinkFactory, s3c S3API, kin KinesisAPI, ddb DynamoDBAPI, table 
 	for _, o := range opts {
 		o(f)
 	}
-	if f.chunkSize <= 0 || f.reserve < 0 {
-		return nil, errors.New("lambda: chunk size must be positive and the reserve not negative")
+	if f.chunkSize <= 0 || f.reserve < 0 || f.grace < 0 {
+		return nil, errors.New("lambda: chunk size must be positive, the reserve and grace not negative")
 	}
 	return f, nil
 }
@@ -176,6 +187,23 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 		return Response{}, err
 	}
 	chunks, skipped := f.chunks(b, users, prog.Committed)
+	writeUntil := f.now().Add(MaxAttempt)
+	if d, ok := ctx.Deadline(); ok {
+		writeUntil = d
+	}
+	// While this attempt has objects pending and fails, it says when it stopped writing, so
+	// that the next attempt need not wait for its deadline.
+	var mine *Progress
+	defer func() {
+		if mine == nil {
+			return
+		}
+		done := *mine
+		done.PendingUntil = f.now()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = f.progress.store(sctx, key, *mine, &done)
+	}()
 	archived, objects := 0, 0
 	for _, ch := range chunks {
 		objs, err := f.build(sink, b.shard, ch)
@@ -183,6 +211,19 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 			return Response{}, fmt.Errorf("building the objects of %s from %s: %w", key, ch.from, err)
 		}
 		keys := objs.Keys()
+		if len(prog.Pending) > 0 {
+			// The earlier attempt's writes may still land until its end, plus the grace.
+			if wait := prog.PendingUntil.Add(f.grace).Sub(f.now()); wait > 0 {
+				if d, ok := ctx.Deadline(); ok && f.now().Add(wait).After(d) {
+					return failAt(ch.from, "waiting for the writes of an earlier attempt to end", fmt.Errorf("it may write until %s", prog.PendingUntil.Add(f.grace).Format(time.RFC3339Nano)))
+				}
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return failAt(ch.from, "waiting for the writes of an earlier attempt to end", context.Cause(ctx))
+				}
+			}
+		}
 		// The objects of an attempt that did not commit, and that this one does not
 		// overwrite, go before anything is written: afterwards no object holds a record
 		// that a committed object holds too.
@@ -194,7 +235,11 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 			}
 		}
 		next := prog
-		next.Pending, next.PendingFrom, next.Updated, next.RequestID = keys, ch.from, f.now(), f.requestID(ctx)
+		next.Pending, next.PendingFrom, next.PendingUntil, next.Updated, next.RequestID = keys, ch.from, writeUntil, f.now(), f.requestID(ctx)
+		// Set before the write: a write that fails on the client may have been applied.
+		pend := next
+		pend.Version = prog.Version + 1
+		mine = &pend
 		if err := f.progress.store(ctx, key, prog, &next); err != nil {
 			return f.storeFailed(log, key, ch.from, "recording the pending objects", err, failAt)
 		}
@@ -206,11 +251,12 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 			return failAt(ch.from, "writing objects", err)
 		}
 		next = prog
-		next.Committed, next.Pending, next.PendingFrom, next.Updated = ch.end, nil, "", f.now()
+		next.Committed, next.Pending, next.PendingFrom, next.PendingUntil, next.Updated = ch.end, nil, "", time.Time{}, f.now()
 		if err := f.progress.store(ctx, key, prog, &next); err != nil {
 			return f.storeFailed(log, key, ch.from, "committing", err, failAt)
 		}
 		prog = next
+		mine = nil
 		archived += len(ch.users)
 		objects += len(keys)
 	}

@@ -124,7 +124,7 @@ func TestExactlyOnceUnderMovingBatchBoundaries(t *testing.T) {
 			good, bad := st.put(t, 0, 400)
 			recs := st.read(t, shard0)
 			k := &killer{S3API: st.s3, after: -1}
-			f := st.function(t, k, nil, WithChunkSize(1500), WithReserve(0))
+			f := st.function(t, k, nil, WithChunkSize(1500), WithReserve(0), WithWriteGrace(250*time.Millisecond))
 			f.noProgress = tt.noProgress
 			failed := runLikeLambda(t, st, f, k, recs, 7)
 			if failed < 10 {

@@ -21,14 +21,15 @@ var ErrConflict = errors.New("the shard's progress changed under this invocation
 
 // Attribute names of a progress item.
 const (
-	attrShard       = "shard"        // key: <stream>/<shard id>
-	attrVersion     = "version"      // incremented by every write; every write is conditional on it
-	attrSequence    = "sequence"     // committed position: every record up to it is archived
-	attrSubSequence = "sub_sequence" //
-	attrPending     = "pending"      // keys of objects an attempt may have written, not committed
-	attrPendingFrom = "pending_from" // sequence number of the first Kinesis record of those objects
-	attrUpdated     = "updated_at"   // RFC 3339 time of the write
-	attrRequest     = "request_id"   // the Lambda request that wrote it
+	attrShard       = "shard"         // key: <stream>/<shard id>
+	attrVersion     = "version"       // incremented by every write; every write is conditional on it
+	attrSequence    = "sequence"      // committed position: every record up to it is archived
+	attrSubSequence = "sub_sequence"  //
+	attrPending     = "pending"       // keys of objects an attempt may have written, not committed
+	attrPendingFrom = "pending_from"  // sequence number of the first Kinesis record of those objects
+	attrPendingTill = "pending_until" // RFC 3339 time until which the attempt may still write them
+	attrUpdated     = "updated_at"    // RFC 3339 time of the write
+	attrRequest     = "request_id"    // the Lambda request that wrote it
 )
 
 // Progress is one shard's row in the progress table.
@@ -41,8 +42,11 @@ type Progress struct {
 	// were not committed; the next attempt deletes those it does not overwrite.
 	Pending     []string
 	PendingFrom string
-	Updated     time.Time
-	RequestID   string
+	// PendingUntil is when the attempt that wrote Pending stops writing: its deadline, or
+	// the time it gave up. Its objects are not touched before then (plus a grace period).
+	PendingUntil time.Time
+	Updated      time.Time
+	RequestID    string
 }
 
 // progressTable reads and writes progress items.
@@ -102,6 +106,11 @@ func decodeProgress(item map[string]types.AttributeValue) (Progress, error) {
 	if s, ok := item[attrPendingFrom].(*types.AttributeValueMemberS); ok {
 		p.PendingFrom = s.Value
 	}
+	if s, ok := item[attrPendingTill].(*types.AttributeValueMemberS); ok {
+		if p.PendingUntil, err = time.Parse(time.RFC3339Nano, s.Value); err != nil {
+			return p, bad(attrPendingTill)
+		}
+	}
 	if s, ok := item[attrUpdated].(*types.AttributeValueMemberS); ok {
 		p.Updated, _ = time.Parse(time.RFC3339Nano, s.Value)
 	}
@@ -115,7 +124,7 @@ func decodeProgress(item map[string]types.AttributeValue) (Progress, error) {
 // version); next.Version is set to prev's plus one. ErrConflict means it was not.
 func (t *progressTable) store(ctx context.Context, key string, prev Progress, next *Progress) error {
 	next.Version = prev.Version + 1
-	names := map[string]string{"#v": attrVersion, "#p": attrPending, "#u": attrUpdated, "#r": attrRequest, "#pf": attrPendingFrom, "#s": attrSequence, "#ss": attrSubSequence}
+	names := map[string]string{"#v": attrVersion, "#p": attrPending, "#u": attrUpdated, "#r": attrRequest, "#pf": attrPendingFrom, "#pu": attrPendingTill, "#s": attrSequence, "#ss": attrSubSequence}
 	values := map[string]types.AttributeValue{
 		":nv": &types.AttributeValueMemberN{Value: strconv.FormatInt(next.Version, 10)},
 		":u":  &types.AttributeValueMemberS{Value: next.Updated.UTC().Format(time.RFC3339Nano)},
@@ -129,10 +138,11 @@ func (t *progressTable) store(ctx context.Context, key string, prev Progress, ne
 	set := "SET #v = :nv, #p = :p, #u = :u, #r = :r"
 	var remove []string
 	if next.PendingFrom != "" {
-		set += ", #pf = :pf"
+		set += ", #pf = :pf, #pu = :pu"
 		values[":pf"] = &types.AttributeValueMemberS{Value: next.PendingFrom}
+		values[":pu"] = &types.AttributeValueMemberS{Value: next.PendingUntil.UTC().Format(time.RFC3339Nano)}
 	} else {
-		remove = append(remove, "#pf")
+		remove = append(remove, "#pf", "#pu")
 	}
 	if next.Committed.Sequence != "" {
 		set += ", #s = :s, #ss = :ss"
