@@ -145,9 +145,7 @@ func errorLines(t *testing.T, st *stack, bucket string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, l := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
-			out = append(out, l)
-		}
+		out = append(out, strings.Split(strings.TrimSpace(string(lines)), "\n")...)
 	}
 	slices.Sort(out)
 	return out
