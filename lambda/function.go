@@ -29,13 +29,14 @@ const (
 	// objects, committed on its own (the worker's flush size, 5 MiB: a whole batch of at
 	// most 6 MB is one chunk).
 	DefaultChunkSize = s3sink.DefaultBufferSize
-	// DefaultReserve is the time kept before the invocation's deadline to answer Lambda:
-	// S3 writes still failing then are abandoned and reported as batch item failures.
+	// DefaultReserve is the time kept before the invocation's deadline to answer Lambda
+	// (at most a quarter of the invocation's time): S3 writes still failing then are
+	// abandoned and reported as batch item failures.
 	DefaultReserve = 2 * time.Second
 	// DefaultWriteGrace is how long after an attempt stopped writing its objects are left
 	// alone: a PUT whose bytes all reached S3 before its client died may still complete,
 	// and must not land after the next attempt removed or overwrote its object.
-	DefaultWriteGrace = 2 * time.Second
+	DefaultWriteGrace = time.Second
 	// MaxAttempt bounds an invocation without a deadline (Lambda's longest timeout).
 	MaxAttempt = 15 * time.Minute
 	// MaxPendingKeys bounds the objects of one chunk, so that their keys fit in one
@@ -160,6 +161,10 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 	log := f.log.With("stream", b.stream, "shard", b.shard, "request_id", f.requestID(ctx))
 	ctx, cancel := f.budget(ctx)
 	defer cancel()
+	var budget time.Duration // of this invocation, after the reserve
+	if d, ok := ctx.Deadline(); ok {
+		budget = time.Until(d)
+	}
 	failAt := func(seq, what string, err error) (Response, error) {
 		log.Warn("batch not archived past "+seq+"; Lambda retries from it", "step", what, "err", err)
 		return Response{BatchItemFailures: []ItemFailure{{ItemIdentifier: seq}}}, nil
@@ -213,14 +218,19 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 		keys := objs.Keys()
 		if len(prog.Pending) > 0 {
 			// The earlier attempt's writes may still land until its end, plus the grace.
+			// Wait for that (at most to the end of this budget). An attempt left without
+			// the time to write fails before it records anything: the next one then finds
+			// the earlier writes over and need not wait.
 			if wait := prog.PendingUntil.Add(f.grace).Sub(f.now()); wait > 0 {
-				if d, ok := ctx.Deadline(); ok && f.now().Add(wait).After(d) {
-					return failAt(ch.from, "waiting for the writes of an earlier attempt to end", fmt.Errorf("it may write until %s", prog.PendingUntil.Add(f.grace).Format(time.RFC3339Nano)))
+				if d, ok := ctx.Deadline(); ok {
+					wait = min(wait, time.Until(d))
 				}
 				select {
 				case <-time.After(wait):
 				case <-ctx.Done():
-					return failAt(ch.from, "waiting for the writes of an earlier attempt to end", context.Cause(ctx))
+				}
+				if d, ok := ctx.Deadline(); ctx.Err() != nil || ok && time.Until(d) < budget/2 {
+					return failAt(ch.from, "waiting for the writes of an earlier attempt to end", fmt.Errorf("it may write until %s; too little time is left", prog.PendingUntil.Add(f.grace).Format(time.RFC3339Nano)))
 				}
 			}
 		}
@@ -291,10 +301,11 @@ func (f *Function) storeFailed(log *slog.Logger, key, from, what string, err err
 	return failAt(from, what, err)
 }
 
-// budget returns ctx with a deadline reserve before the invocation's.
+// budget returns ctx with a deadline before the invocation's: the reserve, or a quarter of
+// the time left when that is less.
 func (f *Function) budget(ctx context.Context) (context.Context, context.CancelFunc) {
 	if d, ok := ctx.Deadline(); ok {
-		return context.WithDeadline(ctx, d.Add(-f.reserve))
+		return context.WithDeadline(ctx, d.Add(-min(f.reserve, time.Until(d)/4)))
 	}
 	return context.WithCancel(ctx)
 }

@@ -101,10 +101,22 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kinlog-lambda: %v\n", err)
 		return 1
 	}
-	awslambda.Start(func(ctx context.Context, ev json.RawMessage) (lambda.Response, error) {
-		return fn.Handle(ctx, ev)
-	})
+	awslambda.Start(rawHandler{fn})
 	return 0
+}
+
+// rawHandler hands the payload to the function as it came: a handler taking a
+// json.RawMessage would have aws-lambda-go decode it with encoding/json first, which
+// scans 6 MB events once more and answers a payload that is not JSON with its own error
+// instead of the function's ErrMalformedEvent.
+type rawHandler struct{ fn *lambda.Function }
+
+func (h rawHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	resp, err := h.fn.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(resp)
 }
 
 // build makes the function from a validated configuration.
