@@ -344,6 +344,9 @@ func (t *tailer) scan(first bool) {
 		t.open(id, p, first, false)
 	}
 	if first {
+		// A file rotated away between recoverRotated and this scan (it was still at its
+		// stored path then, and the glob no longer matches it now) is looked for again.
+		t.recoverRotated()
 		for _, sp := range t.stored {
 			t.a.log.Warn("a file in the positions file is gone; its unread part (if any) cannot be shipped",
 				"input", t.name, "path", sp.Path, "offset", sp.Offset)
