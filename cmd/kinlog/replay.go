@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/kinlog/kinlog/internal/conf"
 	"github.com/kinlog/kinlog/lambda"
@@ -119,6 +120,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The sink retries writes until they succeed: a missing archive bucket would never end.
+	if _, err := cl.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &cfg.Sink.S3.Bucket}); err != nil {
+		return fmt.Errorf("archive bucket %s (sink.s3.bucket): %w", cfg.Sink.S3.Bucket, err)
+	}
 	replay := func(d lambda.Discarded, source string) error {
 		res, err := fn.Replay(ctx, d, cl.Kinesis, cl.S3)
 		if err != nil {
@@ -143,6 +148,10 @@ func replayFrom(ctx context.Context, c *s3.Client, bucket, prefix string, del bo
 	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
+		var nb *s3types.NoSuchBucket
+		if errors.As(err, &nb) {
+			return fmt.Errorf("the on-failure bucket %s does not exist: check --from (the event source mapping's on-failure destination), AWS_REGION and AWS_ENDPOINT_URL_S3", bucket)
+		}
 		if err != nil {
 			return fmt.Errorf("listing s3://%s/%s: %w", bucket, prefix, err)
 		}
