@@ -80,6 +80,7 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 type Option func(*config)
 
 type config struct {
+	outsideShard       bool
 	workerID           string
 	failover           time.Duration
 	renewInterval      time.Duration
@@ -138,6 +139,13 @@ func WithMaxRecords(n int) Option { return func(c *config) { c.maxRecords = int3
 // the first empty read and doubles up to this value; a read that returns records resets it.
 // The default is 1s.
 func WithIdleTimeBetweenReads(d time.Duration) Option { return func(c *config) { c.idle = d } }
+
+// WithOutsideShardRecords delivers the user records of KPL aggregates that lie outside the
+// shard's hash-key range, marked [Record.OutsideShard], instead of dropping them as the KCL
+// does. The KPL sends such an aggregate again to the right shard, so for its records they
+// are duplicates; another aggregator may not, and then they are the only copy. The archive
+// sink writes them to its error output. Default: dropped, counted and logged.
+func WithOutsideShardRecords() Option { return func(c *config) { c.outsideShard = true } }
 
 // WithMaxBatchesInFlight caps, per shard, the batches handed to the processor and not yet
 // fully acknowledged (counted from the oldest unacknowledged one). When the cap is reached

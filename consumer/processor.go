@@ -22,6 +22,11 @@ type Record struct {
 	// ArrivalTime is Kinesis's ApproximateArrivalTimestamp of the carrying record.
 	ArrivalTime time.Time
 	Data        []byte
+	// OutsideShard marks the user records of a KPL aggregate some of whose user records
+	// hash outside the shard's range. The KCL drops such aggregates (the KPL sends them again
+	// to the right shard); they are delivered, marked, only with
+	// [WithOutsideShardRecords].
+	OutsideShard bool
 }
 
 // Position returns the record's checkpoint position.

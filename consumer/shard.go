@@ -435,6 +435,7 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 		floor      int64 // user records with a sub-sequence number up to floor are skipped
 		start, end int   // decoded user records in w.scratch; start < 0 for a plain record
 		drop       bool
+		outside    bool // an aggregate outside the shard's range, delivered marked
 	}
 	spans := make([]span, len(in))
 	scratch := w.scratch[:0]
@@ -470,13 +471,17 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 		sp.start, sp.end = start, len(scratch)
 		users := scratch[start:]
 		if w.hasRange && !w.fullRange && !kpl.AllInRange(users, w.rng) {
-			w.c.met.dropped.Add(float64(len(users)))
-			// The KPL re-sends such an aggregate to the right shard, and the KCL drops it the
-			// same way; another aggregator may not, so it is said at warning level.
-			w.c.log.Warn("dropping a KPL aggregate whose user records lie outside the shard's hash-key range (the KPL re-sends them to the right shard; other aggregators may not)",
-				"shard", w.id, "sequence", aws.ToString(r.SequenceNumber), "records", len(users))
-			sp.drop = true
-			continue
+			if w.c.cfg.outsideShard {
+				sp.outside = true
+			} else {
+				w.c.met.dropped.Add(float64(len(users)))
+				// The KPL re-sends such an aggregate to the right shard, and the KCL drops it
+				// the same way; another aggregator may not, so it is said at warning level.
+				w.c.log.Warn("dropping a KPL aggregate whose user records lie outside the shard's hash-key range (the KPL re-sends them to the right shard; other aggregators may not)",
+					"shard", w.id, "sequence", aws.ToString(r.SequenceNumber), "records", len(users))
+				sp.drop = true
+				continue
+			}
 		}
 		total += len(users) - int(min(max(sp.floor+1, 0), int64(len(users))))
 	}
@@ -511,6 +516,7 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 				ExplicitHashKey:   u.ExplicitHashKey,
 				ArrivalTime:       arrival,
 				Data:              u.Data,
+				OutsideShard:      sp.outside,
 			})
 		}
 	}

@@ -584,3 +584,37 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// TestOutsideShardRecordsDelivered: with WithOutsideShardRecords, the user records of an
+// aggregate outside the shard's range are delivered, marked, instead of dropped.
+func TestOutsideShardRecordsDelivered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestStream()
+		id := s.addShards(2)[0] // lower half of the hash space
+		outside := s.putAggregate(id, []kpl.Record{
+			{PartitionKey: "p2", ExplicitHashKey: "5", Data: []byte("c")},
+			{PartitionKey: "p3", ExplicitHashKey: halfHash.String(), Data: []byte("d")},
+		})
+		plain := s.put(id, "plain", []byte("hello"))
+		pl := newProcLog(true)
+		c := newTestConsumer(t, s.api(), memory.New(), pl, WithOutsideShardRecords())
+		stop := started(t, c)
+		synctest.Wait()
+		got := pl.records(id)
+		if len(got) != 3 {
+			t.Fatalf("delivered %v, want the aggregate's 2 records and the plain one", seqs(got))
+		}
+		for i, g := range got {
+			wantOutside := g.SequenceNumber == outside
+			if g.OutsideShard != wantOutside || (i == 2 && g.SequenceNumber != plain) {
+				t.Errorf("record %d: %+v, want OutsideShard %v", i, g, wantOutside)
+			}
+		}
+		if got := counterValue(c.met.dropped); got != 0 {
+			t.Errorf("dropped %v user records, want 0", got)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -411,9 +411,9 @@ func (f *Function) chunks(b *batch, users [][]consumer.Record, committed checkpo
 	return out, skipped
 }
 
-// userRecords deaggregates the batch: the user records of each Kinesis record. A KPL
-// aggregate whose user records are not all in the shard's hash-key range is dropped, as the
-// worker and the KCL do (the KPL re-sends it to the right shard).
+// userRecords deaggregates the batch: the user records of each Kinesis record. The user
+// records of a KPL aggregate that are not all in the shard's hash-key range are marked
+// OutsideShard: the sink writes them to the error output, as the worker does.
 func (f *Function) userRecords(ctx context.Context, log *slog.Logger, b *batch) ([][]consumer.Record, error) {
 	out := make([][]consumer.Record, len(b.records))
 	for i := range b.records {
@@ -427,15 +427,13 @@ func (f *Function) userRecords(ctx context.Context, log *slog.Logger, b *batch) 
 		if err != nil {
 			return nil, err
 		}
-		if rng != (kpl.HashKeyRange{End: kpl.MaxHashKey}) && !kpl.AllInRange(aggs, rng) {
-			log.Warn("dropping a KPL aggregate whose user records lie outside the shard's hash-key range (the KPL re-sends them to the right shard; other aggregators may not)",
-				"sequence", r.seq, "records", len(aggs))
-			continue
-		}
+		// An aggregate outside the shard's range goes to the error output, as with the
+		// worker (which the KCL would drop: the KPL sends it again to the right shard).
+		outside := rng != (kpl.HashKeyRange{End: kpl.MaxHashKey}) && !kpl.AllInRange(aggs, rng)
 		recs := make([]consumer.Record, len(aggs))
 		for j, u := range aggs {
 			recs[j] = consumer.Record{ShardID: b.shard, SequenceNumber: r.seq, SubSequenceNumber: uint64(j), Aggregated: true,
-				PartitionKey: u.PartitionKey, ExplicitHashKey: u.ExplicitHashKey, ArrivalTime: r.arrival, Data: u.Data}
+				PartitionKey: u.PartitionKey, ExplicitHashKey: u.ExplicitHashKey, ArrivalTime: r.arrival, Data: u.Data, OutsideShard: outside}
 		}
 		out[i] = recs
 	}

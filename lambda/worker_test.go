@@ -3,6 +3,7 @@ package lambda
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,10 +12,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/kinlog/kinlog/checkpoint/memory"
 	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/internal/kpl"
 	"github.com/kinlog/kinlog/internal/testenv"
 	"github.com/kinlog/kinlog/query"
 	"github.com/kinlog/kinlog/sinks/encode"
@@ -31,6 +34,18 @@ func TestSameArchiveAsTheWorker(t *testing.T) {
 			opts := append(slices.Clone(sinkOptions), s3sink.WithEncoding(encode.Config{Format: format}))
 			st.sinkOpts = opts
 			good, bad := st.put(t, 0, 300)
+			// An aggregate on shard 0 (by its explicit hash key) whose user records hash
+			// anywhere: both modes write them to the error output.
+			var agg kpl.Aggregator
+			for i := range 8 {
+				id := fmt.Sprintf("o%02d", i)
+				agg.Add(kpl.Record{PartitionKey: id, Data: []byte("not json " + id)})
+				bad = append(bad, id)
+			}
+			if _, err := st.kin.PutRecord(t.Context(), &kinesis.PutRecordInput{StreamName: &st.stream, PartitionKey: aws.String("x"),
+				ExplicitHashKey: aws.String("0"), Data: agg.AppendEncode(nil)}); err != nil {
+				t.Fatal(err)
+			}
 
 			// The worker, into its own bucket.
 			workerBucket := testenv.Name(t, "kinlog-worker")
@@ -43,7 +58,8 @@ func TestSameArchiveAsTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			c, err := consumer.New(st.kin, memory.New(), st.stream, sink.NewProcessor,
-				consumer.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), consumer.WithIdleTimeBetweenReads(200*time.Millisecond))
+				consumer.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), consumer.WithIdleTimeBetweenReads(200*time.Millisecond),
+				consumer.WithOutsideShardRecords()) // as kinlog consume runs it
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -447,6 +447,7 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 		consumer.WithShardSyncInterval(time.Duration(cc.ShardSyncInterval)),
 		consumer.WithCheckpointInterval(time.Duration(cc.CheckpointInterval)),
 		consumer.WithMaxBatchesInFlight(cc.MaxBatchesInFlight),
+		consumer.WithOutsideShardRecords(), // the sink writes them to the error output
 		consumer.WithShutdownTimeout(time.Duration(cfg.Shutdown.Timeout)),
 		consumer.WithLogger(log.With("component", "consumer")),
 		consumer.WithRegisterer(reg),

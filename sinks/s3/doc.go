@@ -52,7 +52,9 @@
 //
 // Records that cannot be partitioned (a partition member missing, empty or not a scalar;
 // no readable time with [WithTimeField]; not JSON when the prefix needs members) or
-// encoded (not UTF-8, for Parquet) go to the error prefix ([WithErrorPrefix], default
+// encoded, and the user records of KPL aggregates read from a shard whose hash-key range
+// they lie outside ([ErrorOutsideShard]; the consumer delivers them with
+// consumer.WithOutsideShardRecords), go to the error prefix ([WithErrorPrefix], default
 // errors/!{firehose:error-output-type}/dt=.../hour=.../) as gzip NDJSON [ErrorRecord]
 // lines holding their raw bytes and the reason.
 //

@@ -229,8 +229,11 @@ func (s *Sink) count(stats flushStats) {
 	for t, n := range stats.errored {
 		s.met.errored.WithLabelValues(t).Add(float64(n))
 		label := errTypePartitioning
-		if t == ErrorFormat {
+		switch t {
+		case ErrorFormat:
 			label = errTypeFormat
+		case ErrorOutsideShard:
+			label = errTypeOutsideShard
 		}
 		s.met.errors.WithLabelValues(label).Add(float64(n))
 	}

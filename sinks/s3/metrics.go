@@ -18,6 +18,7 @@ const (
 	errTypeLeaseLost    = "lease_lost"
 	errTypePartitioning = "partitioning_failed"
 	errTypeFormat       = "format_conversion_failed"
+	errTypeOutsideShard = "outside_shard_range"
 	errTypeEncode       = "encode"
 )
 

@@ -26,6 +26,10 @@ var (
 const (
 	ErrorPartitioning = "partitioning-failed"
 	ErrorFormat       = "format-conversion-failed"
+	// ErrorOutsideShard is the output of the user records of a KPL aggregate that lies
+	// outside the hash-key range of the shard it was read from (consumer.Record.OutsideShard):
+	// the KPL sends such an aggregate again to the right shard, another aggregator may not.
+	ErrorOutsideShard = "outside-shard-range"
 )
 
 // entry is one buffered record.
@@ -149,6 +153,11 @@ func (p *processor) classify(b *consumer.Batch, i int) entry {
 	s := p.s
 	r := &b.Records[i]
 	e := entry{batch: b, idx: i, at: r.ArrivalTime.UTC()}
+	if r.OutsideShard {
+		e.errType, e.reason = ErrorOutsideShard, "a KPL aggregate whose user records lie outside the hash-key range of shard "+r.ShardID+
+			" (the KPL sends such an aggregate again to the right shard, where it is archived; another aggregator may not)"
+		return e
+	}
 	fields := s.pfx.Fields()
 	if s.cfg.timeField != "" || len(fields) > 0 {
 		if err := p.doc.Parse(encode.Trim(r.Data)); err != nil || p.doc.Kind != encode.Object {
