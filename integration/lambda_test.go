@@ -1182,31 +1182,7 @@ func checkpointCompare(a, b string) int {
 // readShard returns the Kinesis records of a shard, as stored (aggregates not deaggregated).
 func (r *lambdaRig) readShard(t *testing.T, shard string) []ktypes.Record {
 	t.Helper()
-	ctx := t.Context()
-	it, err := r.kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: &r.stream, ShardId: &shard, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []ktypes.Record
-	for iter := it.ShardIterator; iter != nil; {
-		out, err := r.kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
-		for try := 1; err != nil && try < 5; try++ { // the emulator drops a connection now and then
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
-			}
-			out, err = r.kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
-		}
-		if err != nil {
-			t.Fatalf("reading %s: %v", shard, err)
-		}
-		recs = append(recs, out.Records...)
-		if len(out.Records) == 0 {
-			break // at its end, or caught up with an open shard
-		}
-		iter = out.NextShardIterator
-	}
-	return recs
+	return testenv.ReadShard(t, r.kc, r.stream, shard)
 }
 
 // kinesisEvent is the invocation payload an event source mapping sends for recs of one

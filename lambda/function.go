@@ -175,7 +175,7 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 	if err != nil {
 		return Response{}, err
 	}
-	users, err := f.userRecords(ctx, log, b)
+	users, err := f.userRecords(ctx, b)
 	if err != nil {
 		return failAt(first, "reading the shard's hash-key range", err)
 	}
@@ -384,8 +384,8 @@ func (f *Function) chunks(b *batch, users [][]consumer.Record, committed checkpo
 			if j > 0 && len(recs) == 0 {
 				continue
 			}
-			// A Kinesis record wholly at or before the position with no user records
-			// (an aggregate dropped as out of range) is skipped too.
+			// A Kinesis record at or before the position without user records (an
+			// aggregate that holds none) is skipped too.
 			if len(recs) == 0 && (checkpoint.Checkpoint{Sequence: b.records[i].seq}).Compare(checkpoint.Checkpoint{Sequence: committed.Sequence}) <= 0 {
 				continue
 			}
@@ -414,7 +414,7 @@ func (f *Function) chunks(b *batch, users [][]consumer.Record, committed checkpo
 // userRecords deaggregates the batch: the user records of each Kinesis record. The user
 // records of a KPL aggregate that are not all in the shard's hash-key range are marked
 // OutsideShard: the sink writes them to the error output, as the worker does.
-func (f *Function) userRecords(ctx context.Context, log *slog.Logger, b *batch) ([][]consumer.Record, error) {
+func (f *Function) userRecords(ctx context.Context, b *batch) ([][]consumer.Record, error) {
 	out := make([][]consumer.Record, len(b.records))
 	for i := range b.records {
 		r := &b.records[i]

@@ -52,7 +52,9 @@ type ReplayResult struct {
 	// Records is the user records of the batch; Archived those the archive already held;
 	// Rearchived those written by the replay.
 	Records, Archived, Rearchived int
-	Objects                       int
+	// Objects is how many objects the replay wrote for records at or before the committed
+	// position (those after it go through the protocol and its log line).
+	Objects int
 }
 
 // Replay archives the records of a discarded batch that the archive does not hold,
@@ -83,7 +85,7 @@ func (f *Function) Replay(ctx context.Context, d Discarded, kin ReplayKinesisAPI
 	if err != nil {
 		return res, err
 	}
-	users, err := f.userRecords(ctx, log, b)
+	users, err := f.userRecords(ctx, b)
 	if err != nil {
 		return res, err
 	}

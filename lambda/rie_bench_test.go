@@ -209,7 +209,7 @@ func BenchmarkHandle(b *testing.B) {
 	if err := CreateProgressTable(ctx, st.ddb, st.table); err != nil {
 		b.Fatal(err)
 	}
-	f := st.function(&testing.T{}, nil, nil)
+	f := st.function(b, nil, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	raw, seq, records := 0, 0, 0
 	batches := make([][]byte, b.N)

@@ -73,7 +73,7 @@ var sinkOptions = []s3sink.Option{
 }
 
 // function returns a Function on the stack; clients may be replaced (decorated) by the test.
-func (s *stack) function(t *testing.T, s3c S3API, ddb DynamoDBAPI, opts ...Option) *Function {
+func (s *stack) function(t testing.TB, s3c S3API, ddb DynamoDBAPI, opts ...Option) *Function {
 	t.Helper()
 	if s3c == nil {
 		s3c = s.s3
@@ -139,28 +139,7 @@ func (s *stack) put(t *testing.T, first, n int) (good, bad []string) {
 // read returns the Kinesis records of a shard, as stored (aggregates not deaggregated).
 func (s *stack) read(t *testing.T, shard string) []ktypes.Record {
 	t.Helper()
-	ctx := t.Context()
-	it, err := s.kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: &s.stream, ShardId: &shard, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []ktypes.Record
-	for iter := it.ShardIterator; iter != nil; {
-		out, err := s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
-		for retry := 0; err != nil && retry < 5; retry++ { // kinesalite drops a connection now and then
-			time.Sleep(time.Duration(retry+1) * 200 * time.Millisecond)
-			out, err = s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, out.Records...)
-		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-			break
-		}
-		iter = out.NextShardIterator
-	}
-	return recs
+	return testenv.ReadShard(t, s.kin, s.stream, shard)
 }
 
 // event is the invocation payload Lambda sends for recs of one shard: the shape of the

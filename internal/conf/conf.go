@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,7 +143,7 @@ func Load(cfg any, path string, environ []string, sets []string) error {
 			env[k] = v
 		}
 	}
-	for _, key := range sortedKeys(leaves) {
+	for _, key := range slices.Sorted(maps.Keys(leaves)) {
 		name := envName(key)
 		if v, ok := env[name]; ok {
 			if err := setLeaf(leaves[key], v); err != nil {
@@ -157,10 +159,10 @@ func Load(cfg any, path string, environ []string, sets []string) error {
 		leaf, ok := leaves[k]
 		if !ok {
 			hint := ""
-			if near := closest(k, sortedKeys(leaves)); near != "" {
+			if near := closest(k, slices.Sorted(maps.Keys(leaves))); near != "" {
 				hint = fmt.Sprintf("did you mean %s? ", near)
 			}
-			return &Error{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; %sknown keys: %s", hint, strings.Join(sortedKeys(leaves), ", "))}
+			return &Error{Key: k, Source: "flag --set", Err: fmt.Errorf("unknown key; %sknown keys: %s", hint, strings.Join(slices.Sorted(maps.Keys(leaves)), ", "))}
 		}
 		if err := setLeaf(leaf, v); err != nil {
 			return &Error{Key: k, Source: "flag --set", Err: err}
@@ -408,13 +410,4 @@ func setLeaf(v reflect.Value, s string) error {
 		return fmt.Errorf("cannot set a %s", v.Type())
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

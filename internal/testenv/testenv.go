@@ -317,40 +317,51 @@ func ReadStream(t testing.TB, c *kinesis.Client, stream string) (byShard map[str
 		if err != nil {
 			t.Fatal(err)
 		}
-		it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: &stream, ShardId: s.ShardId, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
-		if err != nil {
-			t.Fatalf("getting iterator of %s: %v", *s.ShardId, err)
-		}
-		iter := it.ShardIterator
-		for iter != nil {
-			out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
-			// The emulator now and then drops a connection under load (the SDK's own three
-			// attempts can all meet it); the iterator is still good, so read it again.
-			for retry := 0; err != nil && retry < 5 && ctx.Err() == nil; retry++ {
-				time.Sleep(time.Duration(retry+1) * 200 * time.Millisecond)
-				out, err = c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		for _, r := range ReadShard(t, c, stream, *s.ShardId) {
+			kinesisRecords++
+			recs, ok := kpl.Decode(r.Data)
+			if !ok {
+				byShard[*s.ShardId] = append(byShard[*s.ShardId], kpl.Record{PartitionKey: *r.PartitionKey, Data: r.Data})
+				continue
 			}
-			if err != nil {
-				t.Fatalf("reading %s: %v", *s.ShardId, err)
+			if kpl.AllInRange(recs, rng) {
+				byShard[*s.ShardId] = append(byShard[*s.ShardId], recs...)
 			}
-			for _, r := range out.Records {
-				kinesisRecords++
-				recs, ok := kpl.Decode(r.Data)
-				if !ok {
-					byShard[*s.ShardId] = append(byShard[*s.ShardId], kpl.Record{PartitionKey: *r.PartitionKey, Data: r.Data})
-					continue
-				}
-				if kpl.AllInRange(recs, rng) {
-					byShard[*s.ShardId] = append(byShard[*s.ShardId], recs...)
-				}
-			}
-			if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-				break // caught up with an open shard
-			}
-			iter = out.NextShardIterator
 		}
 	}
 	return byShard, kinesisRecords
+}
+
+// ReadShard returns the Kinesis records of one shard from TRIM_HORIZON, as stored
+// (aggregates not deaggregated), up to the shard's end or, for an open shard, its latest
+// record.
+func ReadShard(t testing.TB, c *kinesis.Client, stream, shard string) []ktypes.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: &stream, ShardId: &shard, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatalf("getting iterator of %s: %v", shard, err)
+	}
+	var recs []ktypes.Record
+	for iter := it.ShardIterator; iter != nil; {
+		out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		// The emulator now and then drops a connection under load (the SDK's own three
+		// attempts can all meet it); the iterator is still good, so read it again.
+		for retry := 0; err != nil && retry < 5 && ctx.Err() == nil; retry++ {
+			time.Sleep(time.Duration(retry+1) * 200 * time.Millisecond) // backoff, not synchronisation
+			out, err = c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		}
+		if err != nil {
+			t.Fatalf("reading %s: %v", shard, err)
+		}
+		recs = append(recs, out.Records...)
+		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+			break // caught up with an open shard
+		}
+		iter = out.NextShardIterator
+	}
+	return recs
 }
 
 // ListAllShards lists every shard of the stream, closed ones included.
