@@ -29,6 +29,7 @@ const (
 	fieldData     protowire.Number = 3
 	fieldTags     protowire.Number = 4
 	fieldTagKey   protowire.Number = 1
+	fieldTagValue protowire.Number = 2
 
 	tagPKTable  = byte(fieldPKTable<<3) | byte(protowire.BytesType)
 	tagEHKTable = byte(fieldEHKTable<<3) | byte(protowire.BytesType)
@@ -41,11 +42,13 @@ const (
 )
 
 // Record is one user record: what a producer puts and a consumer gets back out of an
-// aggregate. ExplicitHashKey is empty when the record has none.
+// aggregate. ExplicitHashKey is empty when the record has none. ID is the record's kinlog
+// identity, carried in its tags (the zero Identity when it has none).
 type Record struct {
 	PartitionKey    string
 	ExplicitHashKey string
 	Data            []byte
+	ID              Identity
 }
 
 // Aggregator builds one KPL aggregate. The zero value is ready to use; after
@@ -62,6 +65,7 @@ type Aggregator struct {
 	tables   int    // encoded bytes of fields 1 and 2
 	body     []byte // encoded field 3 entries (the records), in order
 	n        int
+	origin   string // identity origin of the last record added ("" for none)
 }
 
 // Len returns the number of user records added since the last Reset.
@@ -82,6 +86,7 @@ func (a *Aggregator) Reset() {
 	a.tables = 0
 	a.body = a.body[:0]
 	a.n = 0
+	a.origin = ""
 }
 
 // tableEntrySize is the encoded size of one key-table entry holding s.
@@ -90,9 +95,10 @@ func tableEntrySize(s string) int {
 }
 
 // recordSize returns the encoded size of a Record message (without its field-3 tag and
-// length) with the given indexes and data length; ehk < 0 means no explicit hash key.
-func recordSize(pk uint64, ehk int64, dataLen int) int {
-	n := 1 + protowire.SizeVarint(pk) + 1 + protowire.SizeVarint(uint64(dataLen)) + dataLen
+// length) with the given indexes, data length and tags size; ehk < 0 means no explicit
+// hash key.
+func recordSize(pk uint64, ehk int64, dataLen, tags int) int {
+	n := 1 + protowire.SizeVarint(pk) + 1 + protowire.SizeVarint(uint64(dataLen)) + dataLen + tags
 	if ehk >= 0 {
 		n += 1 + protowire.SizeVarint(uint64(ehk))
 	}
@@ -124,7 +130,7 @@ func (a *Aggregator) plan(r Record) (size int, pk uint64, newPK bool, ehk int64,
 		}
 		ehk = int64(e)
 	}
-	rs := recordSize(pk, ehk, len(r.Data))
+	rs := recordSize(pk, ehk, len(r.Data), a.tagsSize(r.ID))
 	size += 1 + protowire.SizeVarint(uint64(rs)) + rs
 	return size, pk, newPK, ehk, newEHK
 }
@@ -163,9 +169,14 @@ func (a *Aggregator) commit(r Record, pk uint64, newPK bool, ehk int64, newEHK b
 		a.ehks = append(a.ehks, r.ExplicitHashKey)
 		a.tables += tableEntrySize(r.ExplicitHashKey)
 	}
+	id := r.ID
+	if len(id.Origin) > MaxOriginLen {
+		id = Identity{}
+	}
+	run := id.Origin != "" && (a.n == 0 || id.Origin != a.origin)
 	b := a.body
 	b = append(b, tagRecords)
-	b = protowire.AppendVarint(b, uint64(recordSize(pk, ehk, len(r.Data))))
+	b = protowire.AppendVarint(b, uint64(recordSize(pk, ehk, len(r.Data), idTagsSize(id, run))))
 	b = append(b, tagPKIndex)
 	b = protowire.AppendVarint(b, pk)
 	if ehk >= 0 {
@@ -175,8 +186,18 @@ func (a *Aggregator) commit(r Record, pk uint64, newPK bool, ehk int64, newEHK b
 	b = append(b, tagData)
 	b = protowire.AppendVarint(b, uint64(len(r.Data)))
 	b = append(b, r.Data...)
+	b = appendIDTags(b, id, run)
 	a.body = b
 	a.n++
+	a.origin = id.Origin
+}
+
+// tagsSize is the size of the identity tags r's identity takes after the records so far.
+func (a *Aggregator) tagsSize(id Identity) int {
+	if id.Origin == "" || len(id.Origin) > MaxOriginLen {
+		return 0
+	}
+	return idTagsSize(id, a.n == 0 || id.Origin != a.origin)
 }
 
 // AppendEncode appends the aggregate's encoding — magic, AggregatedRecord protobuf (key
@@ -279,6 +300,7 @@ func AppendDecode(dst []Record, data []byte) (records []Record, ok bool) {
 	}
 	base := len(dst)
 	dst = growRecords(dst, nrec)
+	var ir idReader
 	for b := msg; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		b = b[n:] // validated in the first pass
@@ -288,7 +310,7 @@ func AppendDecode(dst []Record, data []byte) (records []Record, ok bool) {
 		}
 		v, m := protowire.ConsumeBytes(b)
 		b = b[m:]
-		r, good := decodeRecord(v, pks, ehks)
+		r, good := decodeRecord(v, pks, ehks, &ir)
 		if !good {
 			clear(dst[base:])
 			return dst[:base], false
@@ -303,13 +325,14 @@ func AppendDecode(dst []Record, data []byte) (records []Record, ok bool) {
 // time copied it once per aggregate (quadratic in the response's user records).
 func growRecords(dst []Record, n int) []Record { return slices.Grow(dst, n) }
 
-// decodeRecord parses one Record message against the key tables.
-func decodeRecord(b []byte, pks, ehks []string) (Record, bool) {
+// decodeRecord parses one Record message against the key tables; ir carries the identity
+// run of the aggregate's records.
+func decodeRecord(b []byte, pks, ehks []string, ir *idReader) (Record, bool) {
 	var (
 		r                Record
 		havePK, haveData bool
 		pkIdx, ehkIdx    uint64
-		haveEHK          bool
+		haveEHK, haveSeq bool
 	)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -341,8 +364,15 @@ func decodeRecord(b []byte, pks, ehks []string) (Record, bool) {
 			r.Data, haveData = v, true
 		case num == fieldTags && typ == protowire.BytesType:
 			v, m := protowire.ConsumeBytes(b)
-			if m < 0 || !validTag(v) {
+			if m < 0 {
 				return Record{}, false
+			}
+			key, val, ok := parseTag(v)
+			if !ok {
+				return Record{}, false
+			}
+			if len(key) > 3 && key[0] == 'k' && key[1] == 'l' && key[2] == '.' {
+				ir.tag(key, val, &r.ID, &haveSeq)
 			}
 			b = b[m:]
 		default:
@@ -366,26 +396,41 @@ func decodeRecord(b []byte, pks, ehks []string) (Record, bool) {
 	if r.Data == nil {
 		r.Data = []byte{}
 	}
+	if haveSeq && ir.str != "" {
+		r.ID.Origin, r.ID.Floor = ir.str, ir.floor
+	} else {
+		r.ID = Identity{}
+	}
 	return r, true
 }
 
-// validTag checks a Tag message: it parses and has its required key.
-func validTag(b []byte) bool {
+// parseTag reads a Tag message: its key (required) and value (optional).
+func parseTag(b []byte) (key, val []byte, ok bool) {
 	haveKey := false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num > protowire.MaxValidNumber {
-			return false
+			return nil, nil, false
 		}
 		b = b[n:]
+		if typ == protowire.BytesType && (num == fieldTagKey || num == fieldTagValue) {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, nil, false
+			}
+			if num == fieldTagKey {
+				key, haveKey = v, true
+			} else {
+				val = v
+			}
+			b = b[m:]
+			continue
+		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			return false
-		}
-		if num == fieldTagKey && typ == protowire.BytesType {
-			haveKey = true
+			return nil, nil, false
 		}
 		b = b[m:]
 	}
-	return haveKey
+	return key, val, haveKey
 }
