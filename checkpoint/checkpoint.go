@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -170,6 +171,18 @@ type Lease struct {
 	ChildShardIDs []string
 	// StartingHashKey and EndingHashKey bound the shard's hash-key range (decimal strings).
 	StartingHashKey, EndingHashKey string
+	// State is the processor's state at Checkpoint, stored with it by
+	// [StateCheckpointer.CheckpointWithState] (kinlog's archive sink keeps its
+	// deduplication state there); nil when none was stored. The KCL ignores it.
+	State []byte
+}
+
+// StateCheckpointer is implemented by stores that keep a processor's state with the
+// checkpoint (both of kinlog's stores do).
+type StateCheckpointer interface {
+	// CheckpointWithState is [Store.Checkpoint] that also replaces the lease's State with
+	// state, in the same conditional write.
+	CheckpointWithState(ctx context.Context, held Lease, cp Checkpoint, state []byte) (Lease, error)
 }
 
 // Store is a lease and checkpoint store. Implementations are safe for concurrent use by many
@@ -216,7 +229,8 @@ type Store interface {
 	// PrepareCheckpoint records the boundary of a batch about to be made durable.
 	PrepareCheckpoint(ctx context.Context, held Lease, pending Checkpoint) (Lease, error)
 	// ResetCheckpoint sets a lease's checkpoint unconditionally (operator action; it may move
-	// backwards) and clears Pending. The lease's holder, if any, loses it (Counter changes).
+	// backwards) and clears Pending and State (a state belongs to the position it was stored
+	// with). The lease's holder, if any, loses it (Counter changes).
 	ResetCheckpoint(ctx context.Context, key string, cp Checkpoint) error
 	// DeleteLease removes a lease (for shards gone from the stream). Deleting a missing lease
 	// is not an error.
@@ -232,7 +246,8 @@ func (l Lease) Equal(o Lease) bool {
 	return l.Key == o.Key && l.Owner == o.Owner && l.Counter == o.Counter &&
 		l.Checkpoint == o.Checkpoint && l.OwnerSwitchesSinceCheckpoint == o.OwnerSwitchesSinceCheckpoint &&
 		sameSet(l.ParentShardIDs, o.ParentShardIDs) && sameSet(l.ChildShardIDs, o.ChildShardIDs) &&
-		l.StartingHashKey == o.StartingHashKey && l.EndingHashKey == o.EndingHashKey
+		l.StartingHashKey == o.StartingHashKey && l.EndingHashKey == o.EndingHashKey &&
+		bytes.Equal(l.State, o.State)
 }
 
 func sameSet(a, b []string) bool {

@@ -25,6 +25,14 @@ type ackTracker struct {
 	changed   chan struct{}         // closed and replaced on every change
 	closed    bool                  // no further acknowledgement counts
 	unstored  []delivery            // batches not yet covered by a stored checkpoint
+	marked    bool                  // the processor marks boundaries: checkpoint only at them
+	bound     durable               // the last marked boundary within pos
+}
+
+// durable is a position to checkpoint and the processor's state there (nil for none).
+type durable struct {
+	pos   checkpoint.Checkpoint
+	state []byte
 }
 
 type delivery struct {
@@ -36,15 +44,18 @@ type inflight struct {
 	records []Record
 	acked   int
 	at      time.Time
+	markN   int    // records up to the last marked boundary in this batch (0: none)
+	markSt  []byte // the state marked there
 }
 
-func newAckTracker(maxInFlight int, start checkpoint.Checkpoint) *ackTracker {
+func newAckTracker(maxInFlight int, start checkpoint.Checkpoint, state []byte) *ackTracker {
 	return &ackTracker{
 		slots:   make(chan struct{}, maxInFlight),
 		dirty:   make(chan struct{}, 1),
 		pos:     start,
 		last:    start,
 		changed: make(chan struct{}),
+		bound:   durable{pos: start, state: state},
 	}
 }
 
@@ -78,13 +89,21 @@ func (t *ackTracker) add(records []Record, at time.Time) *inflight {
 
 // ack records that the first n records of f are acknowledged (n only grows: [Batch]
 // guarantees it) and advances the capped position.
-func (t *ackTracker) ack(f *inflight, n int) {
+func (t *ackTracker) ack(f *inflight, n int) { t.mark(f, n, false, nil) }
+
+// mark is ack that, when isMark, also marks record n-1 of f as a processor boundary with
+// its state.
+func (t *ackTracker) mark(f *inflight, n int, isMark bool, state []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return
 	}
 	f.acked = n
+	if isMark {
+		t.marked = true
+		f.markN, f.markSt = n, state
+	}
 	moved := false
 	for len(t.queue) > 0 {
 		h := t.queue[0]
@@ -95,6 +114,11 @@ func (t *ackTracker) ack(f *inflight, n int) {
 		if p.Compare(t.pos) > 0 {
 			t.pos = p
 			moved = true
+		}
+		if h.markN > 0 {
+			if mp := h.records[h.markN-1].Position(); mp.Compare(t.bound.pos) > 0 {
+				t.bound = durable{pos: mp, state: h.markSt}
+			}
 		}
 		if h.acked < len(h.records) {
 			break
@@ -130,6 +154,25 @@ func (t *ackTracker) position() checkpoint.Checkpoint {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pos
+}
+
+// durable returns what to checkpoint: the capped position, or — once the processor marks
+// boundaries — the last marked boundary within it, with its state.
+func (t *ackTracker) durable() durable {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.marked {
+		return t.bound
+	}
+	return durable{pos: t.pos}
+}
+
+// finalState is the state of the last marked boundary, which SHARD_END keeps once every
+// record is acknowledged.
+func (t *ackTracker) finalState() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.bound.state
 }
 
 // stored records that a checkpoint at cp is stored.

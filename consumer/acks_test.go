@@ -38,7 +38,7 @@ func cp(s string) checkpoint.Checkpoint {
 }
 
 func TestAckTrackerCapsAtContiguousAcks(t *testing.T) {
-	tr := newAckTracker(10, cp(checkpoint.TrimHorizon))
+	tr := newAckTracker(10, cp(checkpoint.TrimHorizon), nil)
 	ctx := context.Background()
 	add := func(r []Record) *inflight {
 		if err := tr.acquire(ctx); err != nil {
@@ -79,7 +79,7 @@ func TestAckTrackerCapsAtContiguousAcks(t *testing.T) {
 }
 
 func TestAckTrackerBackpressure(t *testing.T) {
-	tr := newAckTracker(2, cp(checkpoint.TrimHorizon))
+	tr := newAckTracker(2, cp(checkpoint.TrimHorizon), nil)
 	ctx := context.Background()
 	var fs []*inflight
 	for i := range 2 {
@@ -109,7 +109,7 @@ func TestAckTrackerBackpressure(t *testing.T) {
 }
 
 func TestAckTrackerIgnoresAcksAfterClose(t *testing.T) {
-	tr := newAckTracker(2, cp("5"))
+	tr := newAckTracker(2, cp("5"), nil)
 	_ = tr.acquire(context.Background())
 	f := tr.add(recs("10"), time.Time{})
 	tr.close()

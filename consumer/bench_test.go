@@ -59,7 +59,7 @@ func BenchmarkAckTracker(b *testing.B) {
 	for i := range batch {
 		batch[i] = Record{SequenceNumber: fmt.Sprintf("4959%020d", i)}
 	}
-	tr := newAckTracker(64, checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon})
+	tr := newAckTracker(64, checkpoint.Checkpoint{Sequence: checkpoint.TrimHorizon}, nil)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

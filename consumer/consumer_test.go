@@ -915,7 +915,7 @@ func TestReleasedLeaseChangingIsNotALoss(t *testing.T) {
 	if stopped || counterValue(c.met.leaseLosses) != 0 {
 		t.Fatal("a released lease counted as lost")
 	}
-	if err := h.checkpoint(ctx, checkpoint.Checkpoint{Sequence: "5"}); !errors.Is(err, errReleased) {
+	if err := h.checkpoint(ctx, durable{pos: checkpoint.Checkpoint{Sequence: "5"}}); !errors.Is(err, errReleased) {
 		t.Fatalf("checkpoint after release: %v, want errReleased", err)
 	}
 }

@@ -185,7 +185,8 @@ func (h *holder) expireLocked(now time.Time, why string) {
 // checkpoint stores cp if it is beyond the last checkpoint written. While a prepared
 // boundary is pending, checkpoints before it are held back: storing one would clear the
 // boundary before the batch it guards is durable.
-func (h *holder) checkpoint(ctx context.Context, cp checkpoint.Checkpoint) error {
+func (h *holder) checkpoint(ctx context.Context, d durable) error {
+	cp := d.pos
 	held, err := h.begin()
 	if err != nil {
 		return err
@@ -197,14 +198,28 @@ func (h *holder) checkpoint(ctx context.Context, cp checkpoint.Checkpoint) error
 	if skip {
 		return nil
 	}
-	_, err = h.writeCheckpoint(ctx, held, cp)
+	_, err = h.writeCheckpoint(ctx, held, d)
 	return err
 }
 
-// writeCheckpoint stores cp from held and returns the lease as stored. It needs wmu.
-func (h *holder) writeCheckpoint(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint) (checkpoint.Lease, error) {
+// writeCheckpoint stores d from held and returns the lease as stored. It needs wmu.
+func (h *holder) writeCheckpoint(ctx context.Context, held checkpoint.Lease, d durable) (checkpoint.Lease, error) {
+	cp := d.pos
 	cctx, cancel := h.callCtx(ctx)
-	l, err := h.c.store.Checkpoint(cctx, held, cp)
+	var (
+		l   checkpoint.Lease
+		err error
+	)
+	if d.state != nil {
+		sc, ok := h.c.store.(checkpoint.StateCheckpointer)
+		if !ok {
+			cancel()
+			return checkpoint.Lease{}, fmt.Errorf("checkpointing shard %s at %s: the processor keeps a state and the store %T cannot store it", h.key, cp, h.c.store)
+		}
+		l, err = sc.CheckpointWithState(cctx, held, cp, d.state)
+	} else {
+		l, err = h.c.store.Checkpoint(cctx, held, cp)
+	}
 	cancel()
 	if err != nil {
 		if isLeaseGone(err) {
@@ -228,7 +243,8 @@ func (h *holder) writeCheckpoint(ctx context.Context, held checkpoint.Lease, cp 
 // prepare checkpoints acked (everything acknowledged so far) and then stores boundary as
 // the pending checkpoint, both under the lease. Each of the two writes is bounded by the
 // lease call timeout; a write that timed out returns an error and may be retried.
-func (h *holder) prepare(ctx context.Context, acked, boundary checkpoint.Checkpoint) error {
+func (h *holder) prepare(ctx context.Context, ackedD durable, boundary checkpoint.Checkpoint) error {
+	acked := ackedD.pos
 	if err := boundary.Validate(); err != nil {
 		return fmt.Errorf("preparing shard %s at %s: %w", h.key, boundary, err)
 	}
@@ -247,7 +263,7 @@ func (h *holder) prepare(ctx context.Context, acked, boundary checkpoint.Checkpo
 			return fmt.Errorf("preparing shard %s at %s while %s is pending: %w", h.key, boundary, *pending, ErrPendingUnacked)
 		}
 	} else if acked.Compare(written) > 0 {
-		if held, err = h.writeCheckpoint(ctx, held, acked); err != nil {
+		if held, err = h.writeCheckpoint(ctx, held, ackedD); err != nil {
 			return err
 		}
 	}

@@ -160,7 +160,7 @@ func TestRenewalDoesNotWaitForAStuckWrite(t *testing.T) {
 		}
 		lost := make(chan string, 1)
 		h := newHolder(c, l, func(r string) { lost <- r })
-		go func() { _ = h.checkpoint(context.Background(), checkpoint.Checkpoint{Sequence: "1"}) }()
+		go func() { _ = h.checkpoint(context.Background(), durable{pos: checkpoint.Checkpoint{Sequence: "1"}}) }()
 		<-store.entered
 		start := time.Now()
 		h.renew(ctx) // returns at once: a write is in flight, the lease is not expiring yet
@@ -178,7 +178,7 @@ func TestRenewalDoesNotWaitForAStuckWrite(t *testing.T) {
 		}
 		// A write stuck again, and a renewal skipped when the next one would come too late:
 		// the lease is given up.
-		go func() { _ = h.checkpoint(context.Background(), checkpoint.Checkpoint{Sequence: "2"}) }()
+		go func() { _ = h.checkpoint(context.Background(), durable{pos: checkpoint.Checkpoint{Sequence: "2"}}) }()
 		<-store.entered
 		time.Sleep(900 * time.Millisecond)
 		h.renew(ctx) // 0.9s + 1s < 3s since the last renewal: kept

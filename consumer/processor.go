@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kinlog/kinlog/checkpoint"
+	"github.com/kinlog/kinlog/internal/kpl"
 )
 
 // Record is one user record: a plain Kinesis record, or one user record of a KPL aggregate.
@@ -27,7 +28,13 @@ type Record struct {
 	// to the right shard); they are delivered, marked, only with
 	// [WithOutsideShardRecords].
 	OutsideShard bool
+	// ID is the user record's kinlog identity (origin, sequence number, acknowledgement
+	// floor), from the tags of its KPL aggregate; zero for records without one.
+	ID Identity
 }
+
+// Identity is a user record's kinlog identity: see docs/identity.md.
+type Identity = kpl.Identity
 
 // Position returns the record's checkpoint position.
 func (r *Record) Position() checkpoint.Checkpoint {
@@ -43,9 +50,10 @@ type Batch struct {
 	Records            []Record
 	MillisBehindLatest int64
 
-	mu    sync.Mutex
-	acked int
-	onAck func(n int)
+	mu     sync.Mutex
+	acked  int
+	onAck  func(n int)
+	onMark func(n int, state []byte) // the worker's: acknowledge and mark a boundary
 }
 
 // NewBatch builds a batch whose acknowledgements call onAck with the number of leading
@@ -69,6 +77,28 @@ func (b *Batch) AckThrough(n int) {
 	b.acked = n
 	b.mu.Unlock()
 	if b.onAck != nil {
+		b.onAck(n)
+	}
+}
+
+// AckThroughState is [Batch.AckThrough] that also marks the position of record n-1 as a
+// boundary of the processor, with its state there (nil for none). A processor that marks
+// boundaries is checkpointed only at them, each with the state marked there (stored in the
+// lease, see [checkpoint.StateCheckpointer]), and [InitInput.State] gives it back to the
+// next holder. The archive sink marks the end of every flush with its deduplication state.
+func (b *Batch) AckThroughState(n int, state []byte) {
+	b.mu.Lock()
+	n = min(n, len(b.Records))
+	if n < b.acked || n == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.acked = n
+	b.mu.Unlock()
+	switch {
+	case b.onMark != nil:
+		b.onMark(n, state)
+	case b.onAck != nil:
 		b.onAck(n)
 	}
 }
@@ -102,6 +132,12 @@ type InitInput struct {
 	// processor that writes deterministic objects must cut its first batch exactly at
 	// Pending, so that a replay overwrites the previous holder's objects.
 	Pending *checkpoint.Checkpoint
+	// State is the state a processor marked at Start ([Batch.AckThroughState]), as the
+	// lease stored it; nil when none. For a shard never checkpointed, ParentStates holds
+	// the states its parents stored with their last checkpoint (SHARD_END), in the order of
+	// the lease's parents, those without a state left out.
+	State        []byte
+	ParentStates [][]byte
 	// Preparer writes two-phase boundaries for this shard under the worker's lease.
 	Preparer Preparer
 }

@@ -68,7 +68,7 @@ func newShardWorker(c *Consumer, life context.Context, l checkpoint.Lease) *shar
 	if start.IsZero() {
 		start = checkpoint.Checkpoint{Sequence: c.cfg.initial.kind}
 	}
-	w.acks = newAckTracker(c.cfg.maxInFlight, start)
+	w.acks = newAckTracker(c.cfg.maxInFlight, start, l.State)
 	w.h.onStored = w.acks.stored
 	w.lag.Store(-1)
 	if l.StartingHashKey != "" && l.EndingHashKey != "" {
@@ -106,6 +106,10 @@ func (w *shardWorker) run() {
 	lease := w.h.lease
 	w.h.mu.Unlock()
 	start := w.acks.position()
+	state, parents := lease.State, [][]byte(nil)
+	if state == nil && start.Compare(checkpoint.Checkpoint{}) == 0 && len(lease.ParentShardIDs) > 0 {
+		parents = w.parentStates(lease.ParentShardIDs)
+	}
 
 	proc := c.factory(w.id)
 	if proc == nil {
@@ -118,7 +122,8 @@ func (w *shardWorker) run() {
 		p := *lease.Pending
 		pending = &p
 	}
-	err := proc.Initialize(w.workCtx, InitInput{ShardID: w.id, Start: start, Pending: pending, Preparer: preparer{w}})
+	err := proc.Initialize(w.workCtx, InitInput{ShardID: w.id, Start: start, Pending: pending, Preparer: preparer{w},
+		State: state, ParentStates: parents})
 	if err != nil {
 		if w.lost() {
 			return
@@ -183,14 +188,14 @@ func (w *shardWorker) shutdown(proc Processor, stopCheckpointer func()) {
 
 // finish writes the final checkpoint and releases the lease, unless it was lost.
 func (w *shardWorker) finish() {
-	pos := w.acks.position()
+	d := w.acks.durable()
 	w.acks.close()
 	if w.lost() {
 		return
 	}
 	ctx, cancel := w.finalCtx()
 	defer cancel()
-	if err := w.h.checkpoint(ctx, pos); err != nil && !w.lost() {
+	if err := w.h.checkpoint(ctx, d); err != nil && !w.lost() {
 		w.c.log.Warn("final checkpoint", "shard", w.id, "err", err)
 	}
 	if err := w.h.release(ctx); err != nil && !w.lost() {
@@ -216,10 +221,11 @@ func (w *shardWorker) shardEnded(proc Processor, stopCheckpointer func()) {
 		return
 	}
 	stopCheckpointer()
+	final := w.acks.finalState()
 	w.acks.close()
 	ctx, cancel := w.finalCtx()
 	defer cancel()
-	if err := w.h.checkpoint(ctx, checkpoint.Checkpoint{Sequence: checkpoint.ShardEnd}); err != nil {
+	if err := w.h.checkpoint(ctx, durable{pos: checkpoint.Checkpoint{Sequence: checkpoint.ShardEnd}, state: final}); err != nil {
 		if !w.lost() {
 			c.log.Warn("checkpointing shard end", "shard", w.id, "err", err)
 			_ = w.h.release(ctx)
@@ -244,7 +250,7 @@ func (w *shardWorker) checkpointLoop(stop <-chan struct{}) {
 		case <-w.acks.dirty:
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.workCtx), cfg.failover)
-		err := w.h.checkpoint(ctx, w.acks.position())
+		err := w.h.checkpoint(ctx, w.acks.durable())
 		cancel()
 		if err != nil && !w.lost() {
 			w.c.log.Warn("checkpointing", "shard", w.id, "err", err)
@@ -263,7 +269,7 @@ func (w *shardWorker) checkpointLoop(stop <-chan struct{}) {
 type preparer struct{ w *shardWorker }
 
 func (p preparer) Prepare(ctx context.Context, boundary checkpoint.Checkpoint) error {
-	return p.w.h.prepare(ctx, p.w.acks.position(), boundary)
+	return p.w.h.prepare(ctx, p.w.acks.durable(), boundary)
 }
 
 // sleep waits until t on the consumer's clock, or until ctx ends.
@@ -517,12 +523,31 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 				ArrivalTime:       arrival,
 				Data:              u.Data,
 				OutsideShard:      sp.outside,
+				ID:                u.ID,
 			})
 		}
 	}
 	clear(scratch) // drop references to this response's data
 	w.scratch = scratch[:0]
 	return out, size
+}
+
+// parentStates reads the states the shard's parents stored with their last checkpoint, for
+// a child that starts from scratch.
+func (w *shardWorker) parentStates(parents []string) [][]byte {
+	var out [][]byte
+	for _, p := range parents {
+		ctx, cancel := context.WithTimeout(w.workCtx, w.c.cfg.failover)
+		l, err := w.c.store.GetLease(ctx, p)
+		cancel()
+		switch {
+		case err != nil:
+			w.c.log.Warn("reading a parent's lease for its processor state; the child starts without it", "shard", w.id, "parent", p, "err", err)
+		case l.State != nil:
+			out = append(out, l.State)
+		}
+	}
+	return out
 }
 
 // deliver hands one batch to the processor once there is room for it in flight.
@@ -535,6 +560,7 @@ func (w *shardWorker) deliver(ctx context.Context, proc Processor, recs []Record
 	}
 	f := w.acks.add(recs, w.c.cfg.clock.Now())
 	b := NewBatch(w.id, recs, func(n int) { w.acks.ack(f, n) })
+	b.onMark = func(n int, state []byte) { w.acks.mark(f, n, true, state) }
 	b.MillisBehindLatest = lag
 	w.c.met.records.Add(float64(len(recs)))
 	w.c.met.bytes.Add(float64(size))

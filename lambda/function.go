@@ -15,6 +15,7 @@ import (
 	"github.com/kinlog/kinlog/checkpoint"
 	"github.com/kinlog/kinlog/consumer"
 	"github.com/kinlog/kinlog/internal/kpl"
+	"github.com/kinlog/kinlog/sinks/dedup"
 	s3sink "github.com/kinlog/kinlog/sinks/s3"
 )
 
@@ -67,9 +68,10 @@ type Function struct {
 	// variant that the tests show duplicating records. Never set in a release build.
 	noProgress bool
 
-	mu     sync.Mutex
-	sinks  map[string]*s3sink.Sink
-	ranges map[string]kpl.HashKeyRange // <stream>/<shard> → hash-key range
+	mu      sync.Mutex
+	sinks   map[string]*s3sink.Sink
+	ranges  map[string]kpl.HashKeyRange // <stream>/<shard> → hash-key range
+	parents map[string][]string         // <stream>/<shard> → its parent shards
 }
 
 // Option configures a Function.
@@ -108,7 +110,7 @@ func New(newSink SinkFactory, s3c S3API, kin KinesisAPI, ddb DynamoDBAPI, table 
 		newSink: newSink, s3: s3c, kinesis: kin, progress: progressTable{client: ddb, table: table},
 		log: slog.Default(), chunkSize: DefaultChunkSize, reserve: DefaultReserve, grace: DefaultWriteGrace,
 		requestID: func(context.Context) string { return "" }, now: time.Now,
-		sinks: map[string]*s3sink.Sink{}, ranges: map[string]kpl.HashKeyRange{},
+		sinks: map[string]*s3sink.Sink{}, ranges: map[string]kpl.HashKeyRange{}, parents: map[string][]string{},
 		noProgress: nonIdempotentBuild,
 	}
 	for _, o := range opts {
@@ -191,6 +193,10 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 		log.Error("refusing the batch", "err", err)
 		return Response{}, err
 	}
+	st, err := f.dedupState(ctx, sink, b, prog)
+	if err != nil {
+		return failAt(first, "reading the parent shards' progress", err)
+	}
 	chunks, skipped := f.chunks(b, users, prog.Committed)
 	writeUntil := f.now().Add(MaxAttempt)
 	if d, ok := ctx.Deadline(); ok {
@@ -209,9 +215,13 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 		defer cancel()
 		_ = f.progress.store(sctx, key, *mine, &done)
 	}()
-	archived, objects := 0, 0
+	archived, objects, dups := 0, 0, 0
 	for _, ch := range chunks {
-		objs, err := f.build(sink, b.shard, ch)
+		var after *dedup.State // the state after this chunk, committed with it
+		if st != nil {
+			after = st.Clone()
+		}
+		objs, err := f.build(sink, b.shard, ch, after)
 		if err != nil {
 			return Response{}, fmt.Errorf("building the objects of %s from %s: %w", key, ch.from, err)
 		}
@@ -262,15 +272,20 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 		}
 		next = prog
 		next.Committed, next.Pending, next.PendingFrom, next.PendingUntil, next.Updated = ch.end, nil, "", time.Time{}, f.now()
+		if after != nil {
+			next.State = after.Encode()
+		}
 		if err := f.progress.store(ctx, key, prog, &next); err != nil {
 			return f.storeFailed(log, key, ch.from, "committing", err, failAt)
 		}
 		prog = next
+		st = after
 		mine = nil
-		archived += len(ch.users)
+		archived += len(ch.users) - objs.Deduplicated()
+		dups += objs.Deduplicated()
 		objects += len(keys)
 	}
-	log.Info("batch archived", "kinesis_records", len(b.records), "records", archived, "skipped", skipped,
+	log.Info("batch archived", "kinesis_records", len(b.records), "records", archived, "deduplicated", dups, "skipped", skipped,
 		"objects", objects, "chunks", len(chunks), "first", first, "last", b.records[len(b.records)-1].seq,
 		"committed", prog.Committed.String(), "duration_ms", f.now().Sub(start).Milliseconds())
 	return Response{}, nil
@@ -281,7 +296,7 @@ func (f *Function) handle(ctx context.Context, b *batch, start time.Time) (Respo
 func (f *Function) handleWithoutProgress(ctx context.Context, sink *s3sink.Sink, b *batch, users [][]consumer.Record, failAt func(string, string, error) (Response, error)) (Response, error) {
 	chunks, _ := f.chunks(b, users, checkpoint.Checkpoint{})
 	for _, ch := range chunks {
-		objs, err := f.build(sink, b.shard, ch)
+		objs, err := f.build(sink, b.shard, ch, nil)
 		if err != nil {
 			return Response{}, err
 		}
@@ -326,8 +341,8 @@ func (f *Function) sink(stream string) (*s3sink.Sink, error) {
 
 // build encodes a chunk, cutting it in two (at a Kinesis-record boundary) while its
 // objects' keys would not fit in the progress item.
-func (f *Function) build(sink *s3sink.Sink, shard string, ch chunk) (*s3sink.Objects, error) {
-	objs, err := sink.Build(shard, ch.users)
+func (f *Function) build(sink *s3sink.Sink, shard string, ch chunk, st *dedup.State) (*s3sink.Objects, error) {
+	objs, err := sink.Build(shard, ch.users, st)
 	if err != nil {
 		return nil, err
 	}
@@ -433,11 +448,41 @@ func (f *Function) userRecords(ctx context.Context, b *batch) ([][]consumer.Reco
 		recs := make([]consumer.Record, len(aggs))
 		for j, u := range aggs {
 			recs[j] = consumer.Record{ShardID: b.shard, SequenceNumber: r.seq, SubSequenceNumber: uint64(j), Aggregated: true,
-				PartitionKey: u.PartitionKey, ExplicitHashKey: u.ExplicitHashKey, ArrivalTime: r.arrival, Data: u.Data, OutsideShard: outside}
+				PartitionKey: u.PartitionKey, ExplicitHashKey: u.ExplicitHashKey, ArrivalTime: r.arrival, Data: u.Data, OutsideShard: outside, ID: u.ID}
 		}
 		out[i] = recs
 	}
 	return out, nil
+}
+
+// dedupState is the sink's deduplication state at the committed position: the one
+// committed with it, or — for a shard with nothing committed yet — the merge of its parents'
+// (the event source mapping processes parents to their end before their children). nil
+// when the sink does not deduplicate.
+func (f *Function) dedupState(ctx context.Context, sink *s3sink.Sink, b *batch, prog Progress) (*dedup.State, error) {
+	if prog.Committed.Sequence != "" || prog.State != nil {
+		return sink.NewState(prog.State, nil), nil
+	}
+	if !sink.Deduplicates() {
+		return nil, nil
+	}
+	if _, err := f.hashRange(ctx, b.stream, b.shard); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	parents := f.parents[b.stream+"/"+b.shard]
+	f.mu.Unlock()
+	var states [][]byte
+	for _, p := range parents {
+		pp, err := f.progress.load(ctx, b.stream+"/"+p)
+		if err != nil {
+			return nil, err
+		}
+		if pp.State != nil {
+			states = append(states, pp.State)
+		}
+	}
+	return sink.NewState(nil, states), nil
 }
 
 // hashRange returns the shard's hash-key range, listing the stream's shards once per
@@ -466,6 +511,13 @@ func (f *Function) hashRange(ctx context.Context, stream, shard string) (kpl.Has
 			}
 			f.mu.Lock()
 			f.ranges[stream+"/"+*s.ShardId] = r
+			var parents []string
+			for _, p := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
+				if p != nil && *p != "" {
+					parents = append(parents, *p)
+				}
+			}
+			f.parents[stream+"/"+*s.ShardId] = parents
 			f.mu.Unlock()
 		}
 		if out.NextToken == nil {

@@ -30,6 +30,7 @@ const (
 	attrPendingTill = "pending_until" // RFC 3339 time until which the attempt may still write them
 	attrUpdated     = "updated_at"    // RFC 3339 time of the write
 	attrRequest     = "request_id"    // the Lambda request that wrote it
+	attrDedup       = "dedup"         // the sink's deduplication state at the committed position (binary)
 )
 
 // Progress is one shard's row in the progress table.
@@ -47,6 +48,8 @@ type Progress struct {
 	PendingUntil time.Time
 	Updated      time.Time
 	RequestID    string
+	// State is the sink's deduplication state at Committed (sinks/dedup), nil when none.
+	State []byte
 }
 
 // progressTable reads and writes progress items.
@@ -117,6 +120,9 @@ func decodeProgress(item map[string]types.AttributeValue) (Progress, error) {
 	if s, ok := item[attrRequest].(*types.AttributeValueMemberS); ok {
 		p.RequestID = s.Value
 	}
+	if b, ok := item[attrDedup].(*types.AttributeValueMemberB); ok && len(b.Value) > 0 {
+		p.State = b.Value
+	}
 	return p, nil
 }
 
@@ -124,7 +130,7 @@ func decodeProgress(item map[string]types.AttributeValue) (Progress, error) {
 // version); next.Version is set to prev's plus one. ErrConflict means it was not.
 func (t *progressTable) store(ctx context.Context, key string, prev Progress, next *Progress) error {
 	next.Version = prev.Version + 1
-	names := map[string]string{"#v": attrVersion, "#p": attrPending, "#u": attrUpdated, "#r": attrRequest, "#pf": attrPendingFrom, "#pu": attrPendingTill, "#s": attrSequence, "#ss": attrSubSequence}
+	names := map[string]string{"#v": attrVersion, "#p": attrPending, "#u": attrUpdated, "#r": attrRequest, "#pf": attrPendingFrom, "#pu": attrPendingTill, "#s": attrSequence, "#ss": attrSubSequence, "#d": attrDedup}
 	values := map[string]types.AttributeValue{
 		":nv": &types.AttributeValueMemberN{Value: strconv.FormatInt(next.Version, 10)},
 		":u":  &types.AttributeValueMemberS{Value: next.Updated.UTC().Format(time.RFC3339Nano)},
@@ -150,6 +156,12 @@ func (t *progressTable) store(ctx context.Context, key string, prev Progress, ne
 		values[":ss"] = &types.AttributeValueMemberN{Value: strconv.FormatUint(next.Committed.SubSequence, 10)}
 	} else {
 		remove = append(remove, "#s", "#ss")
+	}
+	if len(next.State) > 0 {
+		set += ", #d = :d"
+		values[":d"] = &types.AttributeValueMemberB{Value: next.State}
+	} else {
+		remove = append(remove, "#d")
 	}
 	expr := set
 	for i, r := range remove {

@@ -124,7 +124,9 @@ func (f *Function) Replay(ctx context.Context, d Discarded, kin ReplayKinesisAPI
 		}
 	}
 	if len(missing) > 0 {
-		objs, err := sink.Build(b.shard, missing)
+		// No deduplication state applies here: these records are before the committed
+		// position, whose state already holds them.
+		objs, err := sink.Build(b.shard, missing, nil)
 		if err != nil {
 			return res, err
 		}
@@ -215,7 +217,7 @@ type archiveIndex struct {
 
 // holds reports whether an object of the record's prefix (archive or error output) holds it.
 func (x *archiveIndex) holds(ctx context.Context, sink *s3sink.Sink, shard string, r consumer.Record) (bool, error) {
-	objs, err := sink.Build(shard, []consumer.Record{r})
+	objs, err := sink.Build(shard, []consumer.Record{r}, nil)
 	if err != nil {
 		return false, err
 	}

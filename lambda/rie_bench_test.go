@@ -170,7 +170,7 @@ func writeLikeWorker(b *testing.B, sink *s3sink.Sink, batches [][]byte) int {
 		if len(run) == 0 {
 			return
 		}
-		objs, err := sink.Build(shard0, run)
+		objs, err := sink.Build(shard0, run, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package checkpointtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) checkpoint.Store) {
 		{"CopiesNotShared", testCopies},
 		{"EmptyOwnerRefused", testEmptyOwner},
 		{"RepeatIsIdempotent", testRepeat},
+		{"StateWithCheckpoint", testState},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -735,4 +737,69 @@ func testSameOwnerStaleCounter(t *testing.T, s checkpoint.Store) {
 	_, err = s.PrepareCheckpoint(ctx(t), old, cp(seq3, 0))
 	wantErr(t, "old incarnation's PrepareCheckpoint", err, checkpoint.ErrLeaseLost)
 	wantLease(t, "lease after the old incarnation's writes", get(t, s, "k"), restarted)
+}
+
+// testState checks the processor state kept with the checkpoint: stored and read back with
+// it, replaced by the next CheckpointWithState, kept by plain Checkpoint, prepare and renew,
+// fenced like a checkpoint, repeated idempotently, and cleared by ResetCheckpoint.
+func testState(t *testing.T, s checkpoint.Store) {
+	sc, ok := s.(checkpoint.StateCheckpointer)
+	if !ok {
+		t.Fatalf("%T does not implement checkpoint.StateCheckpointer", s)
+	}
+	l := newHeld(t, s, "k", "w")
+	st := []byte{1, 0, 2, 0xff, 'x'}
+	l, err := sc.CheckpointWithState(ctx(t), l, cp(seq1, 4), st)
+	if err != nil {
+		t.Fatalf("CheckpointWithState: %v", err)
+	}
+	if got := get(t, s, "k"); !bytes.Equal(got.State, st) || got.Checkpoint != cp(seq1, 4) || !bytes.Equal(l.State, st) {
+		t.Fatalf("state after CheckpointWithState: stored %x returned %x at %s", got.State, l.State, got.Checkpoint)
+	}
+	// The same write again (a retried request) succeeds and changes nothing.
+	again, err := sc.CheckpointWithState(ctx(t), l, cp(seq1, 4), st)
+	if err != nil {
+		t.Fatalf("repeated CheckpointWithState: %v", err)
+	}
+	l = again
+	if l, err = s.PrepareCheckpoint(ctx(t), l, cp(seq2, 0)); err != nil {
+		t.Fatalf("PrepareCheckpoint: %v", err)
+	}
+	if l, err = s.RenewLease(ctx(t), l); err != nil {
+		t.Fatalf("RenewLease: %v", err)
+	}
+	if got := get(t, s, "k"); !bytes.Equal(got.State, st) {
+		t.Fatalf("prepare or renew changed the state: %x", got.State)
+	}
+	st2 := []byte{9, 9}
+	if l, err = sc.CheckpointWithState(ctx(t), l, cp(seq2, 0), st2); err != nil {
+		t.Fatalf("second CheckpointWithState: %v", err)
+	}
+	if got := get(t, s, "k"); !bytes.Equal(got.State, st2) || got.Pending != nil {
+		t.Fatalf("state after the second checkpoint: %x (pending %v)", got.State, got.Pending)
+	}
+	// A stale holder cannot write a state.
+	stolen := take(t, s, get(t, s, "k"), "thief")
+	_, err = sc.CheckpointWithState(ctx(t), l, cp(seq3, 0), []byte{7})
+	wantErr(t, "CheckpointWithState by the previous holder", err, checkpoint.ErrLeaseLost)
+	if got := get(t, s, "k"); !bytes.Equal(got.State, st2) {
+		t.Fatalf("a fenced write changed the state: %x", got.State)
+	}
+	// An empty state removes it.
+	if _, err = sc.CheckpointWithState(ctx(t), stolen, cp(seq3, 0), nil); err != nil {
+		t.Fatalf("CheckpointWithState(nil): %v", err)
+	}
+	if got := get(t, s, "k"); got.State != nil {
+		t.Fatalf("state after an empty one: %x", got.State)
+	}
+	l = newHeld(t, s, "r", "w")
+	if _, err = sc.CheckpointWithState(ctx(t), l, cp(seq3, 0), st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetCheckpoint(ctx(t), "r", cp(seq1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, s, "r"); got.State != nil {
+		t.Fatalf("ResetCheckpoint kept the state %x", got.State)
+	}
 }

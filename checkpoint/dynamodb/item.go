@@ -24,6 +24,9 @@ const (
 	AttrChildShardIDs                = "childShardIds"
 	AttrStartingHashKey              = "startingHashKey"
 	AttrEndingHashKey                = "endingHashKey"
+	// AttrState is kinlog's own attribute: the processor state stored with the checkpoint
+	// (binary). The KCL leaves attributes it does not know alone.
+	AttrState = "kinlogState"
 )
 
 // AttributeError reports a lease-table item that kinlog cannot read: an attribute of an
@@ -157,6 +160,22 @@ func (d *decoder) uint64(attr string) uint64 {
 	return v
 }
 
+func (d *decoder) bytes(attr string) []byte {
+	av, ok := d.item[attr]
+	if !ok {
+		return nil
+	}
+	b, ok := av.(*types.AttributeValueMemberB)
+	if !ok {
+		d.fail(attr, "B", av, nil)
+		return nil
+	}
+	if len(b.Value) == 0 {
+		return nil
+	}
+	return b.Value
+}
+
 func (d *decoder) strings(attr string) []string {
 	av, ok := d.item[attr]
 	if !ok {
@@ -209,6 +228,7 @@ func decodeLease(table string, item map[string]types.AttributeValue) (checkpoint
 	l.ChildShardIDs = d.strings(AttrChildShardIDs)
 	l.StartingHashKey, _ = d.str(AttrStartingHashKey)
 	l.EndingHashKey, _ = d.str(AttrEndingHashKey)
+	l.State = d.bytes(AttrState)
 	if d.err != nil {
 		return checkpoint.Lease{}, d.err
 	}
@@ -253,6 +273,7 @@ var placeholders = map[string]string{
 	AttrPendingCheckpoint:            "#p",
 	AttrPendingCheckpointSubSequence: "#ps",
 	AttrOwnerSwitchesSinceCheckpoint: "#sw",
+	AttrState:                        "#st",
 }
 
 func newExpr() *expr {

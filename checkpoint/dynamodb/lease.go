@@ -301,6 +301,40 @@ func (s *Store) Checkpoint(ctx context.Context, held checkpoint.Lease, cp checkp
 	})
 }
 
+// CheckpointWithState is [Store.Checkpoint] that also sets (or, for an empty state,
+// removes) the kinlogState attribute in the same conditional write.
+func (s *Store) CheckpointWithState(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint, state []byte) (checkpoint.Lease, error) {
+	if err := cp.Validate(); err != nil {
+		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, err)
+	}
+	return s.fenced(ctx, held, holderWrite{
+		verb:       "checkpointing lease",
+		regression: &cp,
+		update: func(e *expr, h checkpoint.Lease) string {
+			set := "SET " + e.name(AttrCheckpoint) + " = " + e.value("cp", sv(cp.Sequence)) +
+				", " + e.name(AttrCheckpointSubSequenceNumber) + " = " + e.value("sub", nv(cp.SubSequence)) +
+				", " + e.name(AttrOwnerSwitchesSinceCheckpoint) + " = " + e.value("zero", nv(int64(0))) +
+				", " + e.name(AttrLeaseCounter) + " = " + e.value("next", nv(h.Counter+1))
+			remove := " REMOVE " + e.name(AttrPendingCheckpoint) + ", " + e.name(AttrPendingCheckpointSubSequence)
+			if len(state) > 0 {
+				set += ", " + e.name(AttrState) + " = " + e.value("state", &types.AttributeValueMemberB{Value: state})
+			} else {
+				remove += ", " + e.name(AttrState)
+			}
+			return set + remove
+		},
+		result: func(h checkpoint.Lease) checkpoint.Lease {
+			h.Counter++
+			h.Checkpoint, h.Pending, h.OwnerSwitchesSinceCheckpoint = cp, nil, 0
+			h.State = nil
+			if len(state) > 0 {
+				h.State = state
+			}
+			return h
+		},
+	})
+}
+
 // PrepareCheckpoint sets pendingCheckpoint and pendingCheckpointSubSequenceNumber and
 // increments leaseCounter, with the conditions of [Store.Checkpoint]: a pending checkpoint
 // before the stored checkpoint is a regression.
@@ -344,7 +378,7 @@ func (s *Store) ResetCheckpoint(ctx context.Context, key string, cp checkpoint.C
 		", " + e.name(AttrCheckpointSubSequenceNumber) + " = " + e.value("sub", nv(cp.SubSequence)) +
 		", " + e.name(AttrOwnerSwitchesSinceCheckpoint) + " = " + zero +
 		", " + c + " = if_not_exists(" + c + ", " + zero + ") + " + e.value("one", nv(int64(1))) +
-		" REMOVE " + e.name(AttrPendingCheckpoint) + ", " + e.name(AttrPendingCheckpointSubSequence)
+		" REMOVE " + e.name(AttrPendingCheckpoint) + ", " + e.name(AttrPendingCheckpointSubSequence) + ", " + e.name(AttrState)
 	_, err := s.update(ctx, key, e, cond, upd)
 	switch {
 	case conditionFailed(err):

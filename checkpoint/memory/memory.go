@@ -33,6 +33,7 @@ func clone(l checkpoint.Lease) checkpoint.Lease {
 	}
 	l.ParentShardIDs = slices.Clone(l.ParentShardIDs)
 	l.ChildShardIDs = slices.Clone(l.ChildShardIDs)
+	l.State = slices.Clone(l.State)
 	return l
 }
 
@@ -219,6 +220,14 @@ func (s *Store) Checkpoint(ctx context.Context, held checkpoint.Lease, cp checkp
 	})
 }
 
+// CheckpointWithState is [Store.Checkpoint] that also replaces the lease's State.
+func (s *Store) CheckpointWithState(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint, state []byte) (checkpoint.Lease, error) {
+	state = slices.Clone(state)
+	return s.writeAt(ctx, held, cp, "checkpointing", func(l *checkpoint.Lease) {
+		l.Checkpoint, l.Pending, l.OwnerSwitchesSinceCheckpoint, l.State = cp, nil, 0, state
+	})
+}
+
 // PrepareCheckpoint stores pending as the lease's pending checkpoint and increments
 // Counter. Errors are those of [Store.Checkpoint]; a pending checkpoint before the stored
 // checkpoint is a regression.
@@ -278,6 +287,7 @@ func (s *Store) ResetCheckpoint(ctx context.Context, key string, cp checkpoint.C
 	}
 	l.Checkpoint = cp
 	l.Pending = nil
+	l.State = nil
 	l.OwnerSwitchesSinceCheckpoint = 0
 	l.Counter++
 	s.leases[key] = l

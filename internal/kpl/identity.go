@@ -34,6 +34,30 @@ func (id Identity) IsZero() bool { return id.Origin == "" }
 // End returns the position after the span the record covers.
 func (id Identity) End() uint64 { return id.Seq + max(id.Span, 1) }
 
+// String formats the identity as "<origin>/<seq>", or "<origin>/<seq>+<span>" when
+// Span > 1 ("" for no identity): the archive's kinlog_id.
+func (id Identity) String() string {
+	if id.Origin == "" {
+		return ""
+	}
+	return string(id.AppendText(nil))
+}
+
+// AppendText appends [Identity.String] to b.
+func (id Identity) AppendText(b []byte) []byte {
+	if id.Origin == "" {
+		return b
+	}
+	b = append(b, id.Origin...)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, id.Seq, 10)
+	if id.Span > 1 {
+		b = append(b, '+')
+		b = strconv.AppendUint(b, id.Span, 10)
+	}
+	return b
+}
+
 // The tag keys of an identity.
 const (
 	TagOrigin = "kl.o"

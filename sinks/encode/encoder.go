@@ -168,6 +168,9 @@ type Meta struct {
 	SubSequence  uint64
 	ArrivalTime  time.Time
 	PartitionKey string
+	// ID is the record's kinlog identity as "<origin>/<seq>[+<span>]" (kpl.Identity's
+	// String), or empty.
+	ID []byte
 }
 
 // Add appends a record with its data and metadata. d must be the result of parsing

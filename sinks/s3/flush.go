@@ -12,6 +12,7 @@ import (
 
 	"github.com/kinlog/kinlog/checkpoint"
 	"github.com/kinlog/kinlog/internal/backoff"
+	"github.com/kinlog/kinlog/sinks/dedup"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -81,13 +82,42 @@ func (s *span) add(pos checkpoint.Checkpoint) {
 }
 
 type flushStats struct {
-	archived int
-	errored  map[string]int
+	archived     int
+	errored      map[string]int
+	deduplicated int
+	evicted      dedup.Evictions
+}
+
+// initialState is the deduplication state a shard starts from: the one stored with its
+// checkpoint, else the merge of its parents' (a child shard's first batch), else empty. A
+// state that cannot be read is logged and replaced by an empty one: duplicates may then
+// pass (at-least-once), nothing is dropped.
+func (s *Sink) initialState(log *slog.Logger, state []byte, parents [][]byte) *dedup.State {
+	if state != nil {
+		st, err := dedup.Decode(state, s.cfg.dedupLimits)
+		if err == nil {
+			return st
+		}
+		log.Error("the deduplication state stored with the checkpoint is unreadable; starting from an empty one (duplicates may be archived)", "err", err)
+		return dedup.New(s.cfg.dedupLimits)
+	}
+	st := dedup.New(s.cfg.dedupLimits)
+	for i, ps := range parents {
+		pst, err := dedup.Decode(ps, s.cfg.dedupLimits)
+		if err != nil {
+			log.Error("a parent shard's deduplication state is unreadable; starting without it", "parent", i, "err", err)
+			continue
+		}
+		st.Merge(pst)
+	}
+	return st
 }
 
 // build turns a flush into its objects. Everything here is a pure function of the flush's
-// records and the configuration: the same flush always gives the same keys and bytes.
-func (p *processor) build(f *flush) ([]object, flushStats, error) {
+// records, the deduplication state st (nil: none) and the configuration: the same flush
+// from the same state always gives the same keys and bytes. It updates st to the state
+// after the flush.
+func (p *processor) build(f *flush, st *dedup.State) ([]object, flushStats, error) {
 	s := p.s
 	type archObj struct {
 		b *encode.Builder
@@ -115,10 +145,21 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 		// mostly, so its prefix is rendered only when the window changes.
 		lastAna   *anaObj
 		lastStart time.Time
+		before    dedup.Evictions
+		idBuf     []byte
 	)
+	if st != nil {
+		before = st.Evicted()
+	}
 	for i := range f.entries {
 		e := &f.entries[i]
 		r := e.rec()
+		// A KPL aggregate outside the shard's range is not this shard's record: the KPL
+		// re-sends it to the right shard, where it must not look like a duplicate.
+		if st != nil && !r.OutsideShard && st.Observe(r.ID, r.ArrivalTime) {
+			stats.deduplicated++
+			continue
+		}
 		pos := r.Position()
 		errType, reason := e.errType, e.reason
 		if errType == "" {
@@ -129,7 +170,8 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 				arch[e.part] = o
 				archList = append(archList, e.part)
 			}
-			meta := encode.Meta{Shard: r.ShardID, Sequence: r.SequenceNumber, SubSequence: r.SubSequenceNumber, ArrivalTime: r.ArrivalTime, PartitionKey: r.PartitionKey}
+			idBuf = r.ID.AppendText(idBuf[:0])
+			meta := encode.Meta{Shard: r.ShardID, Sequence: r.SequenceNumber, SubSequence: r.SubSequenceNumber, ArrivalTime: r.ArrivalTime, PartitionKey: r.PartitionKey, ID: idBuf}
 			if err := o.b.Add(&meta, r.Data, &doc); err != nil {
 				errType, reason = ErrorFormat, err.Error()
 			} else {
@@ -179,6 +221,11 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 		}
 	}
 
+	if st != nil {
+		st.Prune()
+		after := st.Evicted()
+		stats.evicted = dedup.Evictions{Horizon: after.Horizon - before.Horizon, Origins: after.Origins - before.Origins, Intervals: after.Intervals - before.Intervals}
+	}
 	var objs []object
 	for _, part := range archList {
 		o := arch[part]
@@ -226,6 +273,12 @@ func (p *processor) build(f *flush) ([]object, flushStats, error) {
 // count adds a written flush's records to the metrics.
 func (s *Sink) count(stats flushStats) {
 	s.met.records.Add(float64(stats.archived))
+	s.met.dedup.Add(float64(stats.deduplicated))
+	for reason, n := range map[string]int{"horizon": stats.evicted.Horizon, "origins": stats.evicted.Origins, "intervals": stats.evicted.Intervals} {
+		if n > 0 {
+			s.met.dedupEvicted.WithLabelValues(reason).Add(float64(n))
+		}
+	}
 	for t, n := range stats.errored {
 		s.met.errored.WithLabelValues(t).Add(float64(n))
 		label := errTypePartitioning
@@ -253,11 +306,16 @@ func (p *processor) write(f *flush) error {
 	s := p.s
 	ctx := p.life
 	start := s.cfg.clock.Now()
-	objs, stats, err := p.build(f)
+	objs, stats, err := p.build(f, p.dd)
 	if err != nil {
 		s.met.errors.WithLabelValues(errTypeEncode).Inc()
 		p.log.Error("building the objects of a flush", "boundary", f.boundary.String(), "err", err)
 		return err
+	}
+	var state []byte
+	if p.dd != nil {
+		state = p.dd.Encode()
+		s.met.dedupBytes.Observe(float64(len(state)))
 	}
 	if err := p.prepare(ctx, f.boundary); err != nil {
 		return err
@@ -266,10 +324,15 @@ func (p *processor) write(f *flush) error {
 		return err
 	}
 	// Every object is durable: acknowledge exactly the flush's records, batch by batch (a
-	// flush holds each batch's records as one run, in order).
+	// flush holds each batch's records as one run, in order). The flush's end is marked as
+	// the boundary to checkpoint, with the deduplication state there: a checkpoint inside
+	// a flush would make a replay cut it elsewhere.
 	for i := range f.entries {
 		e := &f.entries[i]
-		if i+1 == len(f.entries) || f.entries[i+1].batch != e.batch {
+		switch {
+		case i+1 == len(f.entries):
+			e.batch.AckThroughState(e.idx+1, state)
+		case f.entries[i+1].batch != e.batch:
 			e.batch.AckThrough(e.idx + 1)
 		}
 	}

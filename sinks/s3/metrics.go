@@ -32,6 +32,9 @@ type metrics struct {
 	errors       *prometheus.CounterVec
 	oldest       prometheus.GaugeFunc
 	buffered     prometheus.GaugeFunc
+	dedup        prometheus.Counter
+	dedupBytes   prometheus.Histogram
+	dedupEvicted *prometheus.CounterVec
 }
 
 func newMetrics(stream string, oldest, buffered func() float64) *metrics {
@@ -67,6 +70,19 @@ func newMetrics(stream string, oldest, buffered func() float64) *metrics {
 			Help: "Errors by type: s3_put (an attempt to write an object failed), prepare, lease_lost, partitioning_failed and format_conversion_failed (records sent to the error output), encode.",
 		}, []string{"type"}),
 	}
+	m.dedup = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kinlog_sink_records_deduplicated_total", ConstLabels: cl,
+		Help: "User records dropped because their kinlog identity was already archived on the shard or a parent (re-sent by a producer or re-read by the agent).",
+	})
+	m.dedupBytes = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "kinlog_sink_dedup_state_bytes", ConstLabels: cl,
+		Help:    "Size of a shard's encoded deduplication state, stored with each checkpoint.",
+		Buckets: prometheus.ExponentialBuckets(64, 4, 8),
+	})
+	m.dedupEvicted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kinlog_sink_dedup_evictions_total", ConstLabels: cl,
+		Help: "What the deduplication bounds made a state forget, by reason: horizon and origins (origins), intervals (seen intervals). A re-send of something forgotten is archived again.",
+	}, []string{"reason"})
 	m.oldest = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kinlog_sink_oldest_unflushed_record_age_seconds", ConstLabels: cl,
 		Help: "Age, by arrival time, of the oldest record handed to the sink and not yet acknowledged (0 when none).",
@@ -82,5 +98,6 @@ func newMetrics(stream string, oldest, buffered func() float64) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.records, m.errored, m.objects, m.bytes, m.flushes, m.flushSeconds, m.errors, m.oldest, m.buffered}
+	return []prometheus.Collector{m.records, m.errored, m.objects, m.bytes, m.flushes, m.flushSeconds, m.errors, m.oldest, m.buffered,
+		m.dedup, m.dedupBytes, m.dedupEvicted}
 }

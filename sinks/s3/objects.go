@@ -5,6 +5,7 @@ import (
 
 	"github.com/kinlog/kinlog/checkpoint"
 	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/sinks/dedup"
 )
 
 // Objects are the objects that one run of a shard's records makes: an archive object per
@@ -55,6 +56,9 @@ func (o *Objects) Keys() []string {
 // Archived returns how many records go to archive objects.
 func (o *Objects) Archived() int { return o.stats.archived }
 
+// Deduplicated returns how many records were dropped as duplicates.
+func (o *Objects) Deduplicated() int { return o.stats.deduplicated }
+
 // Errored returns how many records go to error objects, by error output type.
 func (o *Objects) Errored() map[string]int { return o.stats.errored }
 
@@ -70,8 +74,10 @@ func (o *Objects) Bytes() int {
 // Build encodes recs — consecutive user records of one shard, in order — into the objects a
 // flush of exactly these records writes: keys and bytes are a pure function of the records
 // and the sink's configuration. The buffering options (size, interval, partitions) do not
-// apply: the caller chooses the run.
-func (s *Sink) Build(shard string, recs []consumer.Record) (*Objects, error) {
+// apply: the caller chooses the run. st is the shard's deduplication state before recs
+// (nil: no deduplication); Build updates it to the state after them, so a caller that may
+// have to build the same run again passes a clone.
+func (s *Sink) Build(shard string, recs []consumer.Record, st *dedup.State) (*Objects, error) {
 	p := newProcessor(s, shard)
 	b := consumer.NewBatch(shard, recs, nil)
 	f := &flush{entries: make([]entry, 0, len(recs))}
@@ -90,12 +96,25 @@ func (s *Sink) Build(shard string, recs []consumer.Record) (*Objects, error) {
 	if len(recs) > 0 {
 		f.boundary = recs[len(recs)-1].Position()
 	}
-	objs, stats, err := p.build(f)
+	objs, stats, err := p.build(f, st)
 	if err != nil {
 		return nil, err
 	}
 	return &Objects{objs: objs, stats: stats}, nil
 }
+
+// NewState returns the deduplication state a shard starts from — state (stored with a
+// position), else the merge of its parents' states — or nil when the sink does not
+// deduplicate ([WithoutDedup]).
+func (s *Sink) NewState(state []byte, parents [][]byte) *dedup.State {
+	if !s.cfg.dedup {
+		return nil
+	}
+	return s.initialState(s.log, state, parents)
+}
+
+// Deduplicates reports whether the sink drops records whose identity it archived before.
+func (s *Sink) Deduplicates() bool { return s.cfg.dedup }
 
 // Write writes every object, concurrently, each retried with backoff until S3 confirms it
 // or ctx ends (then it returns ctx's cause), and counts the records in the sink's metrics.

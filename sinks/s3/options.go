@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kinlog/kinlog/sinks/dedup"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -111,6 +112,8 @@ type config struct {
 	clock          Clock
 	log            *slog.Logger
 	reg            prometheus.Registerer
+	dedup          bool
+	dedupLimits    dedup.Limits
 }
 
 func defaults() config {
@@ -130,6 +133,7 @@ func defaults() config {
 		retryMax:       DefaultRetryMax,
 		reqTimeout:     DefaultRequestTimeout,
 		clock:          realClock{},
+		dedup:          true,
 	}
 }
 
@@ -231,6 +235,19 @@ func WithRetryBackoff(min, max time.Duration) Option {
 // Preparing a flush's boundary in the lease table is bounded by the consumer (a third of
 // its failover time per call), not by this option.
 func WithRequestTimeout(d time.Duration) Option { return func(o *config) { o.reqTimeout = d } }
+
+// WithDedupLimits bounds the deduplication state kept per shard (see sinks/dedup).
+// Deduplication is on by default: a user record whose kinlog identity (from the kinlog
+// producer or agent) was already archived on the shard or one of its parents is dropped and
+// counted in kinlog_sink_records_deduplicated_total. Records without identity are archived
+// as before.
+func WithDedupLimits(l dedup.Limits) Option {
+	return func(o *config) { o.dedup, o.dedupLimits = true, l }
+}
+
+// WithoutDedup archives every user record, duplicates included, and keeps no
+// deduplication state (a state already stored with a checkpoint is left as it is).
+func WithoutDedup() Option { return func(o *config) { o.dedup = false } }
 
 // WithClock sets the clock of buffering intervals and retry backoff. Default: the system
 // clock.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kinlog/kinlog/checkpoint"
 	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/sinks/dedup"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 )
@@ -80,6 +81,7 @@ type processor struct {
 	size     int
 	firstAt  time.Time              // clock time the open buffer got its first record
 	replayTo *checkpoint.Checkpoint // pending boundary to re-cut, or nil
+	dd       *dedup.State           // deduplication state after the last flush built; nil when off
 	queue    []*flush               // sealed, not started
 	inFlight *flush                 // being written
 	closing  bool                   // Shutdown or ShardEnded began: drain, then stop
@@ -115,6 +117,9 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 		b := *in.Pending
 		p.replayTo = &b
 		p.log.Info("re-cutting the pending batch of the previous holder", "start", in.Start.String(), "pending", b.String())
+	}
+	if p.s.cfg.dedup {
+		p.dd = p.s.initialState(p.log, in.State, in.ParentStates)
 	}
 	// The lifecycle context must outlive Initialize's ctx but keep its values.
 	p.life, p.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
