@@ -107,8 +107,11 @@ func (b *buffer) put(ctx context.Context, e entry, block bool, closing <-chan st
 			return err
 		}
 	}
-	b.putCount++
 	s := b.spool
+	if s == nil {
+		e.seq = b.putCount
+	}
+	b.putCount++
 	if s == nil {
 		b.queueLocked(e)
 		b.mu.Unlock()

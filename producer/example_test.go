@@ -55,7 +55,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	for i := range 1000 {
+	for i := range 800 {
 		line := fmt.Sprintf(`{"level":"INFO","msg":"request %d"}`, i)
 		if err := p.Put(ctx, producer.Record{PartitionKey: "user-" + strconv.Itoa(i%10), Data: []byte(line)}); err != nil {
 			panic(err)
@@ -68,7 +68,7 @@ func Example() {
 	fmt.Println("delivered:", delivered)
 	fmt.Println("Kinesis records:", st.KinesisRecords)
 	// Output:
-	// delivered: 1000
+	// delivered: 800
 	// Kinesis records: 1
 }
 

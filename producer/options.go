@@ -72,6 +72,7 @@ type config struct {
 	ttlSet             bool
 	spoolDir           string
 	spool              SpoolOptions
+	identity           bool
 }
 
 func defaultConfig() config {
@@ -90,6 +91,7 @@ func defaultConfig() config {
 		backoff:            DefaultRetryBackoff,
 		maxBackoff:         DefaultMaxRetryBackoff,
 		requestTimeout:     DefaultRequestTimeout,
+		identity:           true,
 	}
 }
 
@@ -170,6 +172,17 @@ func WithResultHandler(f func(Result)) Option { return func(c *config) { c.onRes
 // response to the SDK.
 func WithSDKSerializer() Option { return func(c *config) { c.sdkSerializer = true } }
 
+// WithIdentity sets whether records carry their kinlog identity (default true): the
+// producer id and the record's sequence number, with the producer's acknowledgement floor,
+// in the tags of their KPL aggregate (see docs/identity.md). The archive sink drops a
+// record whose identity it archived before, so a record the producer sent twice — a
+// request that timed out after Kinesis applied it, a spool replayed after a crash — is
+// archived once. With it, a record that would go out alone goes out as an aggregate of
+// one. Turn it off for output byte-identical to the KPL's (no tags, lone records
+// unaggregated); [WithAggregation](false) turns it off too, and a record too large for an
+// aggregate goes without it.
+func WithIdentity(on bool) Option { return func(c *config) { c.identity = on } }
+
 func (c *config) validate() error {
 	if !c.requestBytesSet && c.maxRecordSize > c.maxRequestBytes && c.maxRecordSize <= MaxRequestBytesLimit {
 		c.maxRequestBytes = c.maxRecordSize
@@ -211,6 +224,9 @@ func (c *config) validate() error {
 	}
 	if c.ttl < 0 {
 		bad("negative record TTL %v", c.ttl)
+	}
+	if !c.aggregate {
+		c.identity = false
 	}
 	if c.spoolDir != "" {
 		if !c.ttlSet {

@@ -109,6 +109,8 @@ type pipeline struct {
 	freeReqs []*request
 	hashes   hashCache
 	lat      [len(latencyBounds) + 1]uint64
+	floors   floorTracker   // the producer's own records, for the identity floor
+	one      kpl.Aggregator // scratch for aggregates of one
 }
 
 func newPipeline(p *Producer) *pipeline {
@@ -255,6 +257,9 @@ func (pl *pipeline) drain(now int64) {
 				e.hash = pl.hashes.get(e.rec.PartitionKey)
 				e.hashed = true
 			}
+			if e.own() {
+				pl.floors.add(e.seq)
+			}
 			pl.add(e)
 		}
 		clear(b.entries[:b.n])
@@ -299,7 +304,7 @@ func (pl *pipeline) add(e *entry) {
 		pl.single(s, e)
 		return
 	}
-	kr := kpl.Record{PartitionKey: e.rec.PartitionKey, ExplicitHashKey: e.rec.ExplicitHashKey, Data: e.rec.Data}
+	kr := kpl.Record{PartitionKey: e.rec.PartitionKey, ExplicitHashKey: e.rec.ExplicitHashKey, Data: e.rec.Data, ID: pl.identity(e)}
 	if s.agg.TryAdd(kr, pl.cfg.maxAggregateSize) {
 		s.aggRecs = append(s.aggRecs, *e)
 		return
@@ -316,14 +321,39 @@ func (pl *pipeline) add(e *entry) {
 	pl.single(s, e)
 }
 
-// single queues e as its own Kinesis record, routed by its own keys.
+// single queues e as its own Kinesis record, routed by its own keys: an aggregate of one
+// when it carries an identity and fits, else the record itself.
 func (pl *pipeline) single(s *shard, e *entry) {
 	ke := pl.newKE()
 	ke.shard = s
 	ke.recs = append(ke.recs, *e)
-	ke.setSingle()
 	ke.oldest = e.enq
+	if !pl.wrapSingle(ke, e) {
+		ke.setSingle()
+	}
 	pl.pushReady(s, ke)
+}
+
+// wrapSingle makes ke an aggregate of e alone, routed by e's keys, when e has an identity
+// and the aggregate fits a Kinesis record.
+func (pl *pipeline) wrapSingle(ke *kentry, e *entry) bool {
+	id := pl.identity(e)
+	if id.IsZero() {
+		return false
+	}
+	a := &pl.one
+	a.Reset()
+	r := kpl.Record{PartitionKey: e.rec.PartitionKey, ExplicitHashKey: e.rec.ExplicitHashKey, Data: e.rec.Data, ID: id}
+	if !a.TryAdd(r, pl.cfg.maxRecordSize-len(e.rec.PartitionKey)) {
+		return false
+	}
+	ke.aggregated = true
+	ke.buf = a.AppendEncodeUnsummed(ke.buf[:0])
+	ke.data = ke.buf
+	ke.pk, ke.ehk = e.rec.PartitionKey, e.rec.ExplicitHashKey
+	ke.size = len(ke.data) + len(ke.pk) + len(ke.ehk)
+	a.Reset()
+	return true
 }
 
 func (ke *kentry) setSingle() {
@@ -351,8 +381,9 @@ func (pl *pipeline) seal(s *shard) {
 	for i := 1; i < n; i++ {
 		ke.oldest = min(ke.oldest, ke.recs[i].enq)
 	}
-	if n == 1 {
-		// The KPL sends a lone record unaggregated; so do we.
+	if n == 1 && !pl.cfg.identity {
+		// The KPL sends a lone record unaggregated; so do we, unless it carries an
+		// identity (only an aggregate can).
 		ke.setSingle()
 	} else {
 		ke.aggregated = true
@@ -604,6 +635,7 @@ func (pl *pipeline) complete(req *request) {
 		err := fmt.Errorf("putting records to %s: %w", p.stream, req.err)
 		retry := retryableRequestError(req.err)
 		for _, ke := range req.kes {
+			ke.markUnsure()
 			if retry {
 				pl.retry(ke, err, now)
 			} else {
@@ -618,6 +650,7 @@ func (pl *pipeline) complete(req *request) {
 		}
 		err := fmt.Errorf("putting records to %s: response has %d entries for %d records", p.stream, got, len(req.kes))
 		for _, ke := range req.kes {
+			ke.markUnsure()
 			pl.retry(ke, err, now)
 		}
 	default:
@@ -649,6 +682,13 @@ func (pl *pipeline) complete(req *request) {
 		}
 	}
 	pl.freeReq(req)
+}
+
+// markUnsure records that ke's records may be in the stream though no response said so.
+func (ke *kentry) markUnsure() {
+	for i := range ke.recs {
+		ke.recs[i].unsure = true
+	}
 }
 
 func (pl *pipeline) success(ke *kentry, shardID, seq string, now int64) {
@@ -694,6 +734,9 @@ func (pl *pipeline) deliver(ke *kentry, shardID, seq string, now int64) {
 	for i := range ke.recs {
 		e := &ke.recs[i]
 		bytes += int64(e.size)
+		if e.own() {
+			pl.floors.resolve(e.seq)
+		}
 		pl.observe(now - e.enq)
 		if p.cfg.onResult == nil && e.sync == nil {
 			continue
@@ -757,8 +800,12 @@ func (pl *pipeline) failKE(ke *kentry, err error, abandoned bool) {
 	pl.freeKE(ke)
 }
 
-// fail reports one record failed; the caller releases its buffer room.
+// fail reports one record failed; the caller releases its buffer room. A record that may
+// be in the stream keeps the identity floor below it.
 func (pl *pipeline) fail(e *entry, err error) {
+	if !e.unsure && e.own() {
+		pl.floors.resolve(e.seq)
+	}
 	pl.p.stats.failed.Add(1)
 	res := Result{Record: e.rec, Err: err, Attempts: int(e.attempts)}
 	pl.report(e, &res)

@@ -35,6 +35,10 @@ type Record struct {
 	// caller can tell which of its records Kinesis confirmed (the agent advances a file's
 	// stored position with it).
 	Ref Ref
+	// Origin, when set, is the record's identity instead of the producer's (its id and the
+	// sequence number Put gives the record). It applies without a spool only: a spooled
+	// record has the spool's identity.
+	Origin *Origin
 }
 
 // Ref names where a record came from: a source (a file, say) and a position in it.
@@ -94,6 +98,8 @@ type Producer struct {
 	summer    *kpl.Summer
 	bodies    bufferPool
 
+	id string // producer id: the spool's, or random
+
 	abandoned uint64 // records failed by an aborted Close; written by the pipeline before stopped closes
 	kept      uint64 // records an aborted Close left in the spool; same
 
@@ -105,11 +111,12 @@ type entry struct {
 	rec      Record
 	hash     kpl.HashKey
 	enq      int64  // nanoseconds since the producer's epoch when the pipeline took it
-	seq      uint64 // the record's sequence number in the spool, when spooled
+	seq      uint64 // the record's sequence number: in the spool when spooled, else in Put order
 	size     int32  // len(PartitionKey)+len(Data), the buffer accounting unit
 	attempts int32
 	hashed   bool        // hash is set (explicit hash keys are parsed by Put)
 	spooled  bool        // the record is in the spool
+	unsure   bool        // an attempt's outcome is unknown: the record may be in the stream
 	sync     chan Result // PutSync's waiter, or nil
 }
 
@@ -160,6 +167,9 @@ func New(client Client, stream string, opts ...Option) (*Producer, error) {
 		}
 		p.spool = sp
 		p.buf.spool = sp
+		p.id = sp.recovery.ProducerID
+	} else {
+		p.id = newProducerID()
 	}
 	p.summer = kpl.NewSummer()
 	p.lifeCtx, p.lifeCancel = context.WithCancel(context.Background())
@@ -243,6 +253,10 @@ func (p *Producer) put(ctx context.Context, rec Record, block bool, sync chan Re
 	e := entry{rec: rec, hash: hash, hashed: rec.ExplicitHashKey != "", size: int32(size), sync: sync}
 	return p.buf.put(ctx, e, block, p.closing)
 }
+
+// ID returns the producer id, the origin of the identity of its records: kept in the spool
+// directory with a spool (so a restarted application keeps it), random otherwise.
+func (p *Producer) ID() string { return p.id }
 
 // SpoolRecovery describes what the producer found in its spool directory when New opened it;
 // ok is false without a spool.

@@ -303,26 +303,40 @@ func TestAggregationOffAndOversizeRecords(t *testing.T) {
 		t.Fatalf("%d entries sent, want 1200", entries)
 	}
 
-	// With aggregation on, a record above the aggregate limit goes out alone.
-	fs2 := newFakeStream(1)
-	fc2 := fs2.client()
-	p2 := newTestProducer(t, fc2)
-	big := make([]byte, DefaultMaxAggregateSize)
-	for _, r := range []Record{{PartitionKey: "a", Data: []byte("small")}, {PartitionKey: "b", Data: big}, {PartitionKey: "c", Data: []byte("small")}} {
-		if err := p2.Put(context.Background(), r); err != nil {
-			t.Fatal(err)
+	// With aggregation on, a record above the aggregate limit goes out alone: as an
+	// aggregate of one, which carries its identity, or — without identities — as itself,
+	// as the KPL sends it.
+	for _, identity := range []bool{true, false} {
+		fs2 := newFakeStream(1)
+		fc2 := fs2.client()
+		p2 := newTestProducer(t, fc2, WithIdentity(identity))
+		big := make([]byte, DefaultMaxAggregateSize)
+		for _, r := range []Record{{PartitionKey: "a", Data: []byte("small")}, {PartitionKey: "b", Data: big}, {PartitionKey: "c", Data: []byte("small")}} {
+			if err := p2.Put(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	mustClose(t, p2)
-	var sizes []int
-	for _, call := range fc2.putCalls() {
-		for _, e := range call.Records {
-			sizes = append(sizes, len(e.Data))
+		mustClose(t, p2)
+		var sizes []int
+		for _, call := range fc2.putCalls() {
+			for _, e := range call.Records {
+				recs, ok := kpl.Decode(e.Data)
+				switch {
+				case ok != identity:
+					t.Fatalf("identity %v: entry of %d bytes aggregated=%v", identity, len(e.Data), ok)
+				case ok && (len(recs) != 1 || recs[0].ID.Origin != p2.ID()):
+					t.Fatalf("aggregate of one holds %d records, identity %+v", len(recs), recs[0].ID)
+				case ok:
+					sizes = append(sizes, len(recs[0].Data))
+				default:
+					sizes = append(sizes, len(e.Data))
+				}
+			}
 		}
-	}
-	// "a" is sealed (alone, so unaggregated) before "b" to keep order; then "c".
-	if fmt.Sprint(sizes) != fmt.Sprint([]int{5, DefaultMaxAggregateSize, 5}) {
-		t.Fatalf("entry sizes %v", sizes)
+		// "a" is sealed (alone) before "b" to keep order; then "c".
+		if fmt.Sprint(sizes) != fmt.Sprint([]int{5, DefaultMaxAggregateSize, 5}) {
+			t.Fatalf("identity %v: entry sizes %v", identity, sizes)
+		}
 	}
 }
 
@@ -859,8 +873,10 @@ func TestWithoutShardMap(t *testing.T) {
 	}
 	for _, call := range fc.putCalls() {
 		for _, e := range call.Records {
-			if _, ok := kpl.Decode(e.Data); ok {
-				t.Fatal("aggregated without a shard map")
+			// Each record goes alone, routed by its own key: an aggregate of one, for its
+			// identity.
+			if recs, ok := kpl.Decode(e.Data); !ok || len(recs) != 1 || e.ExplicitHashKey != nil || *e.PartitionKey != recs[0].PartitionKey {
+				t.Fatalf("without a shard map, an entry holds %d records (aggregate %v)", len(recs), ok)
 			}
 		}
 	}
