@@ -7,6 +7,7 @@ import (
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/kinlog/kinlog/sinks/dedup"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -52,6 +53,13 @@ type SinkS3 struct {
 	StorageClass string `yaml:"storage_class"`
 	// PathStyle addressing (MinIO and other S3-compatible stores). Default: false.
 	PathStyle bool `yaml:"path_style"`
+	// Dedup drops a user record whose kinlog identity (kinlog producer or agent) was
+	// already archived on the shard or a parent shard: a re-sent record is archived once.
+	// Default: true.
+	Dedup *bool `yaml:"dedup"`
+	// DedupHorizon forgets a producer not heard from for this long (record arrival time);
+	// a re-send arriving later is archived again. Default: 24h.
+	DedupHorizon Duration `yaml:"dedup_horizon"`
 }
 
 // Analytics is the analytics section: the rollups written beside the archive.
@@ -78,6 +86,7 @@ func DefaultSink() Sink {
 	s.S3.FlushSize = ByteSize(s3sink.DefaultBufferSize)
 	s.S3.FlushInterval = Duration(s3sink.DefaultBufferInterval)
 	s.S3.MaxOpenPartitions = s3sink.DefaultMaxOpenPartitions
+	s.S3.DedupHorizon = Duration(dedup.DefaultHorizon)
 	return s
 }
 
@@ -89,6 +98,10 @@ func DefaultAnalytics() Analytics {
 // Resolve fills in the defaults that depend on other keys, for printing the effective
 // configuration.
 func (s *Sink) Resolve() {
+	if s.S3.Dedup == nil {
+		on := true
+		s.S3.Dedup = &on
+	}
 	if s.S3.Compression == "" {
 		s.S3.Compression = "gzip"
 		if s.S3.Encoding == "parquet" {
@@ -149,6 +162,9 @@ func (s *Sink) Validate() error {
 	if err := CheckRange("sink.s3.flush_interval", int64(c.FlushInterval), int64(100*time.Millisecond), int64(24*time.Hour), "d"); err != nil {
 		return err
 	}
+	if err := CheckRange("sink.s3.dedup_horizon", int64(c.DedupHorizon), int64(time.Minute), int64(366*24*time.Hour), "d"); err != nil {
+		return err
+	}
 	return CheckRange("sink.s3.max_open_partitions", int64(c.MaxOpenPartitions), 1, 1<<20, "")
 }
 
@@ -201,6 +217,11 @@ func SinkOptions(s *Sink, a *Analytics) []s3sink.Option {
 	}
 	if sc.TimeField != "" {
 		opts = append(opts, s3sink.WithTimeField(sc.TimeField, sc.TimeFormat))
+	}
+	if sc.Dedup == nil || *sc.Dedup {
+		opts = append(opts, s3sink.WithDedupLimits(dedup.Limits{Horizon: time.Duration(sc.DedupHorizon)}))
+	} else {
+		opts = append(opts, s3sink.WithoutDedup())
 	}
 	switch sc.SSE {
 	case "AES256":
