@@ -63,6 +63,12 @@ func NewBatch(shardID string, records []Record, onAck func(n int)) *Batch {
 	return &Batch{ShardID: shardID, Records: records, onAck: onAck}
 }
 
+// NewBatchWithMarks is [NewBatch] whose [Batch.AckThroughState] calls onMark (with the
+// number of leading records acknowledged and the state) instead of onAck.
+func NewBatchWithMarks(shardID string, records []Record, onAck func(n int), onMark func(n int, state []byte)) *Batch {
+	return &Batch{ShardID: shardID, Records: records, onAck: onAck, onMark: onMark}
+}
+
 // AckThrough acknowledges the first n records of the batch as durable. Acknowledgements are
 // cumulative: a smaller n than before is ignored, n beyond the batch is clamped.
 func (b *Batch) AckThrough(n int) {

@@ -559,8 +559,7 @@ func (w *shardWorker) deliver(ctx context.Context, proc Processor, recs []Record
 		return err
 	}
 	f := w.acks.add(recs, w.c.cfg.clock.Now())
-	b := NewBatch(w.id, recs, func(n int) { w.acks.ack(f, n) })
-	b.onMark = func(n int, state []byte) { w.acks.mark(f, n, true, state) }
+	b := NewBatchWithMarks(w.id, recs, func(n int) { w.acks.ack(f, n) }, func(n int, state []byte) { w.acks.mark(f, n, true, state) })
 	b.MillisBehindLatest = lag
 	w.c.met.records.Add(float64(len(recs)))
 	w.c.met.bytes.Add(float64(size))

@@ -29,6 +29,9 @@ import (
 // Lines of [FramingLines] objects that are canonical on their face are taken as the
 // encoder wrote them, without validating them again.
 //
+// A record's kinlog identity (Parquet's kinlog_id column) is not part of the record: read it
+// with [Decoder.ID].
+//
 // A Decoder is not safe for concurrent use; reuse one to reuse its buffers.
 type Decoder struct {
 	raw   []byte // decompressed NDJSON
@@ -44,6 +47,8 @@ type Decoder struct {
 	// layouts caches parsed layout column values (a file holds few distinct ones).
 	layouts map[string]*layout
 	zones   zones
+	// ids are the kinlog identities of the records of a Parquet object ("" for none).
+	ids []string
 }
 
 type recSpan struct {
@@ -56,6 +61,8 @@ type recSpan struct {
 // Decoder's buffers: they are valid until the next call to Decode.
 func (d *Decoder) Decode(obj []byte, cfg Config) ([][]byte, error) {
 	d.spans, d.out = d.spans[:0], d.out[:0]
+	clear(d.ids)
+	d.ids = d.ids[:0]
 	switch cfg.Format {
 	case NDJSON:
 		var err error
@@ -104,6 +111,7 @@ func (d *Decoder) Decode(obj []byte, cfg Config) ([][]byte, error) {
 			start := len(d.out)
 			d.out = d.appendCanonical(d.out, d.tmp)
 			d.spans = append(d.spans, recSpan{out: true, start: start, end: len(d.out)})
+			d.ids = append(d.ids, rows[i].KinlogID)
 		}
 	default:
 		return nil, fmt.Errorf("encode: unknown format %v", cfg.Format)
@@ -119,11 +127,22 @@ func (d *Decoder) Decode(obj []byte, cfg Config) ([][]byte, error) {
 	return d.recs, nil
 }
 
+// ID returns the kinlog identity of the i-th record of the last [Decoder.Decode] as
+// "<origin>/<seq>" or "<origin>/<seq>+<span>" (see [Meta]), or "" when the object does not
+// say it: the record had none, the object is NDJSON (which does not store identities), or
+// a Parquet file written before the kinlog_id column.
+func (d *Decoder) ID(i int) string {
+	if i < len(d.ids) {
+		return d.ids[i]
+	}
+	return ""
+}
+
 // Record returns one record (a Kinesis record's data) as [Decoder.Decode] gives it back
 // once archived, by either encoding: for tools that show live records the way the query
 // shows archived ones. The result is valid until the next call to Record or Decode.
 func (d *Decoder) Record(data []byte) []byte {
-	d.spans, d.out = d.spans[:0], d.out[:0]
+	d.spans, d.out, d.ids = d.spans[:0], d.out[:0], d.ids[:0]
 	d.raw = append(d.raw[:0], Trim(data)...)
 	d.line(d.raw, 0, false)
 	s := d.spans[0]

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/kinlog/kinlog/sinks/internal/testlogs"
 )
 
@@ -203,6 +205,108 @@ func TestDecodeLegacyParquet(t *testing.T) {
 	}
 	if _, err := d.appendRow(nil, &Row{Layout: `{"m":"msg","mp":3}`, Message: "x"}); err == nil {
 		t.Fatal("a layout naming a position past the record's members was accepted")
+	}
+}
+
+// rowV110 is the schema of layout version 1.1.0, before the kinlog_id column: writeRow as
+// it was then (empty optional strings and a zero time are written as nulls).
+type rowV110 struct {
+	Time         int64  `parquet:"time,optional,delta,timestamp(microsecond:utc)"`
+	Level        string `parquet:"level,optional,dict"`
+	Service      string `parquet:"service,optional,dict"`
+	Message      string `parquet:"message,optional,plain"`
+	Attributes   string `parquet:"attributes,optional,plain"`
+	Shard        string `parquet:"shard,dict"`
+	Sequence     string `parquet:"sequence,delta"`
+	SubSequence  int64  `parquet:"sub_sequence,delta"`
+	ArrivalTime  int64  `parquet:"arrival_time,delta,timestamp(millisecond:utc)"`
+	PartitionKey string `parquet:"partition_key,plain"`
+	Layout       string `parquet:"layout,optional,dict"`
+}
+
+// writeV110 writes rows as a file of layout version 1.1.0 would hold them.
+func writeV110(t testing.TB, rows []Row) []byte {
+	t.Helper()
+	old := make([]rowV110, len(rows))
+	for i, r := range rows {
+		var us int64
+		if r.Time != nil {
+			if us = r.Time.UnixMicro(); us == 0 {
+				t.Fatalf("row %d: a time of 0 would be written as null", i)
+			}
+		}
+		old[i] = rowV110{us, r.Level, r.Service, r.Message, r.Attributes, r.Shard, r.Sequence, r.SubSequence, r.ArrivalTime.UnixMilli(), r.PartitionKey, r.Layout}
+	}
+	var b bytes.Buffer
+	w := parquet.NewGenericWriter[rowV110](&b, parquet.NewSchema("log", parquet.SchemaOf(rowV110{})),
+		parquet.Compression(codecZstd), parquet.CreatedBy(CreatedBy, "1.1.0", "-"), parquet.DataPageVersion(1))
+	if _, err := w.Write(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestDecodeParquetV110 checks that files written before the kinlog_id column read as
+// before, with no identity: [ReadParquet] gives rows with an empty KinlogID and the
+// Decoder the same records as from a current file, without an ID.
+func TestDecodeParquetV110(t *testing.T) {
+	// The old schema is the current one without its last column.
+	cur, old := ParquetSchema.Fields(), parquet.SchemaOf(rowV110{}).Fields()
+	if len(old) != len(cur)-1 || cur[len(cur)-1].Name() != "kinlog_id" {
+		t.Fatalf("schema has %d columns, the 1.1.0 schema %d; want one more, kinlog_id", len(cur), len(old))
+	}
+	for i := range old {
+		if old[i].Name() != cur[i].Name() || old[i].Optional() != cur[i].Optional() || old[i].Type().String() != cur[i].Type().String() {
+			t.Errorf("column %d: 1.1.0 %s %v, now %s %v", i, old[i].Name(), old[i].Type(), cur[i].Name(), cur[i].Type())
+		}
+	}
+	data, metas := records(2*pqChunkRows + 100)
+	newFile := build(t, Config{Format: Parquet}, data, metas)
+	rows, err := ReadParquet(newFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldFile := writeV110(t, rows)
+	oldRows, err := ReadParquet(oldFile)
+	if err != nil {
+		t.Fatalf("reading a 1.1.0 file: %v", err)
+	}
+	if len(oldRows) != len(rows) {
+		t.Fatalf("read %d rows of the 1.1.0 file, want %d", len(oldRows), len(rows))
+	}
+	withID := 0
+	for i := range rows {
+		want := rows[i]
+		if want.KinlogID != "" {
+			withID++
+		}
+		want.KinlogID = ""
+		if !reflect.DeepEqual(oldRows[i], want) {
+			t.Fatalf("1.1.0 row %d = %+v, want %+v", i, oldRows[i], want)
+		}
+	}
+	if withID == 0 {
+		t.Fatal("the test records have no identity")
+	}
+	var dn, do Decoder
+	newRecs, err := dn.Decode(newFile, Config{Format: Parquet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRecs, err := do.Decode(oldFile, Config{Format: Parquet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(oldRecs) != len(newRecs) {
+		t.Fatalf("decoded %d records of the 1.1.0 file, want %d", len(oldRecs), len(newRecs))
+	}
+	for i := range newRecs {
+		if !bytes.Equal(oldRecs[i], newRecs[i]) || do.ID(i) != "" || dn.ID(i) != string(metas[i].ID) {
+			t.Fatalf("record %d: 1.1.0 %s (ID %q), current %s (ID %q, want %q)", i, oldRecs[i], do.ID(i), newRecs[i], dn.ID(i), metas[i].ID)
+		}
 	}
 }
 

@@ -25,12 +25,20 @@
 // {"raw": "..."}, so nothing is dropped and every line is an object. [FramingRaw] writes
 // records exactly as received.
 //
+// A line is the record's own data and nothing else: NDJSON objects carry no metadata, not
+// the Kinesis shard or sequence nor the record's kinlog identity (by which the sink drops
+// duplicates, [Meta].ID). An archive that must show identities for audit is written as
+// Parquet, which stores them in kinlog_id.
+//
 // # Parquet
 //
 // [Row] is the log schema: time, level, service, message, the remaining members as a JSON
 // attributes column, the Kinesis metadata (shard, sequence, sub_sequence, arrival_time,
-// partition_key), and a layout column from which the record's JSON is rebuilt. Files have
-// one row group and v1 data pages with statistics, readable by Athena, DuckDB and Spark.
+// partition_key), a layout column from which the record's JSON is rebuilt, and last
+// kinlog_id, the record's kinlog identity ("<origin>/<seq>" or "<origin>/<seq>+<span>",
+// null when it has none). Files have one row group and v1 data pages with statistics,
+// readable by Athena, DuckDB and Spark. Files written before a column was added read with
+// it null: kinlog_id is null in files of layout 1.1.0 and earlier ([ParquetLayoutVersion]).
 //
 // # Invalid UTF-8
 //
@@ -43,5 +51,6 @@
 // [Decoder] reads any archive object back into records, one JSON object per line, the same
 // bytes whichever encoding wrote them (in a canonical form: compact, strings escaped as
 // log/slog does), so that a query over an NDJSON archive and one over a Parquet archive
-// of the same records print the same output.
+// of the same records print the same output. The metadata is not part of a record: a
+// Parquet record's identity is read beside it ([Decoder.ID]).
 package encode

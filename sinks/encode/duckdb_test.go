@@ -116,11 +116,18 @@ func duckCases(t testing.TB, n int) []duckCase {
 		i := 3 + k*step
 		cases[i].data, cases[i].want = e.data, e.want
 	}
-	// Metadata edges: a partition key outside ASCII, a sub-sequence beyond 32 bits.
+	// Metadata edges: a partition key outside ASCII, a sub-sequence beyond 32 bits, an
+	// identity with a span and an origin outside ASCII, one with a byte that is not UTF-8.
 	cases[n/2].meta.PartitionKey = "pk-é☃"
 	cases[n-1].meta.SubSequence = 1 << 62
+	cases[n/3].meta.ID = []byte("agent:/var/log/journal-é☃.log/18446744073709551615+4096")
+	cases[n/3+1].meta.ID = []byte("orig\xffin/5")
 	return cases
 }
+
+// wantID is the kinlog_id a record's identity is stored as: "" (NULL) for none, a byte that
+// is not UTF-8 as U+FFFD (the test identities have no two in a row).
+func wantID(m Meta) string { return strings.ToValidUTF8(string(m.ID), "\uFFFD") }
 
 // writeObject encodes the records with cfg into dir and returns the file's path.
 func writeObject(t testing.TB, dir string, cfg Config, cases []duckCase) (string, []byte) {
@@ -202,7 +209,7 @@ func checkDuckRows(t *testing.T, query testenv.DuckDBQuery, path string, cases [
 	t.Helper()
 	rows := query(t, `SELECT file_row_number AS i, epoch_us("time") AS time_us, "time", level, service, message, attributes,
   json_valid(attributes) AS attributes_valid, shard, "sequence", sub_sequence, epoch_ms(arrival_time) AS arrival_ms,
-  arrival_time, partition_key
+  arrival_time, partition_key, kinlog_id
 FROM read_parquet(`+sqlString(path)+`, file_row_number = true) ORDER BY i`)
 	if len(rows) != len(cases) {
 		t.Fatalf("DuckDB read %d rows, want %d", len(rows), len(cases))
@@ -273,6 +280,9 @@ FROM read_parquet(`+sqlString(path)+`, file_row_number = true) ORDER BY i`)
 		}
 		if r["partition_key"] != m.PartitionKey || o.PartitionKey != m.PartitionKey {
 			fail("partition_key %v (ReadParquet %q), want %q", r["partition_key"], o.PartitionKey, m.PartitionKey)
+		}
+		if w := wantID(m); (w == "" && r["kinlog_id"] != nil) || (w != "" && r["kinlog_id"] != w) || o.KinlogID != w {
+			fail("kinlog_id %#v (ReadParquet %q), want %q", r["kinlog_id"], o.KinlogID, w)
 		}
 		if len(errs) > 0 {
 			t.Errorf("row %d (record %.120q):\n\t%s", i, c.data, strings.Join(errs, "\n\t"))
@@ -423,6 +433,7 @@ ORDER BY m.column_id`)
 		{"arrival_time", colWant{"TIMESTAMP WITH TIME ZONE", "REQUIRED", []string{"DELTA_BINARY_PACKED"}, never}},
 		{"partition_key", colWant{"VARCHAR", "REQUIRED", []string{"PLAIN"}, never}},
 		{"layout", colWant{"VARCHAR", "OPTIONAL", []string{"PLAIN", "RLE_DICTIONARY"}, never}},
+		{"kinlog_id", colWant{"VARCHAR", "OPTIONAL", []string{"DELTA_BYTE_ARRAY"}, func(_ logWant, m Meta) bool { return len(m.ID) == 0 }}},
 	}
 	if len(rows) != len(wants) {
 		t.Fatalf("DuckDB sees %d column chunks, want %d (one row group): %v", len(rows), len(wants), rows)
@@ -484,6 +495,50 @@ ORDER BY m.column_id`)
 		if r["min_us"] == nil || r["max_us"] == nil || num(t, r["min_us"]) != s.min || num(t, r["max_us"]) != s.max {
 			t.Errorf("%s: statistics min/max %v/%v µs, want %d/%d", r["col"], r["min_us"], r["max_us"], s.min, s.max)
 		}
+	}
+}
+
+// TestDuckDBReadsKinlogID reads the kinlog_id column of a file beside one written before the
+// column existed (layout 1.1.0), as a table over an archive of both does: the old file's rows
+// have a NULL identity, the new file's theirs, and a filter on the column finds a record.
+func TestDuckDBReadsKinlogID(t *testing.T) {
+	query := testenv.DuckDB(t)
+	cases := duckCases(t, 2000)
+	dir := t.TempDir()
+	path, out := writeObject(t, dir, Config{Format: Parquet}, cases)
+	rows, err := ReadParquet(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPath := filepath.Join(dir, "old.parquet")
+	if err := os.WriteFile(oldPath, writeV110(t, rows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var withID int64
+	origins := map[string]bool{}
+	for _, c := range cases {
+		if w := wantID(c.meta); w != "" {
+			withID++
+			origins[w[:strings.LastIndexByte(w, '/')]] = true
+		}
+	}
+	probe := cases[len(cases)/3]
+	got := query(t, fmt.Sprintf(`SELECT count(*) AS n, count(kinlog_id) AS n_id,
+  count(kinlog_id) FILTER (WHERE filename = %[2]s) AS n_id_old,
+  count(DISTINCT regexp_extract(kinlog_id, '^(.*)/[0-9+]+$', 1)) AS origins,
+  (SELECT string_agg(partition_key || ':' || "sequence", ',') FROM read_parquet(%[1]s) WHERE kinlog_id = %[3]s) AS probe,
+  (SELECT count(*) FROM read_parquet(%[1]s) WHERE kinlog_id IS NULL) AS no_id
+FROM read_parquet([%[1]s, %[2]s], union_by_name = true, filename = true)`, sqlString(path), sqlString(oldPath), sqlString(wantID(probe.meta))))
+	want := map[string]any{
+		"n": json.Number(fmt.Sprint(2 * len(cases))), "n_id": json.Number(fmt.Sprint(withID)), "n_id_old": json.Number("0"),
+		"origins": json.Number(fmt.Sprint(len(origins))), "probe": probe.meta.PartitionKey + ":" + probe.meta.Sequence,
+		"no_id": json.Number(fmt.Sprint(int64(len(cases)) - withID)),
+	}
+	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Fatalf("DuckDB: %v, want %v", got, want)
+	}
+	if withID == int64(len(cases)) || len(origins) < 3 {
+		t.Fatalf("test data lacks records without identity or several origins: %d of %d, origins %v", withID, len(cases), origins)
 	}
 }
 

@@ -209,6 +209,10 @@ func records(n int) ([][]byte, []Meta) {
 	for i, r := range recs {
 		data[i] = r.Data
 		metas[i] = Meta{Shard: r.ShardID, Sequence: r.SequenceNumber, SubSequence: uint64(i % 3), ArrivalTime: r.ArrivalTime, PartitionKey: r.PartitionKey}
+		// Identities from two producers, and records without one (null kinlog_id).
+		if i%7 != 3 {
+			metas[i].ID = fmt.Appendf(nil, "p-%d/%d", i%2, i)
+		}
 	}
 	// Odd records: text, pretty JSON, invalid UTF-8.
 	data[1] = []byte("kernel: oops at 0xdeadbeef\n")
@@ -312,7 +316,7 @@ func TestParquetRoundTrip(t *testing.T) {
 			for i, row := range rows {
 				m := metas[i]
 				if row.Shard != m.Shard || row.Sequence != m.Sequence || row.SubSequence != int64(m.SubSequence) ||
-					!row.ArrivalTime.Equal(m.ArrivalTime) || row.PartitionKey != m.PartitionKey {
+					!row.ArrivalTime.Equal(m.ArrivalTime) || row.PartitionKey != m.PartitionKey || row.KinlogID != string(m.ID) {
 					t.Fatalf("row %d metadata = %+v, want %+v", i, row, m)
 				}
 				var want Log
@@ -350,6 +354,56 @@ func TestParquetRoundTrip(t *testing.T) {
 		rows, err := ReadParquet(out)
 		if err != nil || len(rows) != 1 || rows[0].Message != "a\uFFFDb" {
 			t.Fatalf("rows %+v, %v", rows, err)
+		}
+	})
+	t.Run("kinlog_id", func(t *testing.T) {
+		// The caller reuses the identity's bytes after Add: the encoder keeps a copy.
+		ids := []string{"prod-1/0", "", "agent:/var/log/app.log/1024+88", "orig\xffin/7", "", "prod-1/1"}
+		want := []string{"prod-1/0", "", "agent:/var/log/app.log/1024+88", "orig\uFFFDin/7", "", "prod-1/1"}
+		e, _ := New(Config{Format: Parquet})
+		o := e.NewObject()
+		var buf []byte
+		for i, id := range ids {
+			buf = append(buf[:0], id...)
+			rec := fmt.Appendf(nil, `{"msg":"m%d"}`, i)
+			if err := o.Add(&Meta{ID: buf}, rec, parse(t, rec)); err != nil {
+				t.Fatal(err)
+			}
+			copy(buf, "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")
+		}
+		out, err := o.Finish(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ReadParquet(out)
+		if err != nil || len(rows) != len(ids) {
+			t.Fatalf("rows %+v, %v", rows, err)
+		}
+		var d Decoder
+		recs, err := d.Decode(out, Config{Format: Parquet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rows {
+			if r.KinlogID != want[i] || d.ID(i) != want[i] {
+				t.Errorf("row %d: kinlog_id %q, Decoder.ID %q, want %q", i, r.KinlogID, d.ID(i), want[i])
+			}
+			// The identity is not part of the record.
+			if got := string(recs[i]); got != fmt.Sprintf(`{"msg":"m%d"}`, i) {
+				t.Errorf("record %d = %s", i, got)
+			}
+		}
+		// Nulls, not empty strings, where there is no identity.
+		f, err := parquet.OpenFile(bytes.NewReader(out), int64(len(out)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := f.Metadata().RowGroups[0].Columns[pqKinlogID].MetaData
+		if name := strings.Join(cc.PathInSchema, "."); name != "kinlog_id" || cc.Statistics.NullCount != 2 {
+			t.Errorf("column %d is %s with %d nulls, want kinlog_id with 2", pqKinlogID, name, cc.Statistics.NullCount)
+		}
+		if _, err := d.Decode([]byte(`{"msg":"x"}`+"\n"), Config{Format: NDJSON, Compression: CompressionNone}); err != nil || d.ID(0) != "" {
+			t.Errorf("NDJSON record has identity %q (%v)", d.ID(0), err)
 		}
 	})
 }
@@ -390,6 +444,7 @@ func checkFooter(t *testing.T, data []byte, c Compression) {
 		"arrival_time":  {format.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MILLIS)", true},
 		"partition_key": {format.ByteArray, "STRING", true},
 		"layout":        {format.ByteArray, "STRING", false},
+		"kinlog_id":     {format.ByteArray, "STRING", false},
 	}
 	seen := 0
 	for _, el := range md.Schema[1:] {
@@ -424,7 +479,7 @@ func checkFooter(t *testing.T, data []byte, c Compression) {
 		"arrival_time": format.DeltaBinaryPacked, "sequence": format.DeltaByteArray,
 		"level": format.RLEDictionary, "service": format.RLEDictionary, "shard": format.RLEDictionary,
 		"message": format.Plain, "attributes": format.Plain, "partition_key": format.Plain,
-		"layout": format.RLEDictionary,
+		"layout": format.RLEDictionary, "kinlog_id": format.DeltaByteArray,
 	}
 	for _, rg := range md.RowGroups {
 		for _, cc := range rg.Columns {
@@ -449,6 +504,10 @@ func TestParquetSchemaMatchesRow(t *testing.T) {
 	w, r := ParquetSchema.Fields(), read.Fields()
 	if len(w) != len(r) {
 		t.Fatalf("written schema has %d columns, Row %d", len(w), len(r))
+	}
+	// Columns are added at the end, so that readers by position of older files still work.
+	if last := w[len(w)-1].Name(); last != "kinlog_id" || len(w) != pqColumns || w[pqKinlogID].Name() != last {
+		t.Errorf("last column %s (of %d), want kinlog_id (column %d of %d)", last, len(w), pqKinlogID, pqColumns)
 	}
 	for i := range w {
 		if w[i].Name() != r[i].Name() || w[i].Optional() != r[i].Optional() ||

@@ -169,7 +169,8 @@ type Meta struct {
 	ArrivalTime  time.Time
 	PartitionKey string
 	// ID is the record's kinlog identity as "<origin>/<seq>[+<span>]" (kpl.Identity's
-	// String), or empty.
+	// String), or empty. Parquet stores it in the kinlog_id column (null when empty, bytes
+	// that are not UTF-8 replaced by U+FFFD); NDJSON does not store it. Add copies it.
 	ID []byte
 }
 
@@ -228,19 +229,25 @@ func AppendLine(dst, data []byte, d *Doc, fr Framing) []byte {
 // the copy parsed. Outside strings JSON is ASCII, so a JSON document stays one, with its
 // strings repaired; text stays text.
 func validUTF8(data []byte) ([]byte, *Doc) {
-	out := make([]byte, 0, len(data)+16)
-	for i := 0; i < len(data); {
-		r, size := utf8.DecodeRune(data[i:])
-		if r == utf8.RuneError && size == 1 {
-			out = append(out, "\uFFFD"...)
-		} else {
-			out = append(out, data[i:i+size]...)
-		}
-		i += size
-	}
+	out := appendUTF8(make([]byte, 0, len(data)+16), data)
 	d := new(Doc)
 	_ = d.Parse(out)
 	return out, d
+}
+
+// appendUTF8 appends b to dst with every byte that is not part of a valid UTF-8 sequence
+// replaced by U+FFFD, one per byte.
+func appendUTF8(dst, b []byte) []byte {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, "\uFFFD"...)
+		} else {
+			dst = append(dst, b[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
 }
 
 // Finish encodes and compresses the object, appending it to dst. The bytes are a pure

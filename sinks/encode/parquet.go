@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -30,6 +31,7 @@ import (
 //	arrival_time  TIMESTAMP(MILLIS, UTC)   Kinesis ApproximateArrivalTimestamp
 //	partition_key STRING
 //	layout        STRING (dictionary)      optional  how to rebuild the record's JSON
+//	kinlog_id     STRING                   optional  the record's kinlog identity
 //
 // The layout column lets a reader give back the record as NDJSON archives it: the names
 // and positions of the members the columns took (so "severity" comes back as "severity",
@@ -40,12 +42,18 @@ import (
 // than microsecond digits, a zone name) stays in the attributes as well. Records that are
 // not JSON objects have the layout {"r":1} and their text as the message. Files written
 // before the column existed have no layout: readers then rebuild the columns under their
-// schema names, first ([Reader]).
+// schema names, first ([Decoder]).
+//
+// kinlog_id is the identity the producer or agent gave the record, "<origin>/<seq>" or
+// "<origin>/<seq>+<span>" (see kpl.Identity), by which the archive sink drops duplicates:
+// for audit, not part of the record ([Decoder.ID] gives it beside the record's JSON).
+// It is null for a record without one, and in files written before the column existed
+// (layout version 1.1.0 and earlier), which readers read with the column null.
 //
 // Files are written with a single row group and data pages v1. Timestamps and sub_sequence
-// are DELTA_BINARY_PACKED and sequence DELTA_BYTE_ARRAY (Parquet 2 encodings: Athena, Trino,
-// DuckDB, Arrow and parquet-mr read them; Spark's vectorized reader does from 3.3); other
-// strings are PLAIN or dictionary-encoded. Row is the type to read them with.
+// are DELTA_BINARY_PACKED, sequence and kinlog_id DELTA_BYTE_ARRAY (Parquet 2 encodings:
+// Athena, Trino, DuckDB, Arrow and parquet-mr read them; Spark's vectorized reader does from
+// 3.3); other strings are PLAIN or dictionary-encoded. Row is the type to read them with.
 type Row struct {
 	Time         *time.Time `parquet:"time,optional,timestamp(microsecond:utc)"`
 	Level        string     `parquet:"level,optional,dict"`
@@ -58,14 +66,16 @@ type Row struct {
 	ArrivalTime  time.Time  `parquet:"arrival_time,timestamp(millisecond:utc)"`
 	PartitionKey string     `parquet:"partition_key"`
 	Layout       string     `parquet:"layout,optional"`
+	KinlogID     string     `parquet:"kinlog_id,optional"`
 }
 
 // writeRow declares the schema the encoder writes: the columns of [Row], in its order, with
 // encodings chosen for log data. Timestamps and sub-sequence numbers are DELTA_BINARY_PACKED
 // (a few bits per row instead of eight bytes); sequence numbers, long decimal strings that
-// share their leading digits, are DELTA_BYTE_ARRAY; level, service and shard are
-// dictionaries. Values are never written through this type: the encoder writes columns
-// directly (see [parquetColumns]).
+// share their leading digits, and kinlog identities, an origin and a position that differ
+// from the previous row's in their last digits, are DELTA_BYTE_ARRAY; level, service and
+// shard are dictionaries. Values are never written through this type: the encoder writes
+// columns directly (see [parquetColumns]).
 type writeRow struct {
 	Time         int64  `parquet:"time,optional,delta,timestamp(microsecond:utc)"`
 	Level        string `parquet:"level,optional,dict"`
@@ -78,6 +88,7 @@ type writeRow struct {
 	ArrivalTime  int64  `parquet:"arrival_time,delta,timestamp(millisecond:utc)"`
 	PartitionKey string `parquet:"partition_key,plain"`
 	Layout       string `parquet:"layout,optional,dict"`
+	KinlogID     string `parquet:"kinlog_id,optional,delta"`
 }
 
 // ParquetSchema is the schema of the files the encoder writes. Its columns, types and
@@ -97,6 +108,7 @@ const (
 	pqArrivalTime
 	pqPartitionKey
 	pqLayout
+	pqKinlogID
 	pqColumns
 )
 
@@ -107,8 +119,8 @@ const CreatedBy = "kinlog"
 
 // ParquetLayoutVersion versions the files' layout (schema, encodings, page settings). It is
 // a constant, not the build's version, so that a replay by another build writes the same
-// bytes unless the layout changed.
-const ParquetLayoutVersion = "1.1.0"
+// bytes unless the layout changed. 1.2.0 added the kinlog_id column.
+const ParquetLayoutVersion = "1.2.0"
 
 // byteColumn holds the values of a string column back to back.
 type byteColumn struct {
@@ -137,6 +149,7 @@ type parquetColumns struct {
 	shard, sequence, partitionKey byteColumn
 	subSequence, arrivalTime      []int64 // arrival time in milliseconds
 	layout                        byteColumn
+	kinlogID                      byteColumn // empty: no identity (null)
 	cols                          columns
 	values                        []parquet.Value
 	zones                         zones
@@ -154,6 +167,7 @@ func (p *parquetColumns) reset() {
 	p.partitionKey.reset()
 	p.subSequence, p.arrivalTime = p.subSequence[:0], p.arrivalTime[:0]
 	p.layout.reset()
+	p.kinlogID.reset()
 }
 
 // add appends one record, split by pk, with invalid UTF-8 replaced (see [Builder.Add]).
@@ -208,6 +222,13 @@ func (p *parquetColumns) add(pk *picker, m *Meta, data []byte, d *Doc) error {
 	p.partitionKey.add([]byte(m.PartitionKey))
 	p.subSequence = append(p.subSequence, int64(m.SubSequence))
 	p.arrivalTime = append(p.arrivalTime, m.ArrivalTime.UnixMilli())
+	if utf8.Valid(m.ID) {
+		p.kinlogID.add(m.ID)
+	} else {
+		// An origin comes off the wire as bytes: store it as the archive stores other text.
+		p.kinlogID.buf = appendUTF8(p.kinlogID.buf, m.ID)
+		p.kinlogID.ends = append(p.kinlogID.ends, len(p.kinlogID.buf))
+	}
 	return nil
 }
 
@@ -243,6 +264,8 @@ func (p *parquetColumns) write(w *parquet.Writer) error {
 			err = p.writeBytes(cw, col, &p.partitionKey, false)
 		case pqLayout:
 			err = p.writeBytes(cw, col, &p.layout, true)
+		case pqKinlogID:
+			err = p.writeBytes(cw, col, &p.kinlogID, true)
 		}
 		if err != nil {
 			return fmt.Errorf("writing Parquet column %s: %w", ParquetSchema.Fields()[col].Name(), err)

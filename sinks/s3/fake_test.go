@@ -249,13 +249,27 @@ type harness struct {
 	batches []*consumer.Batch
 	acked   []int
 	ackLog  []int // total acknowledged records after each ack
+	marks   []mark
+}
+
+// mark is a boundary the processor marked, with its state.
+type mark struct {
+	pos   checkpoint.Checkpoint
+	state []byte
 }
 
 func newHarness(t testing.TB, s *Sink, shard string, start checkpoint.Checkpoint, pending *checkpoint.Checkpoint) *harness {
 	t.Helper()
-	h := &harness{t: t, proc: s.NewProcessor(shard)}
+	return newHarnessFrom(t, s, consumer.InitInput{ShardID: shard, Start: start, Pending: pending})
+}
+
+// newHarnessFrom is newHarness with the whole InitInput (state, parents' states).
+func newHarnessFrom(t testing.TB, s *Sink, in consumer.InitInput) *harness {
+	t.Helper()
+	h := &harness{t: t, proc: s.NewProcessor(in.ShardID)}
 	h.prep = &fakePreparer{t: t, h: h}
-	if err := h.proc.Initialize(context.Background(), consumer.InitInput{ShardID: shard, Start: start, Pending: pending, Preparer: h.prep}); err != nil {
+	in.Preparer = h.prep
+	if err := h.proc.Initialize(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
 	// Stops the processor's goroutine when a test fails early (a no-op after Shutdown).
@@ -267,7 +281,7 @@ func (h *harness) deliver(ctx context.Context, recs []consumer.Record) error {
 	h.mu.Lock()
 	i := len(h.batches)
 	h.acked = append(h.acked, 0)
-	b := consumer.NewBatch(recs[0].ShardID, recs, func(n int) {
+	onAck := func(n int) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if n < h.acked[i] {
@@ -279,6 +293,12 @@ func (h *harness) deliver(ctx context.Context, recs []consumer.Record) error {
 			total += a
 		}
 		h.ackLog = append(h.ackLog, total)
+	}
+	b := consumer.NewBatchWithMarks(recs[0].ShardID, recs, onAck, func(n int, state []byte) {
+		onAck(n)
+		h.mu.Lock()
+		h.marks = append(h.marks, mark{pos: recs[n-1].Position(), state: state})
+		h.mu.Unlock()
 	})
 	h.batches = append(h.batches, b)
 	h.mu.Unlock()
@@ -321,4 +341,10 @@ func (h *harness) ackedThrough() checkpoint.Checkpoint {
 		}
 	}
 	return last
+}
+
+func (h *harness) gotMarks() []mark {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]mark(nil), h.marks...)
 }
