@@ -96,19 +96,21 @@ func BenchmarkPut(b *testing.B) {
 		name  string
 		agg   bool
 		spool *SpoolSync
+		noID  bool
 	}
 	mode := func(m SpoolSync) *SpoolSync { return &m }
 	for _, v := range []variant{
-		{"aggregation=true", true, nil},
-		{"aggregation=false", false, nil},
-		{"aggregation=true/spool=batched", true, mode(SyncBatched)},
-		{"aggregation=true/spool=write", true, mode(SyncWrite)},
+		{"aggregation=true", true, nil, false},
+		{"aggregation=true/identity=false", true, nil, true},
+		{"aggregation=false", false, nil, false},
+		{"aggregation=true/spool=batched", true, mode(SyncBatched), false},
+		{"aggregation=true/spool=write", true, mode(SyncWrite), false},
 	} {
 		agg := v.agg
 		b.Run(v.name, func(b *testing.B) {
 			const pool = 1024
 			lines, keys := benchLines(pool)
-			opts := []Option{WithAggregation(agg), WithRateLimit(0)}
+			opts := []Option{WithAggregation(agg), WithRateLimit(0), WithIdentity(!v.noID)}
 			if v.spool != nil {
 				opts = append(opts, WithSpool(b.TempDir(), SpoolOptions{Sync: *v.spool}))
 			}

@@ -110,7 +110,9 @@ const (
 	tagTagValue = byte(fieldTagValue<<3) | byte(protowire.BytesType)
 )
 
-func appendTag(b []byte, key string, valLen int, val func([]byte) []byte) []byte {
+// appendTagHead appends a Record's field-4 tag and Tag message up to the value's bytes,
+// for a value of valLen bytes.
+func appendTagHead(b []byte, key string, valLen int) []byte {
 	inner := 1 + protowire.SizeVarint(uint64(len(key))) + len(key) + 1 + protowire.SizeVarint(uint64(valLen)) + valLen
 	b = append(b, tagTags)
 	b = protowire.AppendVarint(b, uint64(inner))
@@ -118,8 +120,7 @@ func appendTag(b []byte, key string, valLen int, val func([]byte) []byte) []byte
 	b = protowire.AppendVarint(b, uint64(len(key)))
 	b = append(b, key...)
 	b = append(b, tagTagValue)
-	b = protowire.AppendVarint(b, uint64(valLen))
-	return val(b)
+	return protowire.AppendVarint(b, uint64(valLen))
 }
 
 // appendIDTags appends the identity tags of a record.
@@ -128,17 +129,18 @@ func appendIDTags(b []byte, id Identity, run bool) []byte {
 		return b
 	}
 	if run {
-		b = appendTag(b, TagOrigin, len(id.Origin), func(b []byte) []byte { return append(b, id.Origin...) })
-		b = appendTag(b, TagFloor, decLen(id.Floor), func(b []byte) []byte { return strconv.AppendUint(b, id.Floor, 10) })
+		b = appendTagHead(b, TagOrigin, len(id.Origin))
+		b = append(b, id.Origin...)
+		b = appendTagHead(b, TagFloor, decLen(id.Floor))
+		b = strconv.AppendUint(b, id.Floor, 10)
 	}
-	return appendTag(b, TagSeq, seqValueLen(id), func(b []byte) []byte {
-		b = strconv.AppendUint(b, id.Seq, 10)
-		if id.Span > 1 {
-			b = append(b, '+')
-			b = strconv.AppendUint(b, id.Span, 10)
-		}
-		return b
-	})
+	b = appendTagHead(b, TagSeq, seqValueLen(id))
+	b = strconv.AppendUint(b, id.Seq, 10)
+	if id.Span > 1 {
+		b = append(b, '+')
+		b = strconv.AppendUint(b, id.Span, 10)
+	}
+	return b
 }
 
 // parseUint parses a decimal uint64 without allocating.
