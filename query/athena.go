@@ -16,16 +16,21 @@ type Column struct {
 
 // DefaultNDJSONColumns are the columns declared for an NDJSON archive: the common log
 // members, and raw for records that were not a JSON object. Add the members your logs carry.
+// NDJSON objects hold the records alone: no Kinesis metadata, no kinlog identity (a Parquet
+// archive has them as columns, kinlog_id among them).
 var DefaultNDJSONColumns = []Column{
 	{"time", "string"}, {"level", "string"}, {"service", "string"}, {"msg", "string"},
 	{"message", "string"}, {"status", "int"}, {"latency_ms", "double"}, {"raw", "string"},
 }
 
-// parquetColumns is the Parquet log schema of sinks/encode.
+// parquetColumns is the Parquet log schema of sinks/encode (encode.Row), but its layout
+// column, which only kinlog's decoder reads. Parquet tables are read by column name, so
+// kinlog_id is NULL in the rows of files written before the column existed.
 var parquetColumns = []Column{
 	{"time", "timestamp"}, {"level", "string"}, {"service", "string"}, {"message", "string"},
 	{"attributes", "string"}, {"shard", "string"}, {"sequence", "string"},
 	{"sub_sequence", "bigint"}, {"arrival_time", "timestamp"}, {"partition_key", "string"},
+	{IDField, "string"},
 }
 
 // DDLOptions describe the archive for [AthenaDDL].

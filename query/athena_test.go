@@ -1,14 +1,23 @@
 package query
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/kinlog/kinlog/sinks/encode"
 )
 
 func TestAthenaDDLDefault(t *testing.T) {
 	ddl, err := AthenaDDL(DDLOptions{Bucket: "arch"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// NDJSON objects do not carry the identity: the table does not declare it.
+	if strings.Contains(ddl, "kinlog_id") {
+		t.Errorf("NDJSON DDL declares kinlog_id:\n%s", ddl)
 	}
 	for _, want := range []string{
 		"CREATE DATABASE IF NOT EXISTS kinlog;",
@@ -50,6 +59,7 @@ func TestAthenaDDLLayouts(t *testing.T) {
 		}},
 		{"parquet, custom names", DDLOptions{Bucket: "b", Parquet: true, Database: "obs", Table: "app_logs", ProjectionStart: "2026-01-01"}, []string{
 			"CREATE EXTERNAL TABLE IF NOT EXISTS obs.app_logs (", "STORED AS PARQUET", "`arrival_time` timestamp", "'projection.dt.range' = '2026-01-01,NOW'",
+			"  `partition_key` string,\n  `kinlog_id` string\n)\nCOMMENT 'kinlog archive'",
 		}},
 		{"no partitions", DDLOptions{Bucket: "b", Prefix: "flat/"}, []string{"LOCATION 's3://b/flat/'"}},
 	}
@@ -82,5 +92,29 @@ func TestAthenaDDLErrors(t *testing.T) {
 		if _, err := AthenaDDL(o); err == nil {
 			t.Errorf("AthenaDDL(%+v) accepted", o)
 		}
+	}
+}
+
+// TestAthenaParquetColumnsMatchSchema checks the Parquet table's columns against the schema
+// the encoder writes: every column but layout (kinlog's own), in order, with its type.
+func TestAthenaParquetColumnsMatchSchema(t *testing.T) {
+	var want []Column
+	for _, f := range encode.ParquetSchema.Fields() {
+		typ := "string"
+		switch {
+		case f.Type().LogicalType() != nil && strings.HasPrefix(f.Type().LogicalType().String(), "TIMESTAMP"):
+			typ = "timestamp"
+		case f.Type().Kind() == parquet.Int64:
+			typ = "bigint"
+		}
+		if f.Name() != "layout" {
+			want = append(want, Column{f.Name(), typ})
+		}
+	}
+	if !slices.Equal(parquetColumns, want) {
+		t.Fatalf("Parquet DDL columns %v, want %v", parquetColumns, want)
+	}
+	if last := parquetColumns[len(parquetColumns)-1]; last != (Column{"kinlog_id", "string"}) {
+		t.Errorf("last Parquet column %v, want kinlog_id string", last)
 	}
 }

@@ -9,6 +9,15 @@
 // U+FFFD. Which objects are archive objects, and how each is decoded, follows from its
 // name ([encode.ObjectConfig]); rollup objects under the same prefix are skipped.
 //
+// # Identity
+//
+// A record's kinlog identity (by which the archive sink drops duplicates) is kept beside
+// it, not in it: Parquet objects store it in the kinlog_id column, NDJSON objects do not
+// store it. With [Request.KinlogID] (kinlog query --kinlog-id) each record from a Parquet
+// object carries it as its last member, "kinlog_id":"<origin>/<seq>[+<span>]", for
+// filters, projections and output; see [Run]. The Athena table of a Parquet archive
+// ([AthenaDDL]) declares the column `kinlog_id` string.
+//
 // # Fields
 //
 // Filters ([ParseFilter]), projections ([NewWriter]) and scanned counts ([ScanRollup]) find

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/kinlog/kinlog/internal/jsonx"
 	"github.com/kinlog/kinlog/sinks/encode"
 	"github.com/kinlog/kinlog/sinks/prefix"
 	"github.com/kinlog/kinlog/sinks/rollup"
@@ -117,7 +118,14 @@ type Request struct {
 	// SortBuffer bounds, in bytes, the matching records a time-ordered query holds; a query
 	// that needs more fails with [ErrSortBuffer]. Default: [DefaultSortBuffer].
 	SortBuffer int64
+	// KinlogID adds to each record its kinlog identity, as the member [IDField] (see
+	// [Run]), so that filters, projections and the output see it.
+	KinlogID bool
 }
+
+// IDField is the member [Request.KinlogID] adds to records: the Parquet column that holds
+// a record's kinlog identity.
+const IDField = "kinlog_id"
 
 // Stats counts the work one query did.
 type Stats struct {
@@ -140,6 +148,16 @@ var errLimit = errors.New("limit reached")
 //
 // Records come back as [encode.Decoder] gives them: the same bytes whichever encoding
 // (NDJSON, Parquet, records as received) archived them.
+//
+// # Identity
+//
+// With [Request.KinlogID], each record from a Parquet object gets its kinlog identity
+// (the kinlog_id column: "<origin>/<seq>", or "<origin>/<seq>+<span>") as a last member,
+// "kinlog_id":"…", before filters apply; a top-level member of that name the record has of
+// its own is dropped, so the member always is the archive's. Records without an identity
+// have no such member (--where 'kinlog_id missing' finds them): records the producer sent
+// without one, every record of an NDJSON or records-as-received object (those store the
+// record alone), and records of Parquet files written before the column existed.
 //
 // # Order and memory
 //
@@ -435,6 +453,10 @@ type decoder struct {
 	encode.Decoder
 	times []int64
 	keep  []bool
+	// withID holds the records with their identities added (Request.KinlogID).
+	withID []byte
+	ends   []int
+	doc    encode.Doc
 }
 
 // bufPool recycles the buffers objects are read into, and decoderPool the decoders (with
@@ -576,8 +598,86 @@ func readObject(ctx context.Context, api S3API, req *Request, o object) objectRe
 		return r
 	}
 	r.scanned = len(recs)
+	if req.KinlogID {
+		recs = r.dec.addIDs(recs)
+	}
 	r.recs, r.times = r.dec.match(recs, req, o.start)
 	return r
+}
+
+// addIDs rewrites the records of the last Decode with their identities (see [Run]), in
+// place in recs: those it changes point into dec.withID.
+func (dec *decoder) addIDs(recs [][]byte) [][]byte {
+	dec.withID, dec.ends = dec.withID[:0], dec.ends[:0]
+	for i, rec := range recs {
+		id := dec.ID(i)
+		if id == "" && !bytes.Contains(rec, idMember) {
+			dec.ends = append(dec.ends, -1) // as it is (every record of an NDJSON object)
+			continue
+		}
+		dec.withID = appendID(dec.withID, rec, id, &dec.doc)
+		dec.ends = append(dec.ends, len(dec.withID))
+	}
+	start := 0
+	for i, end := range dec.ends {
+		if end >= 0 {
+			recs[i] = dec.withID[start:end:end]
+			start = end
+		}
+	}
+	return recs
+}
+
+// idMember is how the decoder writes the member name of [IDField] (it needs no escape).
+var idMember = []byte(`"` + IDField + `"`)
+
+// appendID appends rec, a record as the decoder gives it (a canonical JSON object), with
+// id as its last member [IDField] and without a top-level member of that name of its own;
+// without id, only the latter.
+func appendID(dst, rec []byte, id string, d *encode.Doc) []byte {
+	if bytes.Contains(rec, idMember) {
+		if d.Parse(rec) == nil && d.Kind == encode.Object {
+			if _, ok := d.Get(IDField); ok {
+				dst = append(dst, '{')
+				n := 0
+				for i := range d.Len() {
+					f := d.Field(i)
+					if f.Name() == IDField {
+						continue
+					}
+					if n > 0 {
+						dst = append(dst, ',')
+					}
+					// Canonical: Key is written as the decoder wrote it.
+					dst = append(dst, '"')
+					dst = append(dst, f.Key...)
+					dst = append(dst, '"', ':')
+					dst = append(dst, f.Value...)
+					n++
+				}
+				return closeWithID(dst, n > 0, id)
+			}
+		}
+	}
+	if id == "" || len(rec) < 2 || rec[len(rec)-1] != '}' {
+		return append(dst, rec...)
+	}
+	dst = append(dst, rec[:len(rec)-1]...)
+	return closeWithID(dst, len(rec) > 2, id)
+}
+
+// closeWithID ends an object whose members have been written (members says whether there
+// are any) with id as its member [IDField], if id is not empty.
+func closeWithID(dst []byte, members bool, id string) []byte {
+	if id != "" {
+		if members {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, idMember...)
+		dst = append(dst, ':')
+		dst = jsonx.AppendString(dst, id)
+	}
+	return append(dst, '}')
 }
 
 // Sort times of records: noTime for a record without a time of its own, unread for one

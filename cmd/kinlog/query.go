@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +57,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	order := fs.String("order", "asc", "order of the records by their time: asc (oldest first), desc (newest first), or none (archive order, streamed without sorting: for exports too large to sort)")
 	output := fs.String("output", "ndjson", "output format: ndjson, table or csv")
 	parallel := fs.Int("parallel", query.DefaultParallelism, "objects read at once")
+	kinlogID := fs.Bool("kinlog-id", false, "add each record's kinlog identity (origin/seq, by which the sink drops duplicates) as its last member kinlog_id, for --where, --select and the output; only Parquet archives store it (NDJSON records, and records sent without one, have none)")
 	timeFields := fs.String("time-field", "", "JSON members holding a record's time, for an exact --from/--to on each record (set it to the sink's time_field; default: partitions only) and for --order (default: time, timestamp, ts, @timestamp)")
 	stats := fs.Bool("stats", false, "print totals, error rate and numeric field quantiles instead of records")
 	countBy := fs.String("count-by", "", "count records by a field, or by time for a histogram")
@@ -92,10 +94,16 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stderr, "kinlog query: warning: --where %q compares %s with %q; equality is a single =: --where '%s=%s'\n", w, f, "="+v, f, v)
 		}
 	}
+	if !*kinlogID {
+		if what, ok := namesID(where, splitList(*sel), *countBy); ok {
+			fmt.Fprintf(stderr, "kinlog query: warning: %s names %s, the record's kinlog identity, which records carry only with --kinlog-id\n", what, query.IDField)
+		}
+	}
 	now := time.Now().UTC()
 	var req query.Request
 	req.Bucket, req.Prefix, req.Limit, req.Parallelism = *bucket, *archivePrefix, *limit, *parallel
 	req.TimeFields = splitList(*timeFields)
+	req.KinlogID = *kinlogID
 	var err error
 	if *from != "" {
 		if req.From, err = query.ParseTime(*from, now); err != nil {
@@ -171,7 +179,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return printAggregate(stdout, rows, *stats, *countBy, source, req.From, req.To)
 	}
 
-	w, err := query.NewWriter(stdout, format, splitList(*sel))
+	fields := splitList(*sel)
+	if *kinlogID && len(fields) == 0 && format != query.NDJSON {
+		fields = append(slices.Clone(query.DefaultColumns), query.IDField)
+	}
+	w, err := query.NewWriter(stdout, format, fields)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -189,6 +201,23 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		warnNothing(stderr, &req)
 	}
 	return err
+}
+
+// namesID reports which flag, if any, names the identity member (see --kinlog-id): a
+// --where condition, --select or --count-by on kinlog_id itself.
+func namesID(where, sel []string, countBy string) (string, bool) {
+	for _, w := range where {
+		if c, err := query.ParseCond(w); err == nil && c.Field == query.IDField {
+			return fmt.Sprintf("--where %q", w), true
+		}
+	}
+	if slices.Contains(sel, query.IDField) {
+		return "--select", true
+	}
+	if countBy == query.IDField {
+		return "--count-by", true
+	}
+	return "", false
 }
 
 // warnNothing says that no archive object was found, which is more often a wrong bucket,

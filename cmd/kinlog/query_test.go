@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,83 @@ func TestQueryOrderAndLimit(t *testing.T) {
 	warn("no archive objects in s3://"+bucket+" under wrong/", "--bucket", bucket, "--prefix", "wrong/dt=!{timestamp:yyyy-MM-dd}/")
 	if _, stderr, code := runKinlog(t, ctx, "", "query", "--bucket", bucket, "stray"); code != 2 || !strings.Contains(stderr, `unexpected argument "stray"`) {
 		t.Errorf("a stray argument: exit %d: %s", code, stderr)
+	}
+}
+
+// TestQueryKinlogIDFlag archives records with identities as Parquet, beside an NDJSON object
+// (which stores none), on MinIO, and checks that kinlog query --kinlog-id shows and filters
+// the identity, and warns when a filter names kinlog_id without the flag.
+func TestQueryKinlogIDFlag(t *testing.T) {
+	ctx := context.Background()
+	sc := testenv.S3Client(t)
+	bucket := testenv.Name(t, "cli-query-id")
+	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(cfg encode.Config, name string, recs, ids []string) {
+		t.Helper()
+		enc, err := encode.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := enc.NewObject()
+		for i, r := range recs {
+			var d encode.Doc
+			_ = d.Parse([]byte(r))
+			if err := b.Add(&encode.Meta{Shard: "shardId-000000000000", Sequence: fmt.Sprint(i + 1), ID: []byte(ids[i])}, []byte(r), &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		body, err := b.Finish(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := "logs/dt=2026-11-22/hour=10/" + name + enc.Extension()
+		if _, err := sc.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(encode.Config{Format: encode.Parquet}, "s-shardId-000000000000-1-0", []string{
+		`{"time":"2026-11-22T10:00:00Z","level":"INFO","msg":"a"}`,
+		`{"time":"2026-11-22T10:00:02Z","level":"ERROR","msg":"b"}`,
+		`{"time":"2026-11-22T10:00:04Z","level":"INFO","msg":"no identity"}`,
+	}, []string{"prod-1/0", "prod-1/1+2", ""})
+	put(encode.Config{}, "s-shardId-000000000001-1-0", []string{`{"time":"2026-11-22T10:00:01Z","level":"INFO","msg":"ndjson"}`}, []string{"prod-2/0"})
+	q := func(args ...string) (string, string) {
+		t.Helper()
+		out, stderr, code := runKinlog(t, ctx, "", append([]string{"query", "--bucket", bucket, "--s3-path-style"}, args...)...)
+		if code != 0 {
+			t.Fatalf("query %v: exit %d: %s", args, code, stderr)
+		}
+		return out, stderr
+	}
+	if out, _ := q("--kinlog-id"); out != `{"time":"2026-11-22T10:00:00Z","level":"INFO","msg":"a","kinlog_id":"prod-1/0"}
+{"time":"2026-11-22T10:00:01Z","level":"INFO","msg":"ndjson"}
+{"time":"2026-11-22T10:00:02Z","level":"ERROR","msg":"b","kinlog_id":"prod-1/1+2"}
+{"time":"2026-11-22T10:00:04Z","level":"INFO","msg":"no identity"}
+` {
+		t.Errorf("--kinlog-id:\n%s", out)
+	}
+	if out, _ := q(); strings.Contains(out, "kinlog_id") {
+		t.Errorf("without --kinlog-id the records carry it:\n%s", out)
+	}
+	if out, _ := q("--kinlog-id", "--where", "kinlog_id=prod-1/1+2", "--select", "msg,kinlog_id"); out != `{"msg":"b","kinlog_id":"prod-1/1+2"}`+"\n" {
+		t.Errorf("--where kinlog_id=prod-1/1+2:\n%s", out)
+	}
+	if out, _ := q("--kinlog-id", "--where", "kinlog_id missing", "--select", "msg"); out != `{"msg":"ndjson"}`+"\n"+`{"msg":"no identity"}`+"\n" {
+		t.Errorf("--where 'kinlog_id missing':\n%s", out)
+	}
+	out, _ := q("--kinlog-id", "--output", "csv", "--limit", "2")
+	if out != "time,level,service,msg,kinlog_id\n2026-11-22T10:00:00Z,INFO,,a,prod-1/0\n2026-11-22T10:00:01Z,INFO,,ndjson,\n" {
+		t.Errorf("--output csv: the default columns and kinlog_id:\n%s", out)
+	}
+	if out, _ := q("--kinlog-id", "--where", "kinlog_id~^prod-1/", "--count-by", "level", "--scan"); !regexp.MustCompile(`(?m)^INFO\s+1\s`).MatchString(out) || !regexp.MustCompile(`(?m)^ERROR\s+1\s`).MatchString(out) {
+		t.Errorf("--count-by level of prod-1's records:\n%s", out)
+	}
+	if out, stderr := q("--where", "kinlog_id=prod-1/0"); out != "" || !strings.Contains(stderr, `--where "kinlog_id=prod-1/0" names kinlog_id`) || !strings.Contains(stderr, "--kinlog-id") {
+		t.Errorf("--where kinlog_id without --kinlog-id: stdout %q, stderr %q", out, stderr)
+	}
+	if _, stderr := q("--kinlog-id", "--where", "kinlog_id=prod-1/0"); stderr != "" {
+		t.Errorf("--kinlog-id --where kinlog_id warned: %s", stderr)
 	}
 }
