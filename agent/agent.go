@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,7 +37,9 @@ type Config struct {
 	// PartitionKey is random (the default: records spread over every shard), origin (the
 	// file's path or the socket's address: one file's records stay in order on one shard,
 	// and a chatty file can make a hot shard) or field:<member> (a member of JSON records;
-	// random when it is missing).
+	// random when it is missing). A file line's random key is picked from its identity, so
+	// that a line read again after a restart goes to the shard of its first copy, where the
+	// archive recognises it.
 	PartitionKey string
 	Files        []FileInput
 	Sockets      []Listener
@@ -86,6 +89,14 @@ type Agent struct {
 	lock      *os.File
 	marks     *marks
 	pcs       []prometheus.Collector
+
+	// posMu serialises stores of positions.json: the main loop stores them every
+	// positions_interval, tailers when a file gets a new origin (persistOrigins).
+	posMu   sync.Mutex
+	posLast []filePosition
+	// unclaimed are the stored positions no tailer opened yet, kept in the stores made
+	// during the tailers' first scans (they would drop the files of the tailers after).
+	unclaimed map[fileID]filePosition
 }
 
 // tailerList returns the tailers started so far.
@@ -259,6 +270,7 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 	for _, p := range stored {
 		byID[fileID{p.Dev, p.Inode}] = p
 	}
+	a.unclaimed = maps.Clone(byID)
 	marks, oldMarks, err := openMarks(a.cfg.StateDir)
 	if err != nil {
 		return err
@@ -338,6 +350,10 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 			}
 		}()
 	}
+	// Positions of files not found again are dropped (warned about in scan).
+	a.posMu.Lock()
+	a.unclaimed = nil
+	a.posMu.Unlock()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -355,7 +371,6 @@ func (a *Agent) Run(ctx context.Context, onStart func()) (err error) {
 	defer saveTick.Stop()
 	markTick := time.NewTicker(markInterval)
 	defer markTick.Stop()
-	var last []filePosition
 	var runErr error
 loop:
 	for {
@@ -366,7 +381,7 @@ loop:
 			a.log.Error("input failed; stopping", "err", runErr)
 			break loop
 		case <-saveTick.C:
-			last = a.savePositions(last)
+			_ = a.storePositions()
 		case <-markTick.C:
 			for _, t := range a.tailers {
 				t.storeCommitted()
@@ -381,7 +396,7 @@ loop:
 	closeCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	a.closeProducers(closeCtx)
-	a.savePositions(last)
+	_ = a.storePositions()
 	for _, t := range a.tailers {
 		t.storeCommitted()
 	}
@@ -399,13 +414,27 @@ func (a *Agent) closeProducers(ctx context.Context) {
 	}
 }
 
-// savePositions stores the files' positions when they changed since last.
-func (a *Agent) savePositions(last []filePosition) []filePosition {
+// claimPosition runs add, which makes the file id one of a tailer's, and forgets its stored
+// position among the unclaimed ones, at once for storePositions: the file is in every store.
+func (a *Agent) claimPosition(add func(), id fileID) {
+	a.posMu.Lock()
+	defer a.posMu.Unlock()
+	add()
+	delete(a.unclaimed, id)
+}
+
+// storePositions stores the files' positions when they changed since the last store.
+func (a *Agent) storePositions() error {
+	a.posMu.Lock()
+	defer a.posMu.Unlock()
 	var pos []filePosition
 	for _, t := range a.tailers {
 		for _, st := range t.state() {
 			pos = append(pos, st.pos)
 		}
+	}
+	for _, p := range a.unclaimed {
+		pos = append(pos, p)
 	}
 	slices.SortFunc(pos, func(x, y filePosition) int {
 		if x.Path != y.Path {
@@ -416,14 +445,15 @@ func (a *Agent) savePositions(last []filePosition) []filePosition {
 		}
 		return int(x.Inode) - int(y.Inode)
 	})
-	if slices.Equal(pos, last) {
-		return last
+	if slices.Equal(pos, a.posLast) {
+		return nil
 	}
 	if err := savePositions(a.cfg.StateDir, pos); err != nil {
 		a.log.Error("cannot store positions", "err", err)
-		return last
+		return err
 	}
-	return pos
+	a.posLast = pos
+	return nil
 }
 
 // onFileResult is the files producer's result handler.

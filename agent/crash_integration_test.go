@@ -17,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kinlog/kinlog/agent"
+	"github.com/kinlog/kinlog/internal/kpl"
 	"github.com/kinlog/kinlog/internal/testenv"
 )
 
@@ -73,7 +75,9 @@ func gatherCounter(g prometheus.Gatherer, name string) float64 {
 // TestIntegrationAgentSIGKILL writes lines to a log, rotating it by rename now and then,
 // while the agent is SIGKILLed four times and restarted; the last run stops on SIGTERM.
 // Every line must reach the stream. Duplicates are possible only for lines past the
-// position stored at each kill, and are reported.
+// position stored at each kill, and are reported. Every copy of a line carries the line's
+// identity (its file's origin, offset and length), and the archive sink's deduplication over
+// the stream keeps exactly one copy of each line (checkCrashIdentities).
 func TestIntegrationAgentSIGKILL(t *testing.T) {
 	c, stream := newStream(t, 2)
 	dir, state := t.TempDir(), t.TempDir()
@@ -205,6 +209,110 @@ func TestIntegrationAgentSIGKILL(t *testing.T) {
 	}
 	if dups > maxDup {
 		t.Fatalf("%d duplicates, more than the %d lines past the stored positions at the kills", dups, maxDup)
+	}
+	checkCrashIdentities(t, c, stream, filepath.Dir(log), written)
+}
+
+// checkCrashIdentities checks the identities of TestIntegrationAgentSIGKILL's lines: each
+// line's copies (the first and those re-read after a kill) carry one identity, its file's
+// origin with the line's offset and length; distinct lines and files have distinct ones;
+// and the archive sink's deduplication (a dedup state per shard, over the stream in shard
+// order) keeps exactly one copy of every line.
+func checkCrashIdentities(t *testing.T, c *kinesis.Client, stream, dir string, written int) {
+	t.Helper()
+	// Where each line is: its file and offset (lines are numbered, each written once).
+	type place struct {
+		file      string
+		seq, span uint64
+	}
+	where := make([]place, written)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := 0
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			var m struct{ N *int }
+			if json.Unmarshal([]byte(l), &m) == nil && m.N != nil && *m.N < written {
+				where[*m.N] = place{e.Name(), uint64(off), uint64(len(l))}
+			}
+			off += len(l)
+		}
+	}
+	recs := streamRecords(t, c, stream)
+	ids := make([]kpl.Identity, written)
+	copies := make([]int, written)
+	fileOrigin := map[string]string{} // file name → origin
+	originFile := map[string]string{}
+	bad := 0
+	for _, u := range recs {
+		var m struct{ N *int }
+		if err := json.Unmarshal(u.rec.Data, &m); err != nil || m.N == nil || *m.N >= written {
+			t.Fatalf("record %q is not one of the lines written", u.rec.Data)
+		}
+		n, id := *m.N, u.rec.ID
+		p := where[n]
+		if copies[n] > 0 && (id.Origin != ids[n].Origin || id.Seq != ids[n].Seq || id.Span != ids[n].Span) {
+			bad++
+			if bad <= 5 {
+				t.Errorf("line %d: copies with identities %v and %v", n, ids[n], id)
+			}
+		}
+		copies[n]++
+		ids[n] = id
+		if id.Seq != p.seq || max(id.Span, 1) != p.span || id.Floor > id.Seq {
+			bad++
+			if bad <= 5 {
+				t.Errorf("line %d at %d+%d of %s: identity %+v", n, p.seq, p.span, p.file, id)
+			}
+		}
+		// One origin per file, and per origin one file.
+		if o, ok := fileOrigin[p.file]; ok && o != id.Origin {
+			bad++
+			if bad <= 5 {
+				t.Errorf("line %d of %s has origin %s; the file's other lines have %s", n, p.file, id.Origin, o)
+			}
+		}
+		if f, ok := originFile[id.Origin]; ok && f != p.file {
+			bad++
+			if bad <= 5 {
+				t.Errorf("line %d of %s has origin %s, which is %s's", n, p.file, id.Origin, f)
+			}
+		}
+		fileOrigin[p.file], originFile[id.Origin] = id.Origin, p.file
+	}
+	if bad > 0 {
+		t.Fatalf("%d identities wrong", bad)
+	}
+	inStream := 0
+	for _, n := range copies {
+		inStream += max(n-1, 0)
+	}
+	kept, dropped := dedupStream(t, c, stream, recs)
+	archived := make([]int, written)
+	for _, u := range kept {
+		var m struct{ N int }
+		_ = json.Unmarshal(u.rec.Data, &m)
+		archived[m.N]++
+	}
+	lost, left := 0, 0
+	for _, n := range archived {
+		switch {
+		case n == 0:
+			lost++
+		case n > 1:
+			left += n - 1
+		}
+	}
+	t.Logf("identities: %d lines in %d files, %d records in the stream (%d duplicates, each copy with its line's identity); after the dedup state: %d dropped, %d duplicates left, %d lost",
+		written, len(fileOrigin), len(recs), inStream, dropped, left, lost)
+	if lost > 0 || left > 0 || dropped != inStream {
+		t.Fatalf("the dedup state left %d duplicates and lost %d lines (dropped %d of %d duplicates)", left, lost, dropped, inStream)
 	}
 }
 

@@ -10,6 +10,12 @@
 // bytes; rotation by rename and by copytruncate, deletion, and files rotated while the agent
 // was down are handled (see [FileInput]).
 //
+// Every file record carries a kinlog identity (docs/identity.md): an origin drawn when the
+// agent first opens the file (and again when it finds it truncated), stored with the file's
+// position, and the line's byte offset and length. A line read again after a crash has the
+// identity of its first copy, so the archive sink keeps one; socket and syslog records have
+// the spool's identity.
+//
 // Socket and syslog records, which no file keeps, go through a second producer with an
 // on-disk spool in the state directory.
 //

@@ -118,20 +118,20 @@ func TestKeyPolicy(t *testing.T) {
 		t.Error("bad policy accepted")
 	}
 	k, _ := parseKeyPolicy("field:user.id")
-	if got := k.key([]byte(`{"user":{"id":"u1"}}`), "/f"); got != "u1" {
+	if got := k.key([]byte(`{"user":{"id":"u1"}}`), "/f", 1); got != "u1" {
 		t.Errorf("field key %q", got)
 	}
-	if got := k.key([]byte(`{"user":{}}`), "/f"); got == "" || got == "/f" {
+	if got := k.key([]byte(`{"user":{}}`), "/f", 1); got == "" || got == "/f" {
 		t.Errorf("missing field: key %q, want a random one", got)
 	}
 	o, _ := parseKeyPolicy("origin")
-	if got := o.key(nil, "/var/log/app.log"); got != "/var/log/app.log" {
+	if got := o.key(nil, "/var/log/app.log", 1); got != "/var/log/app.log" {
 		t.Errorf("origin key %q", got)
 	}
 	r, _ := parseKeyPolicy("")
 	seen := map[string]bool{}
 	for range 1000 {
-		seen[r.key(nil, "/f")] = true
+		seen[r.key(nil, "/f", rand.Uint64())] = true
 	}
 	if len(seen) < 500 {
 		t.Errorf("random keys: only %d distinct in 1000", len(seen))

@@ -23,6 +23,11 @@ type filePosition struct {
 	Inode            uint64 `json:"inode"`
 	FingerprintBytes int    `json:"fingerprint_bytes"`
 	Fingerprint      string `json:"fingerprint"`
+	// Origin names the file's lines in their kinlog identity (kpl.Identity.Origin): 32 hex
+	// digits drawn at random when the agent first opened this generation of the file (a
+	// truncation starts a new one), so that lines read again after a restart keep the
+	// identity they were sent with. Empty in files written by agents before identities.
+	Origin string `json:"origin,omitempty"`
 	// Offset is the committed position: every record that came from the bytes before it
 	// was confirmed by Kinesis. A restart reads on from here.
 	Offset int64 `json:"offset"`

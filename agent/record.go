@@ -105,8 +105,9 @@ func parseKeyPolicy(s string) (keyPolicy, error) {
 }
 
 // key returns the partition key of a record: its origin (file path or socket), a member of
-// the record (falling back to random when it is missing), or a random key.
-func (k keyPolicy) key(data []byte, origin string) string {
+// the record (falling back to random when it is missing), or a random key: randomKeys[pick
+// mod their number] (file records pick by their identity, see keyPick).
+func (k keyPolicy) key(data []byte, origin string, pick uint64) string {
 	switch k.kind {
 	case 'o':
 		if origin != "" {
@@ -117,16 +118,19 @@ func (k keyPolicy) key(data []byte, origin string) string {
 			return truncKey(v.String())
 		}
 	}
-	return randomKeys[rand.IntN(len(randomKeys))]
+	return randomKeys[pick%uint64(len(randomKeys))]
 }
 
 // randomKeys are the keys the random policy picks from: enough to spread records evenly
 // over any number of shards a stream is likely to have, few enough that the producer's
-// cache keeps their hashes (a new key per record costs an MD5 each).
+// cache keeps their hashes (a new key per record costs an MD5 each). They are the same in
+// every run (a fixed seed): a file line read again after a restart picks the key, and so
+// the shard, of its first copy.
 var randomKeys = func() []string {
+	r := rand.New(rand.NewPCG(0x6b696e6c6f67, 0x6167656e74)) // "kinlog", "agent"
 	keys := make([]string, 4096)
 	for i := range keys {
-		keys[i] = strconv.FormatUint(rand.Uint64(), 36)
+		keys[i] = strconv.FormatUint(r.Uint64(), 36)
 	}
 	return keys
 }()

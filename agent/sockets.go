@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -286,7 +287,7 @@ func (l *listener) send(ctx context.Context, rec []byte, origin string) error {
 		}
 		l.m.truncated.Inc()
 	}
-	err := l.a.sockets.Put(ctx, producer.Record{PartitionKey: l.a.key.key(rec, origin), Data: rec, Ref: producer.Ref{Source: l.m}})
+	err := l.a.sockets.Put(ctx, producer.Record{PartitionKey: l.a.key.key(rec, origin, rand.Uint64()), Data: rec, Ref: producer.Ref{Source: l.m}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -97,7 +97,32 @@ type tfile struct {
 	origin       []byte // "origin":{"file":…}
 	kube         []byte // "kubernetes":{…} for container logs
 	pendingClose bool
+
+	// The origin of the identity of the file's lines (see origin.go), its hash for keyPick,
+	// and whether it still has to be stored durably before a line is put with it. oid is
+	// written under the tailer's mu.
+	oid        string
+	oidHash    uint64
+	oidUnsaved bool
 }
+
+// setOrigin gives f a new origin (t.mu is held, or f is not shared yet).
+func (f *tfile) setOrigin(oid string) {
+	f.oid, f.oidHash = oid, originHash(oid)
+}
+
+// ident is the position of a record in its file's identity: Seq and Span.
+type ident struct{ seq, span uint64 }
+
+// spanIdent is the identity of a record that consumed the bytes [start, end).
+func spanIdent(start, end int64) ident { return ident{uint64(start), uint64(end - start)} }
+
+// flushedSeq is added to the offset of the first piece of a container log record that was
+// never finished (its final piece did not come) to make its Seq: the record is not a span
+// of the file's lines (its pieces sit between the lines of other records), so it gets a
+// position outside every byte offset, which no floor reaches and no other record's span
+// covers, and which is the same when the pieces are read again.
+const flushedSeq = 1 << 62
 
 // tailer reads the files of one file input.
 type tailer struct {
@@ -123,6 +148,7 @@ type tailer struct {
 	buf         []byte
 	rec         []byte
 	now         time.Time
+	origins     []producer.Origin // handed out one by one to the records put
 }
 
 func newTailer(a *Agent, in *FileInput, name string, stored map[fileID]filePosition, marks map[fileID]mark, firstStart bool) *tailer {
@@ -352,6 +378,29 @@ func (t *tailer) scan(first bool) {
 				"input", t.name, "path", sp.Path, "offset", sp.Offset)
 		}
 	}
+	t.persistOrigins()
+}
+
+// persistOrigins stores the positions (positions.json, fsynced) when a file has an origin
+// they do not hold yet, before any line is put with it: a line read again after a crash,
+// even one of the machine, then has the identity it was sent with. When the store fails
+// (it is logged) the lines are put anyway, and the next scan tries again: a crash before
+// that costs duplicates in the archive, never a line.
+func (t *tailer) persistOrigins() {
+	var pending []*tfile
+	t.mu.Lock()
+	for _, f := range t.files {
+		if f.oidUnsaved {
+			pending = append(pending, f)
+		}
+	}
+	t.mu.Unlock()
+	if len(pending) == 0 || t.a.storePositions() != nil {
+		return
+	}
+	for _, f := range pending {
+		f.oidUnsaved = false
+	}
 }
 
 // recoverRotated reopens, at their stored positions, files that were renamed away (the
@@ -475,6 +524,7 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 	f.fpN = len(f.head)
 	start := int64(0)
 	sp, stored := t.stored[id]
+	storedOrigin := sp.Origin // the origin positions.json holds for the file
 	mk, marked := t.marks[id]
 	if marked {
 		delete(t.marks, id)
@@ -488,6 +538,7 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 		delete(t.stored, id)
 		stored = false
 		start, f.resendUntil = mk.committed, mk.read
+		f.oid = mk.origin // "" in the marks of an agent before identities
 	} else if !stored && !first && !rotated {
 		if fi.Size() == 0 {
 			fh.Close() // tracked once it has something to tell it by
@@ -518,6 +569,9 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 		}
 		start = sp.Offset
 		f.resendUntil = sp.ReadOffset
+		// When the file was truncated or replaced, this is the origin of its previous content,
+		// whose end readCopy may still read from a copy; truncated gives it a new one.
+		f.oid = sp.Origin
 		if !same {
 			// Truncated or replaced while the agent was down (copytruncate, or the inode
 			// reused by another file): the first read looks for the copy of what was not
@@ -533,10 +587,20 @@ func (t *tailer) open(id fileID, path string, first, rotated bool) {
 	f.readOff, f.lineOff = start, start
 	f.led.committed = start
 	f.led.changed.Store(true)
-	t.mu.Lock()
-	t.files[id] = f
-	t.mu.Unlock()
-	t.a.log.Debug("tailing", "input", t.name, "path", path, "offset", start, "rotated", rotated)
+	if f.oid == "" {
+		f.oid = newOrigin()
+	}
+	f.setOrigin(f.oid)
+	f.oidUnsaved = f.oid != storedOrigin
+	// The marks hold the origin before a line is put with it (a crash of the process keeps
+	// them; persistOrigins covers one of the machine).
+	t.a.marks.setCommitted(id, start, f.fpN, f.fpOK, f.oid)
+	t.a.claimPosition(func() {
+		t.mu.Lock()
+		t.files[id] = f
+		t.mu.Unlock()
+	}, id)
+	t.a.log.Debug("tailing", "input", t.name, "path", path, "offset", start, "rotated", rotated, "origin", f.oid)
 }
 
 // readFile reads what f has beyond its position, up to readBudget; more says there is more.
@@ -560,6 +624,7 @@ func (t *tailer) readFile(ctx context.Context, f *tfile) (more bool, err error) 
 		if err := t.truncated(ctx, f, size); err != nil {
 			return false, err
 		}
+		t.persistOrigins()
 	}
 	t.mu.Lock()
 	f.size = size
@@ -632,7 +697,13 @@ func (t *tailer) truncated(ctx context.Context, f *tfile, size int64) error {
 	f.head, f.fpOK, _ = readHead(f.f, f.fpN)
 	f.fpN = len(f.head)
 	f.resendUntil, f.replaced, f.marked = 0, false, 0
+	// New content: a new origin, so that its lines never take the identities of the lines
+	// that were at the same offsets before (the same bytes written again included).
+	f.setOrigin(newOrigin())
+	f.oidUnsaved = true
 	t.mu.Unlock()
+	t.a.marks.setCommitted(f.id, 0, f.fpN, f.fpOK, f.oid)
+	t.a.log.Debug("truncated file has a new origin", "input", t.name, "path", f.path, "origin", f.oid)
 	return nil
 }
 
@@ -673,23 +744,22 @@ func (t *tailer) readCopy(ctx context.Context, f *tfile) error {
 			continue
 		}
 		t.a.log.Info("reading the rest of a truncated file from its copy", "input", t.name, "path", f.path, "copy", p, "from", f.readOff)
-		off := f.readOff
 		for {
-			n, rerr := c.ReadAt(t.buf, off)
+			n, rerr := c.ReadAt(t.buf, f.readOff)
 			if n > 0 {
 				if err := t.chunk(ctx, f, t.buf[:n]); err != nil {
 					c.Close()
 					return err
 				}
-				off += int64(n)
+				// chunk numbers the lines from readOff: it moves on with every chunk.
+				t.mu.Lock()
+				f.readOff += int64(n)
+				t.mu.Unlock()
 			}
 			if rerr != nil || n == 0 {
 				break
 			}
 		}
-		t.mu.Lock()
-		f.readOff = off
-		t.mu.Unlock()
 		c.Close()
 		return t.finishFile(ctx, f)
 	}
@@ -755,8 +825,15 @@ func (t *tailer) line(ctx context.Context, f *tfile, line []byte, start, end int
 		}
 		if err != nil {
 			t.m.malformed.Inc()
+			if f.mlOpen {
+				// It ends the multiline record being joined: records are put, and enter the
+				// ledger, in file order.
+				if err := t.flushML(ctx, f, start); err != nil {
+					return err
+				}
+			}
 			// Shipped as a text line, with the reason.
-			return t.emit(ctx, f, line, start, end, at, stream, truncated, orig, "not a "+string(t.in.Format)+" log line: "+err.Error())
+			return t.emit(ctx, f, line, start, end, spanIdent(start, end), at, stream, truncated, orig, "not a "+string(t.in.Format)+" log line: "+err.Error())
 		}
 		// Partial lines are joined per stream, and stdout and stderr pieces interleave: the
 		// stored position stays at the first piece of a record still being joined (see
@@ -771,8 +848,11 @@ func (t *tailer) line(ctx context.Context, f *tfile, line []byte, start, end int
 		t.mu.Unlock()
 		rec, first, cut, done := f.joiner.Add(cl)
 		if !done {
-			if !cl.Partial {
-				f.led.add(start, end, 0, true) // the end of a record cut short, dropped
+			if !cl.Partial && !f.mlOpen {
+				// The end of a record cut short, dropped. (With a multiline record open, its
+				// span covers these bytes: a skipped span here would move the committed offset
+				// past the record before it is even put.)
+				f.led.add(start, end, 0, true)
 			}
 			return nil
 		}
@@ -803,13 +883,13 @@ func (t *tailer) line(ctx context.Context, f *tfile, line []byte, start, end int
 		f.mlSize, f.mlTruncated = orig, truncated || orig > t.in.Multiline.MaxBytes
 		return nil
 	}
-	return t.emit(ctx, f, line, start, end, at, stream, truncated, orig, "")
+	return t.emit(ctx, f, line, start, end, spanIdent(start, end), at, stream, truncated, orig, "")
 }
 
 // flushML ships the multiline record being joined; it ends at end.
 func (t *tailer) flushML(ctx context.Context, f *tfile, end int64) error {
 	f.mlOpen = false
-	return t.emit(ctx, f, f.ml, f.mlStart, end, f.mlTime, f.mlStream, f.mlTruncated, f.mlSize, "")
+	return t.emit(ctx, f, f.ml, f.mlStart, end, spanIdent(f.mlStart, end), f.mlTime, f.mlStream, f.mlTruncated, f.mlSize, "")
 }
 
 // timers ships multiline records whose flush timeout passed and closes files that were
@@ -858,10 +938,12 @@ func (t *tailer) finishFile(ctx context.Context, f *tfile) error {
 			if !ok {
 				break
 			}
+			s := first.Stream & 1
 			t.mu.Lock()
-			f.joinPending[first.Stream&1], f.joinChanged = false, true
+			f.joinPending[s], f.joinChanged = false, true
 			t.mu.Unlock()
-			if err := t.emit(ctx, f, rec, f.lineOff, f.lineOff, first.Time, first.Stream, false, len(rec), ""); err != nil {
+			id := ident{flushedSeq + uint64(f.joinStart[s]), 1}
+			if err := t.emit(ctx, f, rec, f.lineOff, f.lineOff, id, first.Time, first.Stream, false, len(rec), ""); err != nil {
 				return err
 			}
 		}
@@ -891,8 +973,9 @@ func (t *tailer) closeAll() {
 	}
 }
 
-// emit builds the record of a line (or joined lines) [start, end) and puts it.
-func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int64, at time.Time, stream container.Stream, truncated bool, orig int, problem string) error {
+// emit builds the record of a line (or joined lines) [start, end) and puts it, with the
+// identity id in the file's origin.
+func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int64, id ident, at time.Time, stream container.Stream, truncated bool, orig int, problem string) error {
 	if len(bytes.TrimSpace(line)) == 0 {
 		f.led.add(start, end, 0, true)
 		return nil
@@ -946,7 +1029,8 @@ func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int
 		t.a.marks.setRead(f.id, f.marked)
 	}
 	f.led.add(start, end, t.now.UnixNano(), false)
-	err := t.a.files.Put(ctx, producer.Record{PartitionKey: t.a.key.key(t.rec, f.path), Data: t.rec, Ref: producer.Ref{Source: f.led, Offset: start}})
+	err := t.a.files.Put(ctx, producer.Record{PartitionKey: t.a.key.key(t.rec, f.path, keyPick(f.oidHash, int64(id.seq))), Data: t.rec,
+		Ref: producer.Ref{Source: f.led, Offset: start}, Origin: t.newOriginRef(f, id)})
 	if err != nil {
 		f.led.unadd()
 		if ctx.Err() != nil {
@@ -956,6 +1040,24 @@ func (t *tailer) emit(ctx context.Context, f *tfile, line []byte, start, end int
 	}
 	t.m.recordsSent.Inc()
 	return nil
+}
+
+// newOriginRef returns the identity of f's record id. Its floor is the file's stored
+// position: every record that starts below it was confirmed by Kinesis (the ledger's
+// committed offset, held back by container log records still being joined), and no
+// record not yet put starts below it (a multiline record being joined starts at mlStart).
+func (t *tailer) newOriginRef(f *tfile, id ident) *producer.Origin {
+	committed, _, _ := f.led.state()
+	floor := uint64(f.storedOffset(committed))
+	if f.mlOpen {
+		floor = min(floor, uint64(f.mlStart))
+	}
+	floor = min(floor, id.seq)
+	if len(t.origins) == cap(t.origins) {
+		t.origins = make([]producer.Origin, 0, 256) // the producer keeps the pointers: never reused
+	}
+	t.origins = append(t.origins, producer.Origin{ID: f.oid, Seq: id.seq, Span: id.span, Floor: floor})
+	return &t.origins[len(t.origins)-1]
 }
 
 // storeCommitted writes every open file's committed position to the marks file.
@@ -968,7 +1070,7 @@ func (t *tailer) storeCommitted() {
 		}
 		f.joinChanged = false
 		committed, _, _ := f.led.state()
-		t.a.marks.setCommitted(f.id, f.storedOffset(committed), f.fpN, f.fpOK)
+		t.a.marks.setCommitted(f.id, f.storedOffset(committed), f.fpN, f.fpOK, f.oid)
 	}
 }
 
@@ -983,6 +1085,9 @@ type FileStatus struct {
 	InFlight   int   `json:"records_in_flight"`
 	// Rotated says the file was renamed away or deleted: it is read to its end and closed.
 	Rotated bool `json:"rotated"`
+	// Origin names the file's lines in their identity (the archive's kinlog_id is
+	// <origin>/<offset>+<length>); a truncation gives the file a new one.
+	Origin string `json:"origin"`
 
 	oldest int64
 	pos    filePosition
@@ -996,9 +1101,9 @@ func (t *tailer) state() []FileStatus {
 	for _, f := range t.files {
 		committed, inflight, oldest := f.led.state()
 		committed = f.storedOffset(committed)
-		out = append(out, FileStatus{Path: f.path, Size: f.size, Offset: committed, ReadOffset: f.readOff, InFlight: inflight, Rotated: f.gone, oldest: oldest,
+		out = append(out, FileStatus{Path: f.path, Size: f.size, Offset: committed, ReadOffset: f.readOff, InFlight: inflight, Rotated: f.gone, Origin: f.oid, oldest: oldest,
 			pos: filePosition{Path: f.path, Dev: f.id.dev, Inode: f.id.ino, FingerprintBytes: f.fpN,
-				Fingerprint: fmt.Sprintf("%016x", f.fpOK), Offset: committed, ReadOffset: f.readOff}})
+				Fingerprint: fmt.Sprintf("%016x", f.fpOK), Origin: f.oid, Offset: committed, ReadOffset: f.readOff}})
 	}
 	return out
 }
