@@ -368,11 +368,20 @@ func isTextType(v reflect.Value) bool {
 	return ok
 }
 
-// setLeaf parses s into the field: text types, strings, bools, ints, floats and
-// comma-separated string lists.
+// setLeaf parses s into the field: text types, strings, bools, ints, floats,
+// comma-separated string lists, and pointers to those (optional keys such as
+// analytics.enabled).
 func setLeaf(v reflect.Value, s string) error {
 	if u, ok := v.Addr().Interface().(textUnmarshaler); ok {
 		return u.UnmarshalText([]byte(s))
+	}
+	if v.Kind() == reflect.Pointer {
+		p := reflect.New(v.Type().Elem())
+		if err := setLeaf(p.Elem(), s); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
 	}
 	switch v.Kind() {
 	case reflect.String:

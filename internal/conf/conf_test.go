@@ -138,3 +138,23 @@ func TestEnvWarnings(t *testing.T) {
 		t.Errorf("warnings %q, want %q", got, want)
 	}
 }
+
+// TestOptionalKeysFromEnvAndSet sets the optional (pointer) keys of the shared sections —
+// sink.s3.dedup, analytics.enabled — from the environment and --set, and names the key of
+// a bad value.
+func TestOptionalKeysFromEnvAndSet(t *testing.T) {
+	var cfg struct {
+		Sink      Sink      `yaml:"sink"`
+		Analytics Analytics `yaml:"analytics"`
+	}
+	if err := Load(&cfg, "", []string{"KINLOG_SINK_S3_DEDUP=false"}, []string{"analytics.enabled=false"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sink.S3.Dedup == nil || *cfg.Sink.S3.Dedup || cfg.Analytics.Enabled == nil || *cfg.Analytics.Enabled {
+		t.Fatalf("dedup %v, analytics.enabled %v", cfg.Sink.S3.Dedup, cfg.Analytics.Enabled)
+	}
+	err := Load(&cfg, "", []string{"KINLOG_SINK_S3_DEDUP=maybe"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "sink.s3.dedup") || !strings.Contains(err.Error(), "want true or false") {
+		t.Fatalf("bad bool: %v", err)
+	}
+}
