@@ -39,17 +39,25 @@ type Limits struct {
 	// MaxOrigins caps the origins kept; beyond it, those seen least recently are forgotten.
 	// Default [DefaultMaxOrigins].
 	MaxOrigins int
-	// MaxIntervals caps the seen intervals kept over all origins; beyond it, the lowest
-	// intervals of the origin holding the most are forgotten. Default [DefaultMaxIntervals].
+	// MaxIntervals caps the seen intervals kept over all origins (16 bytes each in memory);
+	// beyond it, the lowest intervals of the origin holding the most are forgotten. Default
+	// [DefaultMaxIntervals].
 	MaxIntervals int
+	// MaxBytes caps the encoded state, which is stored with every checkpoint; beyond it,
+	// intervals are forgotten the same way. Default [DefaultMaxBytes].
+	MaxBytes int
 }
 
-// Defaults of [Limits]. They keep an encoded state well below DynamoDB's 400 KB item limit
-// (about 40 bytes an origin, 4 bytes an interval).
+// Defaults of [Limits]. A shard's seen intervals are the records in flight above their
+// producers' floors; after an outage that is the whole backlog (2,000 records/s for 60 s
+// on 4 shards is 30,000 a shard, each its own interval, since a shard sees every fourth
+// number). The encoding keeps such sets in bitmaps, so the defaults hold 130,000 of them
+// within DynamoDB's 400 KB item limit, beside the Lambda mode's pending keys.
 const (
 	DefaultHorizon      = 24 * time.Hour
 	DefaultMaxOrigins   = 4096
-	DefaultMaxIntervals = 16384
+	DefaultMaxIntervals = 131072
+	DefaultMaxBytes     = 112 << 10
 )
 
 func (l Limits) withDefaults() Limits {
@@ -61,6 +69,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxIntervals <= 0 {
 		l.MaxIntervals = DefaultMaxIntervals
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
 	}
 	return l
 }
@@ -212,20 +223,40 @@ func (s *State) Prune() {
 		}
 	}
 	for s.intervals > s.lim.MaxIntervals {
-		var big *origin
-		for _, o := range s.origins {
-			if big == nil || len(o.seen) > len(big.seen) || (len(o.seen) == len(big.seen) && o.name < big.name) {
-				big = o
-			}
+		if !s.forget(s.intervals - s.lim.MaxIntervals) {
+			break
 		}
-		n := min(s.intervals-s.lim.MaxIntervals, len(big.seen)-1)
-		if n <= 0 {
-			break // every origin is down to one span
-		}
-		big.seen = slices.Delete(big.seen, 0, n)
-		s.intervals -= n
-		s.ev.Intervals += n
 	}
+	for size := s.EncodedSize(); size > s.lim.MaxBytes; size = s.EncodedSize() {
+		// An interval costs at least a bit (in a bitmap): forget in proportion to the excess,
+		// at least an eighth of what is kept, so that this ends in a few rounds.
+		n := max(s.intervals/8, (size-s.lim.MaxBytes)*8/max(1, size*8/max(1, s.intervals)))
+		if !s.forget(max(1, n)) {
+			break
+		}
+	}
+}
+
+// forget drops up to n of the lowest seen intervals of the origin holding the most,
+// keeping its last one; it reports whether it dropped any.
+func (s *State) forget(n int) bool {
+	var big *origin
+	for _, o := range s.origins {
+		if big == nil || len(o.seen) > len(big.seen) || (len(o.seen) == len(big.seen) && o.name < big.name) {
+			big = o
+		}
+	}
+	if big == nil {
+		return false
+	}
+	n = min(n, len(big.seen)-1)
+	if n <= 0 {
+		return false // every origin is down to one span
+	}
+	big.seen = slices.Delete(big.seen, 0, n)
+	s.intervals -= n
+	s.ev.Intervals += n
+	return true
 }
 
 func (s *State) drop(name string, o *origin) {
@@ -303,12 +334,66 @@ func (o *origin) insertRange(lo, hi uint64) int {
 }
 
 // Encoding: version byte 1, uvarint latest, uvarint origins; per origin in name order:
-// uvarint name length, name, uvarint floor, uvarint (latest - at), uvarint spans, and per
-// span uvarint (lo - previous hi or floor), uvarint (hi - lo).
+// uvarint name length, name, uvarint floor, uvarint (latest - at), and its seen set, as
+// the smaller of: uvarint (2·spans), then per span uvarint (lo - previous hi or floor),
+// uvarint (hi - lo); or uvarint (2·bits + 1), then a bitmap of the positions floor …
+// floor+bits-1, least significant bit first (a shard sees every n-th number of a producer
+// sharing n shards, so the set is a sparse bitmap better than a list of one-number spans).
 const version = 1
 
 // ErrCorrupt is returned by Decode for bytes that are not an encoded state.
 var ErrCorrupt = errors.New("dedup: corrupt state")
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// listSize and bitmapBits size the two encodings of o's seen set.
+func (o *origin) listSize() int {
+	n := uvarintLen(uint64(2 * len(o.seen)))
+	prev := o.floor
+	for _, sp := range o.seen {
+		n += uvarintLen(sp.lo-prev) + uvarintLen(sp.hi-sp.lo)
+		prev = sp.hi
+	}
+	return n
+}
+
+func (o *origin) bitmapBits() uint64 {
+	if len(o.seen) == 0 {
+		return 0
+	}
+	return o.seen[len(o.seen)-1].hi - o.floor
+}
+
+// useBitmap reports whether the bitmap encoding is the smaller, and its size.
+func (o *origin) setSize() (bitmap bool, size int) {
+	list := o.listSize()
+	bits := o.bitmapBits()
+	if bits == 0 || bits > 1<<40 {
+		return false, list
+	}
+	bm := uvarintLen(2*bits+1) + int((bits+7)/8)
+	if bm < list {
+		return true, bm
+	}
+	return false, list
+}
+
+// EncodedSize returns len(Encode()) without encoding.
+func (s *State) EncodedSize() int {
+	n := 1 + uvarintLen(uint64(s.latest)) + uvarintLen(uint64(len(s.origins)))
+	for _, o := range s.origins {
+		_, set := o.setSize()
+		n += uvarintLen(uint64(len(o.name))) + len(o.name) + uvarintLen(o.floor) + uvarintLen(uint64(s.latest-o.at)) + set
+	}
+	return n
+}
 
 // AppendEncode appends the state's encoding to dst.
 func (s *State) AppendEncode(dst []byte) []byte {
@@ -320,7 +405,20 @@ func (s *State) AppendEncode(dst []byte) []byte {
 		dst = append(dst, o.name...)
 		dst = binary.AppendUvarint(dst, o.floor)
 		dst = binary.AppendUvarint(dst, uint64(s.latest-o.at))
-		dst = binary.AppendUvarint(dst, uint64(len(o.seen)))
+		if bm, _ := o.setSize(); bm {
+			bits := o.bitmapBits()
+			dst = binary.AppendUvarint(dst, 2*bits+1)
+			start := len(dst)
+			dst = append(dst, make([]byte, (bits+7)/8)...)
+			m := dst[start:]
+			for _, sp := range o.seen {
+				for x := sp.lo - o.floor; x < sp.hi-o.floor; x++ {
+					m[x/8] |= 1 << (x % 8)
+				}
+			}
+			continue
+		}
+		dst = binary.AppendUvarint(dst, uint64(2*len(o.seen)))
 		prev := o.floor
 		for _, sp := range o.seen {
 			dst = binary.AppendUvarint(dst, sp.lo-prev)
@@ -385,25 +483,49 @@ func Decode(b []byte, lim Limits) (*State, error) {
 		if spans, err = next(); err != nil {
 			return nil, err
 		}
-		if spans > uint64(len(b)) {
-			return nil, ErrCorrupt
-		}
-		prev := o.floor
-		for range spans {
-			gap, err := next()
-			if err != nil {
-				return nil, err
-			}
-			width, err := next()
-			if err != nil || width == 0 {
+		if spans&1 == 1 { // a bitmap of spans>>1 positions from the floor
+			bits := spans >> 1
+			if bits == 0 || (bits+7)/8 > uint64(len(b)) || o.floor+bits < o.floor {
 				return nil, ErrCorrupt
 			}
-			lo := prev + gap
-			if lo < prev || lo+width < lo || (len(o.seen) > 0 && gap == 0) {
+			m := b[:(bits+7)/8]
+			b = b[(bits+7)/8:]
+			for x := uint64(0); x < bits; x++ {
+				if m[x/8]&(1<<(x%8)) == 0 {
+					continue
+				}
+				pos := o.floor + x
+				if n := len(o.seen); n > 0 && o.seen[n-1].hi == pos {
+					o.seen[n-1].hi++
+				} else {
+					o.seen = append(o.seen, span{pos, pos + 1})
+				}
+			}
+			if len(o.seen) == 0 || o.seen[len(o.seen)-1].hi != o.floor+bits || bits%8 != 0 && m[len(m)-1]>>(bits%8) != 0 {
+				return nil, ErrCorrupt // not the encoder's: the bitmap ends at the last span
+			}
+		} else {
+			spans >>= 1
+			if spans > uint64(len(b)) {
 				return nil, ErrCorrupt
 			}
-			o.seen = append(o.seen, span{lo, lo + width})
-			prev = lo + width
+			prev := o.floor
+			for range spans {
+				gap, err := next()
+				if err != nil {
+					return nil, err
+				}
+				width, err := next()
+				if err != nil || width == 0 {
+					return nil, ErrCorrupt
+				}
+				lo := prev + gap
+				if lo < prev || lo+width < lo || (len(o.seen) > 0 && gap == 0) {
+					return nil, ErrCorrupt
+				}
+				o.seen = append(o.seen, span{lo, lo + width})
+				prev = lo + width
+			}
 		}
 		s.origins[o.name] = o
 		s.intervals += len(o.seen)

@@ -279,3 +279,50 @@ func TestStateSize(t *testing.T) {
 		}
 	}
 }
+
+// TestBitmapEncoding: a sparse seen set (a shard sees every fourth number) is encoded as a
+// bitmap, a dense one as spans; both decode to the same decisions.
+func TestBitmapEncoding(t *testing.T) {
+	sparse, dense := New(Limits{}), New(Limits{})
+	for i := range uint64(4000) {
+		sparse.Observe(id("p", 1000+4*i, 1000), t0)
+		dense.Observe(id("p", 1000+i, 1000), t0)
+	}
+	for _, c := range []struct {
+		name string
+		s    *State
+		max  int
+	}{{"sparse", sparse, 4000/2 + 64}, {"dense", dense, 64}} {
+		enc := c.s.Encode()
+		if len(enc) != c.s.EncodedSize() || len(enc) > c.max {
+			t.Fatalf("%s: %d bytes encoded (EncodedSize %d), want at most %d", c.name, len(enc), c.s.EncodedSize(), c.max)
+		}
+		d, err := Decode(enc, Limits{})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !bytes.Equal(d.Encode(), enc) || d.Intervals() != c.s.Intervals() {
+			t.Fatalf("%s: round trip changed the state", c.name)
+		}
+		for x := uint64(990); x < 1000+4*4000+10; x++ {
+			if a, b := c.s.Clone().Observe(id("p", x, 0), t0), d.Clone().Observe(id("p", x, 0), t0); a != b {
+				t.Fatalf("%s: %d decided %v before encoding, %v after", c.name, x, a, b)
+			}
+		}
+	}
+}
+
+// TestMaxBytes: a state over its byte bound forgets its lowest intervals until it fits.
+func TestMaxBytes(t *testing.T) {
+	s := New(Limits{MaxBytes: 600})
+	for i := range uint64(20000) {
+		s.Observe(id("p", 7*i, 0), t0) // every seventh: neither encoding is small
+	}
+	s.Prune()
+	if n := len(s.Encode()); n > 600 || s.Evicted().Intervals == 0 {
+		t.Fatalf("%d bytes after pruning to 600 (evicted %d)", n, s.Evicted().Intervals)
+	}
+	if !s.Observe(id("p", 7*19999, 0), t0) || s.Observe(id("p", 0, 0), t0) {
+		t.Fatal("the newest intervals should stay, the oldest go")
+	}
+}
