@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
 	"github.com/kinlog/kinlog/consumer"
@@ -38,7 +39,13 @@ const (
 	envStream = "KINLOG_PIPELINE_STREAM"
 	envTable  = "KINLOG_PIPELINE_TABLE"
 	envBucket = "KINLOG_PIPELINE_BUCKET"
+	// envDedup=off runs the sink with s3sink.WithoutDedup() (default: deduplication on).
+	envDedup = "KINLOG_PIPELINE_DEDUP"
 )
+
+// workerMetricsLine starts the line a worker writes to its log when it stops gracefully:
+// its sink's archived and deduplicated record counts.
+const workerMetricsLine = "kinlog-pipeline-worker-metrics"
 
 // pipelinePrefix partitions by service, so malformed records go to the error output.
 const pipelinePrefix = "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/"
@@ -59,13 +66,15 @@ func TestSinkPipelineWorker(t *testing.T) {
 	}
 	sc := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = os.Getenv("KINLOG_S3_PATH_STYLE") == "true" })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", id)
+	reg := prometheus.NewRegistry()
 	sink, err := s3sink.New(sc, os.Getenv(envBucket), os.Getenv(envStream),
 		s3sink.WithLogger(log), s3sink.WithPrefix(pipelinePrefix),
 		s3sink.WithEncoding(encode.Config{Format: encode.Parquet}),
 		// Small, frequent flushes, so that kills land in the middle of them.
 		s3sink.WithBufferSize(96<<10), s3sink.WithBufferInterval(300*time.Millisecond),
 		s3sink.WithRollups(rollup.Config{Numeric: []string{"latency_ms"}}),
-		s3sink.WithRetryBackoff(50*time.Millisecond, time.Second))
+		s3sink.WithRetryBackoff(50*time.Millisecond, time.Second),
+		s3sink.WithRegisterer(reg), dedupWorkerOption())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +91,7 @@ func TestSinkPipelineWorker(t *testing.T) {
 	if err := c.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
+	fmt.Fprintln(os.Stderr, workerMetricsLine, dedupWorkerMetrics(t, reg))
 }
 
 type worker struct {
