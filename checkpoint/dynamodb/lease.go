@@ -280,30 +280,17 @@ func (s *Store) ReleaseLease(ctx context.Context, held checkpoint.Lease) error {
 // conditional on leaseOwner and leaseCounter being those of held (checkpoint.ErrLeaseLost)
 // and on cp not being before the stored checkpoint (checkpoint.ErrRegression).
 func (s *Store) Checkpoint(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint) (checkpoint.Lease, error) {
-	if err := cp.Validate(); err != nil {
-		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, err)
-	}
-	return s.fenced(ctx, held, holderWrite{
-		verb:       "checkpointing lease",
-		regression: &cp,
-		update: func(e *expr, h checkpoint.Lease) string {
-			return "SET " + e.name(AttrCheckpoint) + " = " + e.value("cp", sv(cp.Sequence)) +
-				", " + e.name(AttrCheckpointSubSequenceNumber) + " = " + e.value("sub", nv(cp.SubSequence)) +
-				", " + e.name(AttrOwnerSwitchesSinceCheckpoint) + " = " + e.value("zero", nv(int64(0))) +
-				", " + e.name(AttrLeaseCounter) + " = " + e.value("next", nv(h.Counter+1)) +
-				" REMOVE " + e.name(AttrPendingCheckpoint) + ", " + e.name(AttrPendingCheckpointSubSequence)
-		},
-		result: func(h checkpoint.Lease) checkpoint.Lease {
-			h.Counter++
-			h.Checkpoint, h.Pending, h.OwnerSwitchesSinceCheckpoint = cp, nil, 0
-			return h
-		},
-	})
+	return s.checkpoint(ctx, held, cp, false, nil)
 }
 
 // CheckpointWithState is [Store.Checkpoint] that also sets (or, for an empty state,
 // removes) the kinlogState attribute in the same conditional write.
 func (s *Store) CheckpointWithState(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint, state []byte) (checkpoint.Lease, error) {
+	return s.checkpoint(ctx, held, cp, true, state)
+}
+
+// checkpoint is Checkpoint, which leaves the state alone, or CheckpointWithState.
+func (s *Store) checkpoint(ctx context.Context, held checkpoint.Lease, cp checkpoint.Checkpoint, withState bool, state []byte) (checkpoint.Lease, error) {
 	if err := cp.Validate(); err != nil {
 		return checkpoint.Lease{}, fmt.Errorf("checkpointing lease %s: %w", held.Key, err)
 	}
@@ -316,9 +303,10 @@ func (s *Store) CheckpointWithState(ctx context.Context, held checkpoint.Lease, 
 				", " + e.name(AttrOwnerSwitchesSinceCheckpoint) + " = " + e.value("zero", nv(int64(0))) +
 				", " + e.name(AttrLeaseCounter) + " = " + e.value("next", nv(h.Counter+1))
 			remove := " REMOVE " + e.name(AttrPendingCheckpoint) + ", " + e.name(AttrPendingCheckpointSubSequence)
-			if len(state) > 0 {
+			switch {
+			case withState && len(state) > 0:
 				set += ", " + e.name(AttrState) + " = " + e.value("state", &types.AttributeValueMemberB{Value: state})
-			} else {
+			case withState:
 				remove += ", " + e.name(AttrState)
 			}
 			return set + remove
@@ -326,9 +314,11 @@ func (s *Store) CheckpointWithState(ctx context.Context, held checkpoint.Lease, 
 		result: func(h checkpoint.Lease) checkpoint.Lease {
 			h.Counter++
 			h.Checkpoint, h.Pending, h.OwnerSwitchesSinceCheckpoint = cp, nil, 0
-			h.State = nil
-			if len(state) > 0 {
-				h.State = state
+			if withState {
+				h.State = nil
+				if len(state) > 0 {
+					h.State = state
+				}
 			}
 			return h
 		},
