@@ -177,6 +177,14 @@ type Lease struct {
 	State []byte
 }
 
+// ChildRecorder is implemented by stores that record a finished shard's children on its
+// lease, as the KCL does at a shard's end (childShardIds); both of kinlog's stores do.
+type ChildRecorder interface {
+	// SetChildShards replaces the lease's ChildShardIDs, with the fencing of
+	// [Store.Checkpoint] (no checkpoint condition); it increments Counter.
+	SetChildShards(ctx context.Context, held Lease, children []string) (Lease, error)
+}
+
 // StateCheckpointer is implemented by stores that keep a processor's state with the
 // checkpoint (both of kinlog's stores do).
 type StateCheckpointer interface {

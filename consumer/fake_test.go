@@ -258,6 +258,12 @@ func (s *testStream) getRecords(_ context.Context, in *kinesis.GetRecordsInput) 
 	}
 	if !(sh.closed && end == len(sh.records)) {
 		out.NextShardIterator = aws.String(fmt.Sprintf("%s#%d", sh.id, end))
+	} else {
+		for _, c := range s.shards { // Kinesis names the children at a shard's end
+			if slices.Contains(c.parents, sh.id) {
+				out.ChildShards = append(out.ChildShards, types.ChildShard{ShardId: aws.String(c.id), ParentShards: c.parents})
+			}
+		}
 	}
 	return out, nil
 }

@@ -202,6 +202,34 @@ func (h *holder) checkpoint(ctx context.Context, d durable) error {
 	return err
 }
 
+// recordChildren writes the shard's children on its lease, when the store can and there
+// are any.
+func (h *holder) recordChildren(ctx context.Context, children []string) error {
+	cr, ok := h.c.store.(checkpoint.ChildRecorder)
+	if !ok || len(children) == 0 {
+		return nil
+	}
+	held, err := h.begin()
+	if err != nil {
+		return err
+	}
+	defer h.wmu.Unlock()
+	cctx, cancel := h.callCtx(ctx)
+	l, err := cr.SetChildShards(cctx, held, children)
+	cancel()
+	if err != nil {
+		if isLeaseGone(err) {
+			h.markLost("recording children refused: " + err.Error())
+		}
+		return fmt.Errorf("recording the children of shard %s: %w", h.key, err)
+	}
+	h.mu.Lock()
+	h.lease = l
+	h.renewedAt = h.c.cfg.clock.Now()
+	h.mu.Unlock()
+	return nil
+}
+
 // writeCheckpoint stores d from held and returns the lease as stored. It needs wmu.
 func (h *holder) writeCheckpoint(ctx context.Context, held checkpoint.Lease, d durable) (checkpoint.Lease, error) {
 	cp := d.pos

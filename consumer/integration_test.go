@@ -469,9 +469,19 @@ func TestIntegrationSplitAndMergeDuringConsumption(t *testing.T) {
 		}
 		last[key] = i
 	}
-	for _, p := range []string{"shardId-000000000000", "shardId-000000000001", "shardId-000000000003"} {
-		if l, err := store.GetLease(ctx, p); err != nil || l.Checkpoint.Sequence != checkpoint.ShardEnd {
+	children := map[string][]string{
+		"shardId-000000000000": {"shardId-000000000002", "shardId-000000000003"},
+		"shardId-000000000001": {"shardId-000000000004"},
+		"shardId-000000000003": {"shardId-000000000004"},
+	}
+	for p, want := range children {
+		l, err := store.GetLease(ctx, p)
+		if err != nil || l.Checkpoint.Sequence != checkpoint.ShardEnd {
 			t.Errorf("parent %s: %+v %v, want SHARD_END", p, l, err)
+		}
+		// Like the KCL, a finished parent names its children.
+		if !slices.Equal(l.ChildShardIDs, want) {
+			t.Errorf("parent %s: childShardIds %v, want %v", p, l.ChildShardIDs, want)
 		}
 	}
 	if len(gate.violations) > 0 {

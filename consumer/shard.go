@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,7 @@ type shardWorker struct {
 	stopping atomic.Bool
 	done     chan struct{}
 	scratch  []kpl.Record
+	children []string // the shard's children, from the GetRecords response at its end
 }
 
 func newShardWorker(c *Consumer, life context.Context, l checkpoint.Lease) *shardWorker {
@@ -225,6 +227,11 @@ func (w *shardWorker) shardEnded(proc Processor, stopCheckpointer func()) {
 	w.acks.close()
 	ctx, cancel := w.finalCtx()
 	defer cancel()
+	// The KCL records a finished shard's children on its lease (childShardIds) before
+	// SHARD_END; a failure here costs only that record.
+	if err := w.h.recordChildren(ctx, w.childShards(ctx)); err != nil && !w.lost() {
+		c.log.Warn("recording the shard's children on its lease", "shard", w.id, "err", err)
+	}
 	if err := w.h.checkpoint(ctx, durable{pos: checkpoint.Checkpoint{Sequence: checkpoint.ShardEnd}, state: final}); err != nil {
 		if !w.lost() {
 			c.log.Warn("checkpointing shard end", "shard", w.id, "err", err)
@@ -369,6 +376,11 @@ func (w *shardWorker) read(proc Processor, start checkpoint.Checkpoint) error {
 			}
 		}
 		if out.NextShardIterator == nil || *out.NextShardIterator == "" {
+			for _, ch := range out.ChildShards {
+				if id := aws.ToString(ch.ShardId); id != "" {
+					w.children = append(w.children, id)
+				}
+			}
 			return nil
 		}
 		iter = *out.NextShardIterator
@@ -530,6 +542,27 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 	clear(scratch) // drop references to this response's data
 	w.scratch = scratch[:0]
 	return out, size
+}
+
+// childShards returns the shard's children: those the last GetRecords response named, or
+// — when the shard ended without one (an iterator that was already at its end) — the
+// shards ListShards gives this one as parent.
+func (w *shardWorker) childShards(ctx context.Context) []string {
+	if len(w.children) > 0 {
+		return w.children
+	}
+	shards, err := w.c.listShards(ctx)
+	if err != nil {
+		w.c.log.Warn("listing shards for the children of a finished shard", "shard", w.id, "err", err)
+		return nil
+	}
+	var out []string
+	for i := range shards {
+		if slices.Contains(shardParents(&shards[i]), w.id) {
+			out = append(out, aws.ToString(shards[i].ShardId))
+		}
+	}
+	return out
 }
 
 // parentStates reads the states the shard's parents stored with their last checkpoint, for

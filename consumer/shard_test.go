@@ -97,6 +97,10 @@ func TestChildWaitsForParentAfterSplit(t *testing.T) {
 		if l := lease(t, store, parent); l.Checkpoint.Sequence != checkpoint.ShardEnd || l.Owner != "" {
 			t.Fatalf("parent lease %+v, want SHARD_END and released", l)
 		}
+		// Like the KCL, the finished parent names its children (childShardIds).
+		if l := lease(t, store, parent); !slices.Equal(l.ChildShardIDs, []string{lo, hi}) {
+			t.Fatalf("parent's childShardIds %v, want %v", l.ChildShardIDs, []string{lo, hi})
+		}
 		if len(pl.records(hi)) != 2 {
 			t.Fatalf("high child delivered %d records, want 2", len(pl.records(hi)))
 		}
@@ -169,6 +173,11 @@ func TestChildWaitsForBothParentsAfterMerge(t *testing.T) {
 		synctest.Wait()
 		if got := len(pl.records(child)); got != 2 {
 			t.Fatalf("child delivered %d records, want 2", got)
+		}
+		for _, p := range []string{a, b} {
+			if l := lease(t, store, p); !slices.Equal(l.ChildShardIDs, []string{child}) {
+				t.Fatalf("parent %s's childShardIds %v, want [%s]", p, l.ChildShardIDs, child)
+			}
 		}
 		if len(gate.violations) > 0 {
 			t.Fatal(gate.violations)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 
@@ -55,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) checkpoint.Store) {
 		{"EmptyOwnerRefused", testEmptyOwner},
 		{"RepeatIsIdempotent", testRepeat},
 		{"StateWithCheckpoint", testState},
+		{"ChildShards", testChildShards},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -802,4 +804,32 @@ func testState(t *testing.T, s checkpoint.Store) {
 	if got := get(t, s, "r"); got.State != nil {
 		t.Fatalf("ResetCheckpoint kept the state %x", got.State)
 	}
+}
+
+// testChildShards records a finished shard's children (the KCL's childShardIds): stored
+// and read back as a set, fenced, repeated idempotently, and kept by later writes.
+func testChildShards(t *testing.T, s checkpoint.Store) {
+	cr, ok := s.(checkpoint.ChildRecorder)
+	if !ok {
+		t.Fatalf("%T does not implement checkpoint.ChildRecorder", s)
+	}
+	l := newHeld(t, s, "parent", "w")
+	children := []string{"shardId-000000000003", "shardId-000000000002"}
+	l2, err := cr.SetChildShards(ctx(t), l, children)
+	if err != nil {
+		t.Fatalf("SetChildShards: %v", err)
+	}
+	want := []string{"shardId-000000000002", "shardId-000000000003"}
+	if got := get(t, s, "parent"); !slices.Equal(got.ChildShardIDs, want) || got.Counter != l.Counter+1 || !slices.Equal(l2.ChildShardIDs, want) {
+		t.Fatalf("after SetChildShards: stored %s, returned %s", show(got), show(l2))
+	}
+	if again, err := cr.SetChildShards(ctx(t), l, children); err != nil || !again.Equal(l2) {
+		t.Fatalf("repeated SetChildShards: %v (%s)", err, show(again))
+	}
+	l3 := mustCheckpoint(t, s, l2, cp(checkpoint.ShardEnd, 0))
+	if got := get(t, s, "parent"); !slices.Equal(got.ChildShardIDs, want) || !slices.Equal(l3.ChildShardIDs, want) {
+		t.Fatalf("SHARD_END dropped the children: %s", show(got))
+	}
+	_, err = cr.SetChildShards(ctx(t), l2, []string{"x"})
+	wantErr(t, "SetChildShards with a stale lease", err, checkpoint.ErrLeaseLost)
 }

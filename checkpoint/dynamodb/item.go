@@ -274,6 +274,7 @@ var placeholders = map[string]string{
 	AttrPendingCheckpointSubSequence: "#ps",
 	AttrOwnerSwitchesSinceCheckpoint: "#sw",
 	AttrState:                        "#st",
+	AttrChildShardIDs:                "#ch",
 }
 
 func newExpr() *expr {

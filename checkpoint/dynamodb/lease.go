@@ -325,6 +325,31 @@ func (s *Store) checkpoint(ctx context.Context, held checkpoint.Lease, cp checkp
 	})
 }
 
+// SetChildShards sets childShardIds (a string set; removed when children is empty) and
+// increments leaseCounter, conditional on leaseOwner and leaseCounter being those of held
+// (checkpoint.ErrLeaseLost).
+func (s *Store) SetChildShards(ctx context.Context, held checkpoint.Lease, children []string) (checkpoint.Lease, error) {
+	set := stringSet(children)
+	return s.fenced(ctx, held, holderWrite{
+		verb: "recording the children of lease",
+		update: func(e *expr, h checkpoint.Lease) string {
+			upd := "SET " + e.name(AttrLeaseCounter) + " = " + e.value("next", nv(h.Counter+1))
+			if set == nil {
+				return upd + " REMOVE " + e.name(AttrChildShardIDs)
+			}
+			return upd + ", " + e.name(AttrChildShardIDs) + " = " + e.value("children", set)
+		},
+		result: func(h checkpoint.Lease) checkpoint.Lease {
+			h.Counter++
+			h.ChildShardIDs = nil
+			if set != nil {
+				h.ChildShardIDs = set.(*types.AttributeValueMemberSS).Value
+			}
+			return h
+		},
+	})
+}
+
 // PrepareCheckpoint sets pendingCheckpoint and pendingCheckpointSubSequenceNumber and
 // increments leaseCounter, with the conditions of [Store.Checkpoint]: a pending checkpoint
 // before the stored checkpoint is a regression.

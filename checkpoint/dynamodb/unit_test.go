@@ -456,13 +456,17 @@ func TestExpressionsUseAttributeNames(t *testing.T) {
 		must(err)
 		_, err = s.CheckpointWithState(ctx, held, cp(seqB, 1), nil)
 		must(err)
+		_, err = s.SetChildShards(ctx, held, []string{"shardId-000000000001"})
+		must(err)
+		_, err = s.SetChildShards(ctx, held, nil)
+		must(err)
 		must(s.ReleaseLease(ctx, held))
 	}
 	must(s.ResetCheckpoint(ctx, "k", cp(checkpoint.TrimHorizon, 0)))
 
 	known := map[string]bool{"leaseKey": true, "leaseOwner": true, "leaseCounter": true, "checkpoint": true,
 		"checkpointSubSequenceNumber": true, "pendingCheckpoint": true, "pendingCheckpointSubSequenceNumber": true,
-		"ownerSwitchesSinceCheckpoint": true, "kinlogState": true}
+		"ownerSwitchesSinceCheckpoint": true, "kinlogState": true, "childShardIds": true}
 	keywords := map[string]bool{"SET": true, "REMOVE": true, "AND": true, "OR": true, "NOT": true,
 		"attribute_exists": true, "attribute_not_exists": true, "if_not_exists": true}
 	token := regexp.MustCompile(`[#:]?[A-Za-z_][A-Za-z0-9_]*`)
@@ -507,8 +511,8 @@ func TestExpressionsUseAttributeNames(t *testing.T) {
 	}
 	puts := inputs[*ddb.PutItemInput](f)
 	ups := inputs[*ddb.UpdateItemInput](f)
-	if len(puts) != 1 || len(ups) != 22 {
-		t.Fatalf("recorded %d puts and %d updates, want 1 and 22", len(puts), len(ups))
+	if len(puts) != 1 || len(ups) != 28 {
+		t.Fatalf("recorded %d puts and %d updates, want 1 and 28", len(puts), len(ups))
 	}
 	for i, in := range puts {
 		check(fmt.Sprintf("put %d", i), []string{aws.ToString(in.ConditionExpression)}, in.ExpressionAttributeNames, in.ExpressionAttributeValues)

@@ -228,6 +228,33 @@ func (s *Store) CheckpointWithState(ctx context.Context, held checkpoint.Lease, 
 	})
 }
 
+// SetChildShards replaces the lease's ChildShardIDs and increments Counter, fenced like
+// [Store.RenewLease].
+func (s *Store) SetChildShards(ctx context.Context, held checkpoint.Lease, children []string) (checkpoint.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Lease{}, fmt.Errorf("recording the children of lease %s: %w", held.Key, err)
+	}
+	children = slices.Clone(children)
+	slices.Sort(children)
+	children = slices.Compact(children)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.holding(held)
+	if !ok {
+		want := held
+		want.ChildShardIDs = children
+		want.Counter++
+		if r, ok := s.repeated(held.Key, want); ok {
+			return r, nil
+		}
+		return checkpoint.Lease{}, fmt.Errorf("recording the children of lease %s: %w", held.Key, checkpoint.ErrLeaseLost)
+	}
+	l.ChildShardIDs = children
+	l.Counter++
+	s.leases[held.Key] = l
+	return clone(l), nil
+}
+
 // PrepareCheckpoint stores pending as the lease's pending checkpoint and increments
 // Counter. Errors are those of [Store.Checkpoint]; a pending checkpoint before the stored
 // checkpoint is a regression.
