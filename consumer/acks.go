@@ -27,6 +27,7 @@ type ackTracker struct {
 	unstored  []delivery            // batches not yet covered by a stored checkpoint
 	marked    bool                  // the processor marks boundaries: checkpoint only at them
 	bound     durable               // the last marked boundary within pos
+	budget    *byteBudget           // the worker's, or nil
 }
 
 // durable is a position to checkpoint and the processor's state there (nil for none).
@@ -44,6 +45,7 @@ type inflight struct {
 	records []Record
 	acked   int
 	at      time.Time
+	bytes   int64  // counted against the worker's byte budget until fully acknowledged
 	markN   int    // records up to the last marked boundary in this batch (0: none)
 	markSt  []byte // the state marked there
 }
@@ -74,9 +76,10 @@ func (t *ackTracker) acquire(ctx context.Context) error {
 	}
 }
 
-// add queues a non-empty batch of records delivered at time at; the caller holds a slot.
-func (t *ackTracker) add(records []Record, at time.Time) *inflight {
-	f := &inflight{records: records, at: at}
+// add queues a non-empty batch of records delivered at time at; the caller holds a slot
+// and, with a budget, bytes of it that the tracker gives back.
+func (t *ackTracker) add(records []Record, at time.Time, bytes int64) *inflight {
+	f := &inflight{records: records, at: at, bytes: bytes}
 	t.mu.Lock()
 	t.queue = append(t.queue, f)
 	t.last = records[len(records)-1].Position()
@@ -126,6 +129,7 @@ func (t *ackTracker) mark(f *inflight, n int, isMark bool, state []byte) {
 		t.queue[0] = nil
 		t.queue = t.queue[1:]
 		<-t.slots
+		t.budget.release(h.bytes)
 		moved = true
 	}
 	if moved {
@@ -142,11 +146,19 @@ func (t *ackTracker) broadcastLocked() {
 	t.changed = make(chan struct{})
 }
 
-// close makes later acknowledgements no-ops (the lease is gone or the shard finished).
+// close makes later acknowledgements no-ops (the lease is gone or the shard finished) and
+// gives the bytes of the batches still queued back to the budget.
 func (t *ackTracker) close() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
 	t.closed = true
-	t.mu.Unlock()
+	for _, f := range t.queue {
+		t.budget.release(f.bytes)
+		f.bytes = 0
+	}
 }
 
 // position returns the capped acknowledged position.

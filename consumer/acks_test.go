@@ -44,7 +44,7 @@ func TestAckTrackerCapsAtContiguousAcks(t *testing.T) {
 		if err := tr.acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		return tr.add(r, time.Time{})
+		return tr.add(r, time.Time{}, 0)
 	}
 	b1 := add(recs("11", "12", "13"))
 	b2 := add(recs("21/0", "21/1", "21/2"))
@@ -86,7 +86,7 @@ func TestAckTrackerBackpressure(t *testing.T) {
 		if err := tr.acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		fs = append(fs, tr.add(recs(fmt.Sprint(10+i)), time.Time{}))
+		fs = append(fs, tr.add(recs(fmt.Sprint(10+i)), time.Time{}, 0))
 	}
 	full, cancel := context.WithTimeout(ctx, time.Millisecond)
 	defer cancel()
@@ -111,7 +111,7 @@ func TestAckTrackerBackpressure(t *testing.T) {
 func TestAckTrackerIgnoresAcksAfterClose(t *testing.T) {
 	tr := newAckTracker(2, cp("5"), nil)
 	_ = tr.acquire(context.Background())
-	f := tr.add(recs("10"), time.Time{})
+	f := tr.add(recs("10"), time.Time{}, 0)
 	tr.close()
 	tr.ack(f, 1)
 	if got := tr.position(); got != cp("5") {

@@ -66,7 +66,7 @@ func BenchmarkAckTracker(b *testing.B) {
 		if err := tr.acquire(ctx); err != nil {
 			b.Fatal(err)
 		}
-		f := tr.add(batch, time.Time{})
+		f := tr.add(batch, time.Time{}, 0)
 		tr.ack(f, 250)
 		tr.ack(f, 500)
 		tr.stored(batch[499].Position())

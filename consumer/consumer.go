@@ -43,6 +43,7 @@ type Consumer struct {
 	log     *slog.Logger
 	met     *metrics
 	tracker *checkpoint.Tracker
+	budget  *byteBudget // bytes read and not yet acknowledged, over all shards; nil: none
 
 	started atomic.Bool
 	kick    chan struct{}
@@ -88,6 +89,9 @@ func New(client KinesisAPI, store checkpoint.Store, stream string, factory Proce
 		cooldown: make(map[string]time.Time),
 	}
 	c.tracker = checkpoint.NewTracker(cfg.failover, cfg.clock.Now)
+	if cfg.maxUnackedBytes > 0 {
+		c.budget = newByteBudget(cfg.maxUnackedBytes)
+	}
 	c.met = newMetrics(c)
 	if cfg.registerer != nil {
 		if err := cfg.registerer.Register(c.met); err != nil {

@@ -31,6 +31,8 @@ type metrics struct {
 	behind        *prometheus.Desc
 	checkpointAge *prometheus.Desc
 	inFlight      *prometheus.Desc
+	unacked       *prometheus.Desc
+	budgetWaits   *prometheus.Desc
 }
 
 const metricNamespace = "kinlog_consumer"
@@ -61,6 +63,8 @@ func newMetrics(c *Consumer) *metrics {
 		behind:        desc("millis_behind_latest", "MillisBehindLatest of the last GetRecords of each held shard.", "shard"),
 		checkpointAge: desc("checkpoint_age_seconds", "Age of the oldest delivered record of each held shard not yet covered by a stored checkpoint (0 when none).", "shard"),
 		inFlight:      desc("batches_in_flight", "Batches delivered and not yet fully acknowledged, per held shard.", "shard"),
+		unacked:       desc("unacked_bytes", "Bytes of records read and not yet acknowledged, over all shards (bounded by WithMaxUnackedBytes)."),
+		budgetWaits:   desc("readers_waiting_for_memory", "Shard readers waiting for room in the unacknowledged-bytes bound."),
 	}
 }
 
@@ -77,6 +81,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.behind
 	ch <- m.checkpointAge
 	ch <- m.inFlight
+	ch <- m.unacked
+	ch <- m.budgetWaits
 }
 
 // Collect implements prometheus.Collector.
@@ -86,6 +92,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	st := m.c.Status()
 	ch <- prometheus.MustNewConstMetric(m.leasesHeld, prometheus.GaugeValue, float64(len(st.Shards)))
+	used, waiting := m.c.budget.inUse()
+	ch <- prometheus.MustNewConstMetric(m.unacked, prometheus.GaugeValue, float64(used))
+	ch <- prometheus.MustNewConstMetric(m.budgetWaits, prometheus.GaugeValue, float64(waiting))
 	for _, s := range st.Shards {
 		if s.MillisBehindLatest >= 0 {
 			ch <- prometheus.MustNewConstMetric(m.behind, prometheus.GaugeValue, float64(s.MillisBehindLatest), s.ShardID)

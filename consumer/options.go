@@ -24,6 +24,9 @@ const (
 	DefaultCheckpointInterval     = time.Second
 	DefaultShutdownTimeout        = 30 * time.Second
 	DefaultMaxLeasesToStealAtOnce = 1
+	// DefaultMaxUnackedBytes bounds the records a worker read and its processors have not
+	// acknowledged yet, over all its shards.
+	DefaultMaxUnackedBytes = 64 << 20
 )
 
 // Kinesis service limits the reader honours.
@@ -90,6 +93,7 @@ type config struct {
 	maxRecords         int32
 	idle               time.Duration
 	maxInFlight        int
+	maxUnackedBytes    int64
 	syncInterval       time.Duration
 	checkpointInterval time.Duration
 	shutdownTimeout    time.Duration
@@ -153,6 +157,15 @@ func WithOutsideShardRecords() Option { return func(c *config) { c.outsideShard 
 // batches until its own size or time limit keep reading.
 func WithMaxBatchesInFlight(n int) Option { return func(c *config) { c.maxInFlight = n } }
 
+// WithMaxUnackedBytes bounds the bytes of records the worker read and its processors have
+// not acknowledged yet, over all its shards (each record counts its data and about 160
+// bytes of its own). A shard's reader waits for room before it hands a batch over, so
+// memory stays near the bound however many shards the worker holds; a batch larger than
+// the bound goes through alone. A processor that holds records must acknowledge them in
+// time without being given more (the archive sink flushes on its interval). The default
+// is [DefaultMaxUnackedBytes] (64 MiB); 0 or less means no bound.
+func WithMaxUnackedBytes(n int64) Option { return func(c *config) { c.maxUnackedBytes = n } }
+
 // WithShardSyncInterval sets how often the worker lists the stream's shards to create leases
 // for new shards and delete those of shards gone. A shard reaching its end also triggers a
 // sync. The default is 1 minute.
@@ -204,6 +217,7 @@ func newConfig(opts []Option) (config, error) {
 		maxRecords:         DefaultMaxRecords,
 		idle:               DefaultIdleTimeBetweenReads,
 		maxInFlight:        DefaultMaxBatchesInFlight,
+		maxUnackedBytes:    DefaultMaxUnackedBytes,
 		syncInterval:       DefaultShardSyncInterval,
 		checkpointInterval: DefaultCheckpointInterval,
 		shutdownTimeout:    DefaultShutdownTimeout,

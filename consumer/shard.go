@@ -71,6 +71,7 @@ func newShardWorker(c *Consumer, life context.Context, l checkpoint.Lease) *shar
 		start = checkpoint.Checkpoint{Sequence: c.cfg.initial.kind}
 	}
 	w.acks = newAckTracker(c.cfg.maxInFlight, start, l.State)
+	w.acks.budget = c.budget
 	w.h.onStored = w.acks.stored
 	w.lag.Store(-1)
 	if l.StartingHashKey != "" && l.EndingHashKey != "" {
@@ -591,7 +592,12 @@ func (w *shardWorker) deliver(ctx context.Context, proc Processor, recs []Record
 	if err := w.acks.acquire(ctx); err != nil {
 		return err
 	}
-	f := w.acks.add(recs, w.c.cfg.clock.Now())
+	bytes := batchBytes(recs, size)
+	if err := w.c.budget.acquire(ctx, bytes); err != nil {
+		<-w.acks.slots
+		return err
+	}
+	f := w.acks.add(recs, w.c.cfg.clock.Now(), bytes)
 	b := NewBatchWithMarks(w.id, recs, func(n int) { w.acks.ack(f, n) }, func(n int, state []byte) { w.acks.mark(f, n, true, state) })
 	b.MillisBehindLatest = lag
 	w.c.met.records.Add(float64(len(recs)))

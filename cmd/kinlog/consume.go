@@ -72,6 +72,9 @@ type consumeConfig struct {
 		CheckpointInterval conf.Duration `yaml:"checkpoint_interval"`
 		// MaxBatchesInFlight per shard before reading pauses. Default: 1000.
 		MaxBatchesInFlight int `yaml:"max_batches_in_flight"`
+		// MaxUnackedBytes bounds the records read and not yet archived, over all shards:
+		// readers pause at it. Default: 64MiB.
+		MaxUnackedBytes conf.ByteSize `yaml:"max_unacked_bytes"`
 	} `yaml:"consumer"`
 	Sink      conf.Sink      `yaml:"sink"`
 	Analytics conf.Analytics `yaml:"analytics"`
@@ -90,6 +93,7 @@ func defaultConsumeConfig() consumeConfig {
 	c.Consumer.ShardSyncInterval = conf.Duration(consumer.DefaultShardSyncInterval)
 	c.Consumer.CheckpointInterval = conf.Duration(consumer.DefaultCheckpointInterval)
 	c.Consumer.MaxBatchesInFlight = consumer.DefaultMaxBatchesInFlight
+	c.Consumer.MaxUnackedBytes = conf.ByteSize(consumer.DefaultMaxUnackedBytes)
 	c.Sink = conf.DefaultSink()
 	c.Analytics = conf.DefaultAnalytics()
 	return c
@@ -159,6 +163,7 @@ func (c *consumeConfig) validate() error {
 	}{
 		{"consumer.max_records", int64(c.Consumer.MaxRecords), 1, 10000, ""},
 		{"consumer.max_batches_in_flight", int64(c.Consumer.MaxBatchesInFlight), 1, 1 << 20, ""},
+		{"consumer.max_unacked_bytes", int64(c.Consumer.MaxUnackedBytes), 1 << 20, 64 << 30, "b"},
 		{"consumer.failover_time", int64(c.Consumer.FailoverTime), int64(time.Second), int64(24 * time.Hour), "d"},
 		{"consumer.idle_time_between_reads", int64(c.Consumer.IdleTimeBetweenReads), int64(200 * time.Millisecond), int64(time.Hour), "d"},
 		{"consumer.shard_sync_interval", int64(c.Consumer.ShardSyncInterval), int64(time.Second), int64(24 * time.Hour), "d"},
@@ -447,6 +452,7 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 		consumer.WithShardSyncInterval(time.Duration(cc.ShardSyncInterval)),
 		consumer.WithCheckpointInterval(time.Duration(cc.CheckpointInterval)),
 		consumer.WithMaxBatchesInFlight(cc.MaxBatchesInFlight),
+		consumer.WithMaxUnackedBytes(int64(cc.MaxUnackedBytes)),
 		consumer.WithOutsideShardRecords(), // the sink writes them to the error output
 		consumer.WithShutdownTimeout(time.Duration(cfg.Shutdown.Timeout)),
 		consumer.WithLogger(log.With("component", "consumer")),
