@@ -44,6 +44,14 @@ type Consumer struct {
 	met     *metrics
 	tracker *checkpoint.Tracker
 	budget  *byteBudget // bytes read and not yet acknowledged, over all shards; nil: none
+	reader  reader
+
+	// Enhanced fan-out ([FanOut]) only.
+	fanout       FanOutAPI
+	consumerName string
+	consumerARN  atomic.Pointer[string]          // set before the first shard worker starts
+	consumerMu   sync.Mutex                      // serializes re-registrations
+	closed       atomic.Pointer[map[string]bool] // shards the last shard sync saw closed
 
 	started atomic.Bool
 	kick    chan struct{}
@@ -74,6 +82,21 @@ func New(client KinesisAPI, store checkpoint.Store, stream string, factory Proce
 	if factory == nil {
 		errs = append(errs, fmt.Errorf("%w: nil processor factory", ErrInvalidOption))
 	}
+	var fanout FanOutAPI
+	consumerName := cfg.consumerName
+	if cfg.retrieval == FanOut && client != nil {
+		var ok bool
+		if fanout, ok = client.(FanOutAPI); !ok {
+			errs = append(errs, fmt.Errorf("%w: enhanced fan-out needs a client with SubscribeToShard and the stream consumer calls (FanOutAPI; *kinesis.Client has them), got %T", ErrInvalidOption, client))
+		}
+		if consumerName == "" {
+			if t, ok := store.(interface{ Table() string }); ok && validConsumerName(t.Table()) {
+				consumerName = t.Table()
+			} else {
+				errs = append(errs, fmt.Errorf("%w: enhanced fan-out needs a stream consumer name (WithStreamConsumerName)", ErrInvalidOption))
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("creating consumer: %w", err)
 	}
@@ -88,6 +111,8 @@ func New(client KinesisAPI, store checkpoint.Store, stream string, factory Proce
 		shards:   make(map[string]*shardWorker),
 		cooldown: make(map[string]time.Time),
 	}
+	c.fanout, c.consumerName = fanout, consumerName
+	c.reader = c.newReader()
 	c.tracker = checkpoint.NewTracker(cfg.failover, cfg.clock.Now)
 	if cfg.maxUnackedBytes > 0 {
 		c.budget = newByteBudget(cfg.maxUnackedBytes)
@@ -123,7 +148,9 @@ func (c *Consumer) streamName() *string {
 // processors get Shutdown (within the shutdown timeout) and acknowledged positions are
 // checkpointed, and the leases are released so that other workers take them at once. Run
 // returns nil after a graceful shutdown; it returns an error early only when the lease table
-// cannot be made ready or the stream does not exist. Run may be called once.
+// cannot be made ready, the stream does not exist or — with [FanOut] — the stream consumer
+// cannot be registered or does not become ACTIVE in time (see [WithRetrieval]). Run may be
+// called once.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -177,6 +204,15 @@ func (c *Consumer) coordinate(ctx, life context.Context) error {
 		c.log.Warn("syncing shards", "err", err)
 		if c.sleepUntil(ctx, clk.Now().Add(bo.Next())) != nil {
 			return nil
+		}
+	}
+	if c.cfg.retrieval == FanOut {
+		// Before any lease is taken: a shard worker subscribes at once.
+		if _, err := c.ensureStreamConsumer(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("starting consumer of stream %s: %w", c.stream, err)
 		}
 	}
 	lastSync := clk.Now()

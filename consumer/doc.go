@@ -54,6 +54,24 @@
 // replaced by one AFTER_SEQUENCE_NUMBER of the last record received. A checkpoint is resumed
 // AT its sequence number, skipping user records at or before it, as the KCL does.
 //
+// With [WithRetrieval]([FanOut]) each held shard is read through enhanced fan-out instead:
+// at start the worker finds the stream consumer ([WithStreamConsumerName]; by default the
+// lease table's name, as in the KCL; kinlog consume uses its application key) and registers
+// it if it is missing — idempotently across workers — waiting up to 2 minutes for it to be
+// ACTIVE. Each shard then gets a SubscribeToShard subscription from its checkpoint (AT its
+// sequence number, with the same skip) or initial position; events are deaggregated and
+// delivered exactly like GetRecords responses, and MillisBehindLatest comes from them. A
+// subscription lasts 5 minutes: the reader subscribes again AFTER the last event's
+// ContinuationSequenceNumber, at once when it ended cleanly and with backoff when it
+// failed (a broken HTTP/2 stream, LimitExceededException; ResourceInUseException — another
+// subscription still open, as after a failover — waits a few seconds). While a batch waits
+// for room (backpressure), the subscription is not read: HTTP/2 flow control holds Kinesis
+// back, and a subscription that expires meanwhile is renewed from its continuation. The
+// last event of a closed shard names its children; an emulator that never sends it
+// (kinesis-mock) is caught by the shard sync seeing the shard closed, after which the
+// reader finishes the shard with GetRecords. [DeregisterStreamConsumer] removes the
+// consumer (it is billed while registered).
+//
 // KPL aggregates are split into user records numbered by sub-sequence; records that are not
 // aggregates — or whose magic, digest or protobuf is wrong — pass through as plain records.
 // An aggregate with a user record whose hash key lies outside the shard's range is dropped

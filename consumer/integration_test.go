@@ -243,8 +243,10 @@ func (f *streamFeeder) finish() map[string]bool {
 	return maps.Clone(f.sent)
 }
 
-func TestIntegrationSIGKILLFailover(t *testing.T) {
-	kc := testenv.KinesisClient(t)
+func TestIntegrationSIGKILLFailover(t *testing.T) { sigkillFailover(t, pollingKinesalite) }
+
+func sigkillFailover(t *testing.T, rt retrieval) {
+	kc := rt.client(t)
 	store, table := leaseTable(t)
 	stream := testenv.Name(t, "failover")
 	testenv.CreateStream(t, kc, stream, 4)
@@ -253,7 +255,7 @@ func TestIntegrationSIGKILLFailover(t *testing.T) {
 
 	// a checkpoints every 2s, so that it dies with records processed after its last
 	// checkpoint: those, and only those, must be delivered again.
-	a := startWorkerProcess(t, workerSpec{Stream: stream, Table: table, WorkerID: "a", Failover: failover, CheckpointInterval: 2 * time.Second})
+	a := startWorkerProcess(t, workerSpec{Stream: stream, Table: table, WorkerID: "a", Failover: failover, CheckpointInterval: 2 * time.Second, FanOut: rt.name == fanOutMock.name})
 	eventually(t, 20*time.Second, "worker a to hold and checkpoint all 4 shards", func() bool {
 		ls, err := store.ListLeases(context.Background())
 		if err != nil || len(ls) != 4 {
@@ -267,7 +269,7 @@ func TestIntegrationSIGKILLFailover(t *testing.T) {
 		return true
 	})
 	pl := newProcLog(true)
-	b, err := New(kc, store, stream, pl.factory(), WithWorkerID("b"), WithFailoverTime(failover), WithLogger(integrationLogger(t)))
+	b, err := New(kc, store, stream, pl.factory(), append([]Option{WithWorkerID("b"), WithFailoverTime(failover), WithLogger(integrationLogger(t))}, rt.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,11 +304,11 @@ func TestIntegrationSIGKILLFailover(t *testing.T) {
 		}
 		return true
 	}
-	eventually(t, failover+10*time.Second, "b to read a's shards again", readAgain)
+	eventually(t, failover+10*time.Second+rt.takeoverSlack, "b to read a's shards again", readAgain)
 	took := time.Since(killedAt)
 	t.Logf("a's shards read again by b %v after SIGKILL (failover time %v)", took, failover)
-	if took > failover+2*time.Second {
-		t.Errorf("takeover took %v, want within failover time + 2s (%v)", took, failover+2*time.Second)
+	if limit := failover + 2*time.Second + rt.takeoverSlack; took > limit {
+		t.Errorf("takeover took %v, want within failover time + 2s (+ %v with %s: %v)", took, rt.takeoverSlack, rt.name, limit)
 	}
 
 	sent := f.finish()
@@ -399,7 +401,11 @@ func waitActive(t testing.TB, kc *kinesis.Client, stream string) {
 }
 
 func TestIntegrationSplitAndMergeDuringConsumption(t *testing.T) {
-	kc := testenv.KinesisClient(t)
+	splitAndMergeDuringConsumption(t, pollingKinesalite)
+}
+
+func splitAndMergeDuringConsumption(t *testing.T, rt retrieval) {
+	kc := rt.client(t)
 	store, _ := leaseTable(t)
 	stream := testenv.Name(t, "reshard")
 	testenv.CreateStream(t, kc, stream, 2)
@@ -408,7 +414,7 @@ func TestIntegrationSplitAndMergeDuringConsumption(t *testing.T) {
 	gate := &reshardGate{store: store}
 	pl.onInit = gate.check
 	for _, id := range []string{"w1", "w2"} {
-		c, err := New(kc, store, stream, pl.factory(), WithWorkerID(id), WithFailoverTime(failover), WithLogger(integrationLogger(t)))
+		c, err := New(kc, store, stream, pl.factory(), append([]Option{WithWorkerID(id), WithFailoverTime(failover), WithLogger(integrationLogger(t))}, rt.opts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +497,11 @@ func TestIntegrationSplitAndMergeDuringConsumption(t *testing.T) {
 }
 
 func TestIntegrationKPLSubSequenceCheckpoint(t *testing.T) {
-	kc := testenv.KinesisClient(t)
+	kplSubSequenceCheckpoint(t, pollingKinesalite)
+}
+
+func kplSubSequenceCheckpoint(t *testing.T, rt retrieval) {
+	kc := rt.client(t)
 	store, _ := leaseTable(t)
 	stream := testenv.Name(t, "kpl")
 	testenv.CreateStream(t, kc, stream, 1)
@@ -517,7 +527,7 @@ func TestIntegrationKPLSubSequenceCheckpoint(t *testing.T) {
 		b.AckThrough(durable)
 		return nil
 	}
-	c1, err := New(kc, store, stream, first.factory(), WithWorkerID("w1"), WithLogger(integrationLogger(t)))
+	c1, err := New(kc, store, stream, first.factory(), append([]Option{WithWorkerID("w1"), WithLogger(integrationLogger(t))}, rt.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +551,7 @@ func TestIntegrationKPLSubSequenceCheckpoint(t *testing.T) {
 
 	// The next worker resumes inside the aggregate.
 	second := newProcLog(true)
-	c2, err := New(kc, store, stream, second.factory(), WithWorkerID("w2"), WithLogger(integrationLogger(t)))
+	c2, err := New(kc, store, stream, second.factory(), append([]Option{WithWorkerID("w2"), WithLogger(integrationLogger(t))}, rt.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,10 +57,10 @@ func newMetrics(c *Consumer) *metrics {
 		processorErrors: counter("processor_errors_total", "Errors returned by processor callbacks."),
 		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "read_errors_total", ConstLabels: labels,
-			Help: "Failed Kinesis reads by kind: throttled, expired_iterator, iterator, other.",
+			Help: "Failed Kinesis reads by kind: throttled, expired_iterator, iterator, other (polling); throttled, subscribe, subscription_in_use, stream (enhanced fan-out).",
 		}, []string{"kind"}),
 		leasesHeld:    desc("leases_held", "Leases this worker holds."),
-		behind:        desc("millis_behind_latest", "MillisBehindLatest of the last GetRecords of each held shard.", "shard"),
+		behind:        desc("millis_behind_latest", "MillisBehindLatest of the last GetRecords response or fan-out event of each held shard.", "shard"),
 		checkpointAge: desc("checkpoint_age_seconds", "Age of the oldest delivered record of each held shard not yet covered by a stored checkpoint (0 when none).", "shard"),
 		inFlight:      desc("batches_in_flight", "Batches delivered and not yet fully acknowledged, per held shard.", "shard"),
 		unacked:       desc("unacked_bytes", "Bytes of records read and not yet acknowledged, over all shards (bounded by WithMaxUnackedBytes)."),

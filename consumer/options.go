@@ -102,7 +102,49 @@ type config struct {
 	log                *slog.Logger
 	registerer         prometheus.Registerer
 	noCreate           bool
+	retrieval          Retrieval
+	consumerName       string
 }
+
+// Retrieval is how a [Consumer] reads its shards: [Polling] (GetRecords, the default) or
+// [FanOut] (enhanced fan-out, SubscribeToShard).
+type Retrieval int
+
+const (
+	// Polling reads each held shard with GetRecords: at most 5 calls per second and 2 MB/s
+	// per shard, shared by every consumer of the stream.
+	Polling Retrieval = iota
+	// FanOut reads each held shard through an enhanced fan-out subscription
+	// (SubscribeToShard over HTTP/2) of a registered stream consumer: records are pushed as
+	// they arrive, with 2 MB/s per shard for this consumer alone. The client must implement
+	// [FanOutAPI] (*kinesis.Client does, over HTTPS: HTTP/2 needs TLS). Registered consumers
+	// are billed by the hour and per GB read; at most 20 per stream. See
+	// [WithStreamConsumerName] and [DeregisterStreamConsumer].
+	FanOut
+)
+
+func (r Retrieval) String() string {
+	switch r {
+	case Polling:
+		return "polling"
+	case FanOut:
+		return "fanout"
+	}
+	return fmt.Sprintf("Retrieval(%d)", int(r))
+}
+
+// WithRetrieval sets how shards are read: [Polling] (the default) or [FanOut].
+func WithRetrieval(r Retrieval) Option { return func(c *config) { c.retrieval = r } }
+
+// WithStreamConsumerName sets the name of the stream consumer that [FanOut] registers (if it
+// is not registered yet) and subscribes with. Every worker of one application must use the
+// same name — it identifies the application to Kinesis, as the KCL's applicationName does —
+// and two applications reading the same stream need different names. The default is the
+// lease table's name when the store reports one (checkpoint/dynamodb does: a KCL
+// application names both its lease table and its stream consumer after itself); with
+// another store, FanOut needs this option. kinlog consume defaults it to its application
+// key. Polling ignores it.
+func WithStreamConsumerName(name string) Option { return func(c *config) { c.consumerName = name } }
 
 // WithoutTableCreation makes Run require an existing lease table instead of creating a
 // missing one: with a store that implements [checkpoint.TableChecker], Run returns an error
@@ -270,6 +312,14 @@ func newConfig(opts []Option) (config, error) {
 	if c.clock == nil {
 		bad("nil clock")
 	}
+	switch c.retrieval {
+	case Polling, FanOut:
+	default:
+		bad("unknown retrieval %v", c.retrieval)
+	}
+	if c.consumerName != "" && !validConsumerName(c.consumerName) {
+		bad("stream consumer name %q: want 1 to 128 of a-z A-Z 0-9 _ . -", c.consumerName)
+	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -283,6 +333,22 @@ func newConfig(opts []Option) (config, error) {
 		c.takeInterval = c.scanInterval
 	}
 	return c, errors.Join(errs...)
+}
+
+// validConsumerName reports whether s is a valid stream consumer name: 1 to 128 characters
+// matching [a-zA-Z0-9_.-]+ (the RegisterStreamConsumer API's pattern).
+func validConsumerName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // leaseCallTimeout bounds every call to the lease table made by the worker: one lease

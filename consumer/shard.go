@@ -54,11 +54,11 @@ type shardWorker struct {
 	readCtx    context.Context
 	cancelRead context.CancelCauseFunc
 
-	lag      atomic.Int64 // MillisBehindLatest of the last GetRecords; -1 before the first
+	lag      atomic.Int64 // MillisBehindLatest of the last read (GetRecords or event); -1 before the first
 	stopping atomic.Bool
 	done     chan struct{}
 	scratch  []kpl.Record
-	children []string // the shard's children, from the GetRecords response at its end
+	children []string // the shard's children, from the GetRecords response or event at its end
 }
 
 func newShardWorker(c *Consumer, life context.Context, l checkpoint.Lease) *shardWorker {
@@ -146,7 +146,7 @@ func (w *shardWorker) run() {
 	}()
 	stopCheckpointer := func() { close(stopCP); <-cpDone }
 
-	err = w.read(proc, start)
+	err = w.c.reader.read(w, proc, start)
 	var perr *processorError
 	switch {
 	case err == nil:
@@ -294,16 +294,18 @@ func (c *Consumer) sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-// read polls the shard from start until it ends (nil), the read context ends (its cause) or
-// the processor fails (*processorError).
-func (w *shardWorker) read(proc Processor, start checkpoint.Checkpoint) error {
+// poll reads the shard with GetRecords from start — or, when after is set, from after the
+// Kinesis record with that sequence number (the last one an earlier reader of this worker
+// received) — until it ends (nil), the read context ends (its cause) or the processor fails
+// (*processorError).
+func (w *shardWorker) poll(proc Processor, start checkpoint.Checkpoint, after string) error {
 	c := w.c
 	cfg := &c.cfg
 	clk := cfg.clock
 	ctx := w.readCtx
 	var (
 		iter    string
-		lastSeq string // sequence number of the last Kinesis record received
+		lastSeq = after // sequence number of the last Kinesis record received
 		skip    *checkpoint.Checkpoint
 		idle    time.Duration
 		next    time.Time
@@ -545,9 +547,9 @@ func (w *shardWorker) userRecords(in []types.Record, skip **checkpoint.Checkpoin
 	return out, size
 }
 
-// childShards returns the shard's children: those the last GetRecords response named, or
-// — when the shard ended without one (an iterator that was already at its end) — the
-// shards ListShards gives this one as parent.
+// childShards returns the shard's children: those the last GetRecords response (or fan-out
+// event) named, or — when the shard ended without one (an iterator that was already at its
+// end, or an end event without them) — the shards ListShards gives this one as parent.
 func (w *shardWorker) childShards(ctx context.Context) []string {
 	if len(w.children) > 0 {
 		return w.children

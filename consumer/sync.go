@@ -55,6 +55,7 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 	if len(shards) == 0 {
 		return nil // a stream always has an open shard: distrust an empty listing
 	}
+	c.noteClosed(shards)
 	existing := make(map[string]bool, len(leases))
 	for _, l := range leases {
 		existing[l.Key] = true
@@ -164,6 +165,24 @@ func isShardID(key string) bool {
 		}
 	}
 	return true
+}
+
+// noteClosed remembers which shards are closed (they have an ending sequence number), for
+// the fan-out reader's end-of-shard fallback ([Consumer.shardClosed]).
+func (c *Consumer) noteClosed(shards []types.Shard) {
+	closed := make(map[string]bool)
+	for i := range shards {
+		if r := shards[i].SequenceNumberRange; r != nil && r.EndingSequenceNumber != nil {
+			closed[aws.ToString(shards[i].ShardId)] = true
+		}
+	}
+	c.closed.Store(&closed)
+}
+
+// shardClosed reports whether the last shard sync saw the shard closed.
+func (c *Consumer) shardClosed(id string) bool {
+	m := c.closed.Load()
+	return m != nil && (*m)[id]
 }
 
 func shardParents(s *types.Shard) []string {

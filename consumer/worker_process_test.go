@@ -21,6 +21,7 @@ import (
 
 	"github.com/kinlog/kinlog/checkpoint"
 	ckdynamo "github.com/kinlog/kinlog/checkpoint/dynamodb"
+	"github.com/kinlog/kinlog/internal/testenv"
 )
 
 // The failover integration test and benchmark run workers as child processes (this test
@@ -37,6 +38,9 @@ type workerSpec struct {
 	Failover time.Duration `json:"failover"`
 	// CheckpointInterval is the worker's checkpoint interval (default 100ms).
 	CheckpointInterval time.Duration `json:"checkpoint_interval"`
+	// FanOut reads with enhanced fan-out from kinesis-mock (KINLOG_KINESIS_MOCK_ENDPOINT)
+	// instead of polling the default Kinesis.
+	FanOut bool `json:"fan_out"`
 }
 
 // maybeRunWorkerProcess runs this test binary as a consumer worker process when started as
@@ -77,9 +81,14 @@ func runWorkerProcess(raw string) error {
 	if spec.CheckpointInterval == 0 {
 		spec.CheckpointInterval = 100 * time.Millisecond
 	}
-	c, err := New(kinesis.NewFromConfig(cfg), store, spec.Stream, factory,
-		WithWorkerID(spec.WorkerID), WithFailoverTime(spec.Failover), WithCheckpointInterval(spec.CheckpointInterval),
-		WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	kc := kinesis.NewFromConfig(cfg)
+	opts := []Option{WithWorkerID(spec.WorkerID), WithFailoverTime(spec.Failover), WithCheckpointInterval(spec.CheckpointInterval),
+		WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}
+	if spec.FanOut {
+		kc, _ = newFanOutMockClient(cfg, os.Getenv(string(testenv.KinesisMock)))
+		opts = append(opts, fanOutOptions()...)
+	}
+	c, err := New(kc, store, spec.Stream, factory, opts...)
 	if err != nil {
 		return err
 	}

@@ -8,20 +8,24 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dynamotypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/kinlog/kinlog/checkpoint"
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
+	"github.com/kinlog/kinlog/consumer"
 )
 
 const checkpointUsage = `usage:
   kinlog checkpoint list          --table T [--json]
   kinlog checkpoint reset         --table T --shard S --to SEQ|TRIM_HORIZON|LATEST [--sub N]
-  kinlog checkpoint import-vmware --table T --from VMWARE_TABLE`
+  kinlog checkpoint import-vmware --table T --from VMWARE_TABLE
+  kinlog checkpoint deregister-consumer --stream NAME|ARN --consumer NAME`
 
 // runCheckpoint is the operator's view of the lease table.
 func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,6 +46,8 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	to := fs.String("to", "", "reset: sequence number or TRIM_HORIZON / LATEST / SHARD_END")
 	subSeq := fs.Uint64("sub", 0, "reset: sub-sequence number")
 	from := fs.String("from", "", "import-vmware: the vmware-go-kcl-v2 lease table to import")
+	stream := fs.String("stream", "", "deregister-consumer: the stream (name or ARN)")
+	consumerName := fs.String("consumer", "", "deregister-consumer: the stream consumer (consumer.stream_consumer_name; default the application)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
 			fmt.Fprint(stdout, "\n"+checkpointUsage+"\n")
@@ -51,6 +57,9 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if err := noArgs(fs); err != nil {
 		return err
+	}
+	if sub == "deregister-consumer" {
+		return deregisterConsumer(ctx, *stream, *consumerName, stdout)
 	}
 	if *table == "" {
 		return fmt.Errorf("%w: --table is required\n%s", errUsage, checkpointUsage)
@@ -149,4 +158,31 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return nil
 	}
 	return fmt.Errorf("%w: unknown subcommand %q\n%s", errUsage, sub, checkpointUsage)
+}
+
+// deregisterConsumer deregisters the stream consumer that consumer.retrieval: fanout
+// registered, so that it stops being billed. The application's workers must be stopped
+// first: a running fan-out worker registers it again.
+func deregisterConsumer(ctx context.Context, stream, name string, stdout io.Writer) error {
+	if stream == "" || name == "" {
+		return fmt.Errorf("%w: deregister-consumer needs --stream and --consumer\n%s", errUsage, checkpointUsage)
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("loading AWS config: %w", err)
+	}
+	kc := kinesis.NewFromConfig(cfg)
+	arn := stream
+	if !strings.HasPrefix(stream, "arn:") {
+		out, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &stream})
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
+		arn = *out.StreamDescriptionSummary.StreamARN
+	}
+	if err := consumer.DeregisterStreamConsumer(ctx, kc, arn, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "stream consumer %s of %s deregistered (or was not registered); Kinesis removes it within seconds. A worker still running with consumer.retrieval: fanout registers it again.\n", name, arn)
+	return nil
 }

@@ -70,7 +70,7 @@ func complete(ctx context.Context, words []string, stdout io.Writer) {
 		return
 	}
 	if name == "checkpoint" && len(words) == 1 {
-		fmt.Fprintln(stdout, "list\nreset\nimport-vmware")
+		fmt.Fprintln(stdout, "list\nreset\nimport-vmware\nderegister-consumer")
 		return
 	}
 	args := []string{name, "--help"}

@@ -27,7 +27,7 @@ COMP_WORDS=(kinlog checkpoint ""); COMP_CWORD=2; _kinlog; echo "3:${COMPREPLY[*]
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, out)
 	}
-	for _, want := range []string{"1:agent", "2:--check --config", "3:list reset import-vmware"} {
+	for _, want := range []string{"1:agent", "2:--check --config", "3:list reset import-vmware deregister-consumer"} {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("completion output lacks %q:\n%s", want, out)
 		}

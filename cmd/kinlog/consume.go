@@ -75,6 +75,12 @@ type consumeConfig struct {
 		// MaxUnackedBytes bounds the records read and not yet archived, over all shards:
 		// readers pause at it. Default: 64MiB.
 		MaxUnackedBytes conf.ByteSize `yaml:"max_unacked_bytes"`
+		// Retrieval is polling (GetRecords) or fanout (enhanced fan-out: SubscribeToShard
+		// with a registered stream consumer). Default: polling.
+		Retrieval string `yaml:"retrieval"`
+		// StreamConsumerName is the stream consumer fanout registers and subscribes with;
+		// all workers of one application share it. Default: the application key.
+		StreamConsumerName string `yaml:"stream_consumer_name"`
 	} `yaml:"consumer"`
 	Sink      conf.Sink      `yaml:"sink"`
 	Analytics conf.Analytics `yaml:"analytics"`
@@ -94,6 +100,7 @@ func defaultConsumeConfig() consumeConfig {
 	c.Consumer.CheckpointInterval = conf.Duration(consumer.DefaultCheckpointInterval)
 	c.Consumer.MaxBatchesInFlight = consumer.DefaultMaxBatchesInFlight
 	c.Consumer.MaxUnackedBytes = conf.ByteSize(consumer.DefaultMaxUnackedBytes)
+	c.Consumer.Retrieval = "polling"
 	c.Sink = conf.DefaultSink()
 	c.Analytics = conf.DefaultAnalytics()
 	return c
@@ -121,6 +128,9 @@ func (c *consumeConfig) resolve() {
 	if c.Consumer.WorkerID == "" {
 		c.Consumer.WorkerID = "(host name + random suffix, chosen at start)"
 	}
+	if r, _ := retrieval(c.Consumer.Retrieval); r == consumer.FanOut && c.Consumer.StreamConsumerName == "" {
+		c.Consumer.StreamConsumerName = c.Application
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "(text on a terminal, json otherwise)"
 	}
@@ -142,6 +152,16 @@ func (c *consumeConfig) validate() error {
 	}
 	if _, err := initialPosition(c.Consumer.InitialPosition); err != nil {
 		return bad("consumer.initial_position", err)
+	}
+	r, err := retrieval(c.Consumer.Retrieval)
+	if err != nil {
+		return bad("consumer.retrieval", err)
+	}
+	if name := c.Consumer.StreamConsumerName; name != "" && !validStreamConsumerName(name) {
+		return bad("consumer.stream_consumer_name", fmt.Errorf("want 1 to 128 of a-z A-Z 0-9 _ . -, got %q", name))
+	}
+	if r == consumer.FanOut && c.Consumer.StreamConsumerName == "" && !validStreamConsumerName(c.Application) {
+		return bad("consumer.stream_consumer_name", fmt.Errorf("defaults to application %q, which is not a valid stream consumer name (1 to 128 of a-z A-Z 0-9 _ . -): set it", c.Application))
 	}
 	switch strings.ToLower(c.Log.Format) {
 	case "", "json", "text":
@@ -180,6 +200,30 @@ func (c *consumeConfig) validate() error {
 		return bad("shutdown.timeout", errors.New("must be positive"))
 	}
 	return nil
+}
+
+func retrieval(s string) (consumer.Retrieval, error) {
+	switch strings.ToLower(s) {
+	case "", "polling":
+		return consumer.Polling, nil
+	case "fanout":
+		return consumer.FanOut, nil
+	}
+	return 0, fmt.Errorf("want polling or fanout, got %q", s)
+}
+
+// validStreamConsumerName reports whether s matches the RegisterStreamConsumer API's
+// pattern for a consumer name: [a-zA-Z0-9_.-]{1,128}.
+func validStreamConsumerName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func initialPosition(s string) (consumer.InitialPosition, error) {
@@ -280,7 +324,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		go func() { _ = srv.Serve(ln) }()
 		log.Info("serving probes and metrics", "addr", ln.Addr().String())
 	}
-	log.Info("consuming", "stream", cfg.Stream, "worker", b.consumer.WorkerID(), "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket)
+	log.Info("consuming", "stream", cfg.Stream, "worker", b.consumer.WorkerID(), "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket, "retrieval", cfg.Consumer.Retrieval)
 	go logProgress(runCtx, log, b.registry, time.Minute)
 	runErr := b.consumer.Run(runCtx)
 	if errors.Is(runErr, checkpoint.ErrNoTable) {
@@ -466,6 +510,15 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	}
 	if !cc.CreateLeaseTable {
 		copts = append(copts, consumer.WithoutTableCreation())
+	}
+	if r, _ := retrieval(cc.Retrieval); r == consumer.FanOut {
+		// The application names its stream consumer, as it names its lease table: every
+		// worker of the application subscribes as the same consumer.
+		name := cc.StreamConsumerName
+		if name == "" {
+			name = cfg.Application
+		}
+		copts = append(copts, consumer.WithRetrieval(consumer.FanOut), consumer.WithStreamConsumerName(name))
 	}
 	kc := kinesis.NewFromConfig(awsCfg)
 	c, err := consumer.New(kc, store, cfg.Stream, sink.NewProcessor, copts...)

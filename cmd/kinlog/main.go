@@ -36,7 +36,7 @@ func commands() []command {
 		{"tail", "print a stream's records as they arrive (deaggregated, with query's filters and formats); no lease table", runTail},
 		{"status", "show the fleet from the lease table: per shard the owner, checkpoint, whether it is renewed and (--lag) how far behind", runStatus},
 		{"replay", "re-archive the batches a Lambda deployment discarded (from its S3 on-failure destination, or a range), exactly once", runReplay},
-		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints", runCheckpoint},
+		{"checkpoint", "list, reset or import (from vmware-go-kcl-v2) lease-table checkpoints; deregister a fan-out stream consumer", runCheckpoint},
 		{"version", "print kinlog's version, its source revision and the Go it was built with", runVersion},
 		{"completion", "print a shell completion script: source <(kinlog completion bash), or zsh, fish", runCompletion},
 		{"help", "print a command's help: kinlog help <command>", nil},
@@ -203,6 +203,7 @@ var commandExamples = map[string]string{
 	"checkpoint": `  kinlog checkpoint list --table kinlog-leases --json
   kinlog checkpoint reset --table kinlog-leases --shard shardId-000000000001 --to TRIM_HORIZON
   kinlog checkpoint import-vmware --table kinlog-leases --from vmware-app
+  kinlog checkpoint deregister-consumer --stream app-logs --consumer kinlog
 `,
 	"replay": `  kinlog replay --from s3://kinlog-failures/ --set progress.table=kinlog-progress --set sink.s3.bucket=logs
   kinlog replay --config fn.yaml --stream logs --shard shardId-000000000001 --start 4959… --end 4959…
