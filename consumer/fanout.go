@@ -202,14 +202,13 @@ func DeregisterStreamConsumer(ctx context.Context, client StreamConsumerDeregist
 // returns.
 type eventStream = kinesis.SubscribeToShardEventStreamReader
 
-// streamSubscriber is implemented by the tests' fake client: a SubscribeToShardOutput that
-// carries an event stream cannot be made outside the SDK, so the fake returns the stream.
-type streamSubscriber interface {
-	subscribeStream(ctx context.Context, in *kinesis.SubscribeToShardInput) (eventStream, error)
-}
-
 func (c *Consumer) subscribe(ctx context.Context, in *kinesis.SubscribeToShardInput) (eventStream, error) {
-	if s, ok := c.client.(streamSubscriber); ok {
+	// The tests' fake client returns the stream itself: a SubscribeToShardOutput that carries
+	// an event stream cannot be made outside the SDK. (Not a named interface: it is no AWS
+	// client, and the IAM derivation in infra/deploytest lists named ones.)
+	if s, ok := c.client.(interface {
+		subscribeStream(ctx context.Context, in *kinesis.SubscribeToShardInput) (eventStream, error)
+	}); ok {
 		return s.subscribeStream(ctx, in)
 	}
 	out, err := c.fanout.SubscribeToShard(ctx, in, ownEventStreamCodec)

@@ -61,6 +61,8 @@ var roleClients = map[string][]awsClient{
 	},
 	"consumer": {
 		{dir: "consumer", name: "KinesisAPI", typ: reflect.TypeFor[consumer.KinesisAPI]()},
+		{dir: "consumer", name: "FanOutAPI", typ: reflect.TypeFor[consumer.FanOutAPI]()},
+		{dir: "consumer", name: "StreamConsumerDeregisterer", typ: reflect.TypeFor[consumer.StreamConsumerDeregisterer]()},
 		{dir: "checkpoint/dynamodb", name: "API", typ: reflect.TypeFor[ddbstore.API]()},
 		{dir: "sinks/s3", name: "API", typ: reflect.TypeFor[sinks3.API]()},
 	},
@@ -108,6 +110,8 @@ var roleUnused = map[string][]unusedClient{
 		{dir: "lambda", name: "ReplayKinesisAPI", why: "Function.Replay is `kinlog replay`'s, run with the operator's credentials; the function never replays"},
 		{dir: "lambda", name: "ReplayS3API", why: "Function.Replay is `kinlog replay`'s, run with the operator's credentials; the function never replays"},
 		{dir: "consumer", name: "KinesisAPI", why: "lambda/ uses consumer.Record only; the event source mapping reads the stream"},
+		{dir: "consumer", name: "FanOutAPI", why: "lambda/ uses consumer.Record only; the event source mapping reads the stream"},
+		{dir: "consumer", name: "StreamConsumerDeregisterer", why: "lambda/ uses consumer.Record only; deregistering is `kinlog checkpoint deregister-consumer`'s"},
 	},
 }
 

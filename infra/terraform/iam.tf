@@ -124,11 +124,23 @@ resource "aws_iam_role_policy_attachment" "producer" {
 # ---- Consumer: the `kinlog consume` workers (infra/k8s) -------------------------------------
 
 data "aws_iam_policy_document" "consumer" {
-  # Shard discovery and polling reads.
+  # Shard discovery and polling reads; enhanced fan-out (consumer.retrieval: fanout)
+  # registers the application's stream consumer (and `kinlog checkpoint
+  # deregister-consumer` removes it).
   statement {
-    sid       = "ReadStream"
-    actions   = ["kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+    sid = "ReadStream"
+    actions = [
+      "kinesis:DeregisterStreamConsumer", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+      "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:RegisterStreamConsumer",
+    ]
     resources = [aws_kinesis_stream.this.arn]
+  }
+
+  # Enhanced fan-out subscriptions, on the stream's consumers.
+  statement {
+    sid       = "FanOutSubscribe"
+    actions   = ["kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"]
+    resources = ["${aws_kinesis_stream.this.arn}/consumer/*"]
   }
 
   # Leases and checkpoints (checkpoint/dynamodb). The table is created by this module;
