@@ -204,6 +204,20 @@ type dedupWorker struct {
 
 // newDedupApp creates the bucket (versioned if asked) and names the lease table of a new
 // application on stream; everything is deleted when the test ends.
+// dedupStack is what every deduplication proof runs on: the stack's clients, DuckDB, a fault
+// proxy in front of kinesalite and a new stream of the given shards.
+func dedupStack(t *testing.T, name string, shards int32) (kc *kinesis.Client, sc *s3.Client, duck testenv.DuckDBQuery, fp *testenv.FaultProxy, stream string) {
+	t.Helper()
+	kc = testenv.KinesisClient(t)
+	testenv.Require(t, testenv.DynamoDB)
+	sc = testenv.S3Client(t)
+	duck = testenv.DuckDB(t)
+	fp = testenv.NewFaultProxy(t, testenv.Kinesis)
+	stream = testenv.Name(t, name)
+	testenv.CreateStream(t, kc, stream, shards)
+	return kc, sc, duck, fp, stream
+}
+
 func newDedupApp(t *testing.T, sc *s3.Client, stream, name string, dedup, versioned bool) *dedupApp {
 	t.Helper()
 	a := &dedupApp{t: t, name: name, stream: stream, dedup: dedup, sc: sc,

@@ -37,14 +37,8 @@ import (
 // deduplication (the default) the archive holds every record exactly once; without it
 // (s3sink.WithoutDedup) it holds every copy of the stream, duplicates included.
 func TestDedupKinesisFreeze(t *testing.T) {
-	kc := testenv.KinesisClient(t)
-	testenv.Require(t, testenv.DynamoDB)
-	sc := testenv.S3Client(t)
-	duck := testenv.DuckDB(t)
-	fp := testenv.NewFaultProxy(t, testenv.Kinesis)
+	kc, sc, duck, fp, stream := dedupStack(t, "dedup-freeze", 4)
 	through := kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(fp.URL) })
-	stream := testenv.Name(t, "dedup-freeze")
-	testenv.CreateStream(t, kc, stream, 4)
 	on := newDedupApp(t, sc, stream, "freeze-on", true, false)
 	off := newDedupApp(t, sc, stream, "freeze-off", false, false)
 	on.start(2)
@@ -147,13 +141,7 @@ func TestDedupKinesisFreeze(t *testing.T) {
 // next holder re-cuts and rewrites it. The bucket is versioned: every key written more than
 // once must hold the same bytes in every version.
 func TestDedupSpoolSIGKILL(t *testing.T) {
-	kc := testenv.KinesisClient(t)
-	testenv.Require(t, testenv.DynamoDB)
-	sc := testenv.S3Client(t)
-	duck := testenv.DuckDB(t)
-	fp := testenv.NewFaultProxy(t, testenv.Kinesis)
-	stream := testenv.Name(t, "dedup-spool")
-	testenv.CreateStream(t, kc, stream, 4)
+	kc, sc, duck, fp, stream := dedupStack(t, "dedup-spool", 4)
 	app := newDedupApp(t, sc, stream, "spool", true, true)
 	app.start(2)
 
@@ -231,13 +219,7 @@ func TestDedupSpoolSIGKILL(t *testing.T) {
 // unconfirmed records again, to the merged shard. The workers archive every record once:
 // a child starts from its parents' deduplication state.
 func TestDedupReshard(t *testing.T) {
-	kc := testenv.KinesisClient(t)
-	testenv.Require(t, testenv.DynamoDB)
-	sc := testenv.S3Client(t)
-	duck := testenv.DuckDB(t)
-	fp := testenv.NewFaultProxy(t, testenv.Kinesis)
-	stream := testenv.Name(t, "dedup-reshard")
-	testenv.CreateStream(t, kc, stream, 2)
+	kc, sc, duck, fp, stream := dedupStack(t, "dedup-reshard", 2)
 	app := newDedupApp(t, sc, stream, "reshard", true, false)
 	app.start(2)
 

@@ -228,9 +228,10 @@ func (s *State) Prune() {
 		}
 	}
 	for size := s.EncodedSize(); size > s.lim.MaxBytes; size = s.EncodedSize() {
-		// An interval costs at least a bit (in a bitmap): forget in proportion to the excess,
-		// at least an eighth of what is kept, so that this ends in a few rounds.
-		n := max(s.intervals/8, (size-s.lim.MaxBytes)*8/max(1, size*8/max(1, s.intervals)))
+		// Forget the intervals the excess holds at the state's bits per interval, and at
+		// least an eighth of what is kept, so that this ends in a few rounds.
+		bitsPerInterval := max(1, size*8/max(1, s.intervals))
+		n := max(s.intervals/8, (size-s.lim.MaxBytes)*8/bitsPerInterval)
 		if !s.forget(max(1, n)) {
 			break
 		}
