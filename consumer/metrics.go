@@ -63,8 +63,8 @@ func newMetrics(c *Consumer) *metrics {
 		behind:        desc("millis_behind_latest", "MillisBehindLatest of the last GetRecords response or fan-out event of each held shard.", "shard"),
 		checkpointAge: desc("checkpoint_age_seconds", "Age of the oldest delivered record of each held shard not yet covered by a stored checkpoint (0 when none).", "shard"),
 		inFlight:      desc("batches_in_flight", "Batches delivered and not yet fully acknowledged, per held shard.", "shard"),
-		unacked:       desc("unacked_bytes", "Bytes of records read and not yet acknowledged, over all shards (bounded by WithMaxUnackedBytes)."),
-		budgetWaits:   desc("readers_waiting_for_memory", "Shard readers waiting for room in the unacknowledged-bytes bound."),
+		unacked:       desc("unacked_bytes", "Bytes of records read and not yet acknowledged, over all shards of the worker (of every stream, for a multi-stream worker; bounded by WithMaxUnackedBytes)."),
+		budgetWaits:   desc("readers_waiting_for_memory", "Shard readers of the worker (of every stream, for a multi-stream worker) waiting for room in the unacknowledged-bytes bound."),
 	}
 }
 

@@ -130,6 +130,9 @@ type Preparer interface {
 
 // InitInput tells a processor where its shard starts.
 type InitInput struct {
+	// Stream is the stream the shard belongs to, as the worker was given it (a name or an
+	// ARN): with a [MultiStream] worker, the factory's stream.
+	Stream  string
 	ShardID string
 	// Start is the checkpoint reading resumes after (a sentinel such as TRIM_HORIZON for a
 	// shard never checkpointed).

@@ -24,6 +24,11 @@ const (
 	AttrChildShardIDs                = "childShardIds"
 	AttrStartingHashKey              = "startingHashKey"
 	AttrEndingHashKey                = "endingHashKey"
+	// AttrStreamName and AttrShardID are written on the leases of a multi-stream table (keys
+	// account:stream:epoch:shardId, see [checkpoint.StreamView]), as the KCL writes them:
+	// streamName holds the stream identifier (account:stream:epoch), shardId the shard id.
+	AttrStreamName = "streamName"
+	AttrShardID    = "shardId"
 	// AttrState is kinlog's own attribute: the processor state stored with the checkpoint
 	// (binary). The KCL leaves attributes it does not know alone.
 	AttrState = "kinlogState"

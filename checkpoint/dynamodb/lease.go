@@ -74,7 +74,8 @@ func (s *Store) get(ctx context.Context, key string) (checkpoint.Lease, error) {
 // CreateLease puts a new, unowned lease with leaseCounter 0 unless the key exists (a
 // conditional put, so concurrent creators are safe and exactly one reports created). It
 // writes l's Key, Checkpoint (omitted when zero), ParentShardIDs, ChildShardIDs and hash-key
-// range; other fields are ignored.
+// range; other fields are ignored. A multi-stream key (account:stream:epoch:shardId) also
+// gets the KCL's streamName and shardId attributes.
 func (s *Store) CreateLease(ctx context.Context, l checkpoint.Lease) (bool, error) {
 	if l.Key == "" {
 		return false, errEmptyKey
@@ -102,6 +103,10 @@ func (s *Store) CreateLease(ctx context.Context, l checkpoint.Lease) (bool, erro
 	}
 	if l.EndingHashKey != "" {
 		item[AttrEndingHashKey] = sv(l.EndingHashKey)
+	}
+	if streamID, shardID, ok := checkpoint.ParseMultiStreamKey(l.Key); ok {
+		item[AttrStreamName] = sv(streamID)
+		item[AttrShardID] = sv(shardID)
 	}
 	e := newExpr()
 	_, err := s.client.PutItem(ctx, &ddb.PutItemInput{
