@@ -7,7 +7,9 @@
 // absent when unowned), leaseCounter (N), checkpoint (S) and checkpointSubSequenceNumber (N),
 // pendingCheckpoint (S) and pendingCheckpointSubSequenceNumber (N),
 // ownerSwitchesSinceCheckpoint (N), parentShardId and childShardIds (SS), startingHashKey and
-// endingHashKey (S). Other attributes (the KCL 3.x throughputKBps, checkpointOwner,
+// endingHashKey (S); a lease whose key is a KCL multi-stream key
+// (account:stream:epoch:shardId, see checkpoint.StreamView) is created with the KCL's
+// streamName and shardId (S) too. Other attributes (the KCL 3.x throughputKBps, checkpointOwner,
 // entityType, ...) are left alone. [Store.EnsureTable] creates the table with on-demand
 // billing ([WithProvisionedThroughput] for provisioned) and waits until it is ACTIVE.
 //

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/kinlog/kinlog/internal/conf"
+	"github.com/kinlog/kinlog/sinks/prefix"
 )
 
 // archiveConfig is where and how the worker writes the archive, as its configuration says:
@@ -33,6 +34,11 @@ func applyArchiveConfig(fs *flag.FlagSet, path string, sets []string, cmd string
 	}
 	a := archiveConfig{Bucket: cfg.Sink.S3.Bucket, Prefix: cfg.Sink.S3.Prefix, AnalyticsPrefix: cfg.Analytics.Prefix,
 		Encoding: cfg.Sink.S3.Encoding, PathStyle: cfg.Sink.S3.PathStyle}
+	// !{kinlog:stream} is the stream's name, as the sink binds it. With several streams it
+	// stays unbound: the reader refuses it, asking for a prefix with one stream's name.
+	if streams := cfg.streams(); len(streams) == 1 && streams[0] != "" {
+		a.Prefix, a.AnalyticsPrefix = prefix.BindStream(a.Prefix, streams[0]), prefix.BindStream(a.AnalyticsPrefix, streams[0])
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for name, value := range flags {

@@ -37,8 +37,13 @@ import (
 // file, overridden by KINLOG_<KEY> (dots become underscores: KINLOG_SINK_S3_BUCKET) and by
 // --set key=value. Zero values mean the documented defaults.
 type consumeConfig struct {
-	// Stream is the Kinesis stream name or ARN to consume. Required.
+	// Stream is the Kinesis stream name or ARN to consume. Required, unless Streams is set.
 	Stream string `yaml:"stream"`
+	// Streams are several streams (names or ARNs) to consume through one lease table, in the
+	// KCL's multi-stream layout (leases keyed account:stream:epoch:shardId). Instead of
+	// stream, not with it. Streams may be added and removed between restarts; the leases of
+	// a removed stream stay in the table untouched.
+	Streams []string `yaml:"streams"`
 	// Application names this group of workers. Default: kinlog.
 	Application string `yaml:"application"`
 	// HTTP serves /healthz, /readyz, /metrics and /status. Default listen: :8080.
@@ -110,10 +115,39 @@ func defaultConsumeConfig() consumeConfig {
 type built struct {
 	kinesis  *kinesis.Client
 	s3       *s3.Client
-	sink     *s3sink.Sink
+	sinks    []*s3sink.Sink // one per stream
 	store    checkpoint.Store
-	consumer *consumer.Consumer
 	registry *prometheus.Registry
+
+	// The worker: a Consumer for stream, a MultiStream for streams.
+	run      func(context.Context) error
+	workerID string
+	statuses func() []consumer.Status // one per stream
+}
+
+// status is what /status shows: the stream's status, or the list of the streams'.
+func (b *built) status(multi bool) func() any {
+	if multi {
+		return func() any { return b.statuses() }
+	}
+	return func() any { return b.statuses()[0] }
+}
+
+// leasesHeld counts the leases the worker holds over its streams.
+func (b *built) leasesHeld() int {
+	n := 0
+	for _, st := range b.statuses() {
+		n += len(st.Shards)
+	}
+	return n
+}
+
+// streams returns the configured streams: streams, or the one stream.
+func (c *consumeConfig) streams() []string {
+	if len(c.Streams) > 0 {
+		return c.Streams
+	}
+	return []string{c.Stream}
 }
 
 // resolve fills in the defaults that depend on other keys, so that --check prints what the
@@ -141,8 +175,22 @@ func (c *consumeConfig) resolve() {
 // validate checks values the libraries would only reject without naming the key.
 func (c *consumeConfig) validate() error {
 	bad := func(key string, err error) error { return &conf.Error{Key: key, Source: "value", Err: err} }
-	if c.Stream == "" {
-		return bad("stream", errors.New("required"))
+	switch {
+	case c.Stream == "" && len(c.Streams) == 0:
+		return bad("stream", errors.New("required (or streams, a list, for several streams)"))
+	case c.Stream != "" && len(c.Streams) > 0:
+		return bad("streams", fmt.Errorf("set with stream %q: use one of them (streams keys leases by stream, stream by shard id alone)", c.Stream))
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Streams {
+		name := prefixStreamName(s)
+		switch {
+		case s == "":
+			return bad("streams", fmt.Errorf("entry %d is empty", i+1))
+		case seen[name]:
+			return bad("streams", fmt.Errorf("stream %s is listed twice", name))
+		}
+		seen[name] = true
 	}
 	if err := c.Sink.Validate(); err != nil {
 		return err
@@ -315,18 +363,23 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				if _, err := b.store.GetLease(ctx, "kinlog-readiness-probe"); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
 					return fmt.Errorf("lease table: %w", err)
 				}
-				return b.sink.Healthy()
+				for _, s := range b.sinks {
+					if err := s.Healthy(); err != nil {
+						return err
+					}
+				}
+				return nil
 			},
-			status:   func() any { return b.consumer.Status() },
+			status:   b.status(len(cfg.Streams) > 0),
 			gatherer: b.registry,
 		}
 		srv = &http.Server{Handler: p.handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		log.Info("serving probes and metrics", "addr", ln.Addr().String())
 	}
-	log.Info("consuming", "stream", cfg.Stream, "worker", b.consumer.WorkerID(), "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket, "retrieval", cfg.Consumer.Retrieval)
+	log.Info("consuming", "streams", strings.Join(cfg.streams(), ","), "worker", b.workerID, "lease_table", cfg.Consumer.LeaseTable, "bucket", cfg.Sink.S3.Bucket, "retrieval", cfg.Consumer.Retrieval)
 	go logProgress(runCtx, log, b.registry, time.Minute)
-	runErr := b.consumer.Run(runCtx)
+	runErr := b.run(runCtx)
 	if errors.Is(runErr, checkpoint.ErrNoTable) {
 		return noTableError(&cfg)
 	}
@@ -348,18 +401,24 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func preflight(ctx context.Context, b *built, cfg *consumeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	in := &kinesis.DescribeStreamSummaryInput{}
-	if strings.HasPrefix(cfg.Stream, "arn:") {
-		in.StreamARN = &cfg.Stream
-	} else {
-		in.StreamName = &cfg.Stream
+	key := "stream"
+	if len(cfg.Streams) > 0 {
+		key = "streams"
 	}
-	if _, err := b.kinesis.DescribeStreamSummary(ctx, in); err != nil {
-		var nf *kinesistypes.ResourceNotFoundException
-		if errors.As(err, &nf) {
-			return fmt.Errorf("stream %s does not exist: check stream, AWS_REGION and AWS_ENDPOINT_URL_KINESIS (kinlog init creates it)", cfg.Stream)
+	for _, stream := range cfg.streams() {
+		in := &kinesis.DescribeStreamSummaryInput{}
+		if strings.HasPrefix(stream, "arn:") {
+			in.StreamARN = &stream
+		} else {
+			in.StreamName = &stream
 		}
-		return fmt.Errorf("stream %s: %w", cfg.Stream, err)
+		if _, err := b.kinesis.DescribeStreamSummary(ctx, in); err != nil {
+			var nf *kinesistypes.ResourceNotFoundException
+			if errors.As(err, &nf) {
+				return fmt.Errorf("stream %s does not exist: check %s, AWS_REGION and AWS_ENDPOINT_URL_KINESIS (kinlog init creates it)", stream, key)
+			}
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
 	}
 	if tc, ok := b.store.(checkpoint.TableChecker); ok && !cfg.Consumer.CreateLeaseTable {
 		if err := tc.CheckTable(ctx); errors.Is(err, checkpoint.ErrNoTable) {
@@ -481,9 +540,14 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 		s3sink.WithLogger(log.With("component", "sink")),
 		s3sink.WithRegisterer(reg))
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = sc.PathStyle })
-	sink, err := s3sink.New(s3c, sc.Bucket, cfg.Stream, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("sink.s3: %w", err)
+	b := &built{s3: s3c, store: store, registry: reg}
+	// One sink per stream: its objects are named by the stream, its metrics labelled with it.
+	for _, stream := range cfg.streams() {
+		sink, err := s3sink.New(s3c, sc.Bucket, stream, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("sink.s3: %w", err)
+		}
+		b.sinks = append(b.sinks, sink)
 	}
 
 	pos, _ := initialPosition(cfg.Consumer.InitialPosition)
@@ -520,10 +584,31 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 		}
 		copts = append(copts, consumer.WithRetrieval(consumer.FanOut), consumer.WithStreamConsumerName(name))
 	}
-	kc := kinesis.NewFromConfig(awsCfg)
-	c, err := consumer.New(kc, store, cfg.Stream, sink.NewProcessor, copts...)
+	b.kinesis = kinesis.NewFromConfig(awsCfg)
+	if len(cfg.Streams) == 0 {
+		c, err := consumer.New(b.kinesis, store, cfg.Stream, b.sinks[0].NewProcessor, copts...)
+		if err != nil {
+			return nil, err
+		}
+		b.run, b.workerID, b.statuses = c.Run, c.WorkerID(), func() []consumer.Status { return []consumer.Status{c.Status()} }
+		return b, nil
+	}
+	streams := make([]consumer.Stream, len(cfg.Streams))
+	for i, name := range cfg.Streams {
+		streams[i] = consumer.Stream{Name: name, Factory: b.sinks[i].NewProcessor}
+	}
+	m, err := consumer.NewMultiStream(b.kinesis, store, streams, copts...)
 	if err != nil {
 		return nil, err
 	}
-	return &built{kinesis: kc, s3: s3c, sink: sink, store: store, consumer: c, registry: reg}, nil
+	b.run, b.workerID, b.statuses = m.Run, m.WorkerID(), m.Status
+	return b, nil
+}
+
+// prefixStreamName is a stream's name, from a name or an ARN.
+func prefixStreamName(s string) string {
+	if i := strings.LastIndex(s, ":stream/"); strings.HasPrefix(s, "arn:") && i >= 0 {
+		return s[i+len(":stream/"):]
+	}
+	return s
 }

@@ -180,7 +180,7 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.consumer.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := b.run(wctx); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- err
 			}
 		}()
@@ -200,7 +200,7 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 		archived = st.RecordsMatched
 		fmt.Fprintf(stdout, "    archived %d/%d records in %d objects; leases held: worker 1: %d, worker 2: %d\n",
-			archived, *records, st.ObjectsListed, len(workers[0].consumer.Status().Shards), len(workers[1].consumer.Status().Shards))
+			archived, *records, st.ObjectsListed, workers[0].leasesHeld(), workers[1].leasesHeld())
 	}
 	stopWorkers()
 	wg.Wait()

@@ -63,24 +63,26 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "creating in %s what %s names:\n", where, configName(*path))
 
-	// The stream.
+	// The streams.
 	kc := kinesis.NewFromConfig(awsCfg)
-	_, err = kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(cfg.Stream)})
-	var knf *ktypes.ResourceNotFoundException
-	switch {
-	case err == nil:
-		fmt.Fprintf(stdout, "  stream %s: exists, left as it is\n", cfg.Stream)
-	case errors.As(err, &knf):
-		if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(cfg.Stream), ShardCount: aws.Int32(int32(*shards))}); err != nil {
-			return fmt.Errorf("creating stream %s: %w", cfg.Stream, err)
+	for _, stream := range cfg.streams() {
+		_, err = kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		var knf *ktypes.ResourceNotFoundException
+		switch {
+		case err == nil:
+			fmt.Fprintf(stdout, "  stream %s: exists, left as it is\n", stream)
+		case errors.As(err, &knf):
+			if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(int32(*shards))}); err != nil {
+				return fmt.Errorf("creating stream %s: %w", stream, err)
+			}
+			if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 200 * time.Millisecond }).
+				Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(stream)}, 3*time.Minute); err != nil {
+				return fmt.Errorf("waiting for stream %s: %w", stream, err)
+			}
+			fmt.Fprintf(stdout, "  stream %s: created with %d shards\n", stream, *shards)
+		default:
+			return fmt.Errorf("describing stream %s: %w", stream, err)
 		}
-		if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 200 * time.Millisecond }).
-			Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(cfg.Stream)}, 3*time.Minute); err != nil {
-			return fmt.Errorf("waiting for stream %s: %w", cfg.Stream, err)
-		}
-		fmt.Fprintf(stdout, "  stream %s: created with %d shards\n", cfg.Stream, *shards)
-	default:
-		return fmt.Errorf("describing stream %s: %w", cfg.Stream, err)
 	}
 
 	// The lease table.

@@ -64,8 +64,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, w := range conf.EnvWarnings(&cfg, os.Environ()) {
 		fmt.Fprintf(stderr, "kinlog status: warning: %s\n", w)
 	}
-	if *lag && cfg.Stream == "" {
-		return fmt.Errorf("%w: --lag needs the stream: set stream in the config or --set stream=<name>", errUsage)
+	if *lag && cfg.Stream == "" && len(cfg.Streams) == 0 {
+		return fmt.Errorf("%w: --lag needs the stream: set stream (or streams) in the config or --set stream=<name>", errUsage)
 	}
 	table := cfg.Consumer.LeaseTable
 	if table == "" {
@@ -133,7 +133,16 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if rows[i].State == "finished" {
 				continue
 			}
-			ms, err := behind(ctx, kc, cfg.Stream, second[i].Key, second[i].Checkpoint)
+			stream, shard := cfg.Stream, second[i].Key
+			if streamID, id, ok := checkpoint.ParseMultiStreamKey(shard); ok {
+				// A multi-stream lease: account:name:epoch:shardId.
+				parts := strings.Split(streamID, ":")
+				stream, shard = parts[1], id
+			}
+			if stream == "" {
+				continue // a single-stream lease in a table of a multi-stream worker
+			}
+			ms, err := behind(ctx, kc, stream, shard, second[i].Checkpoint)
 			if err != nil {
 				fmt.Fprintf(stderr, "kinlog status: lag of %s: %v\n", rows[i].Shard, err)
 				continue

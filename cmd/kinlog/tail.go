@@ -67,6 +67,12 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if stream == "" {
 		stream = cfg.Stream
 	}
+	if stream == "" && len(cfg.Streams) == 1 {
+		stream = cfg.Streams[0]
+	}
+	if stream == "" && len(cfg.Streams) > 1 {
+		return fmt.Errorf("%w: the config has several streams (%s): pass --stream", errUsage, strings.Join(cfg.Streams, ", "))
+	}
 	if stream == "" {
 		return fmt.Errorf("%w: no stream: pass --stream, or set stream in the config (--config, --set stream=..., KINLOG_STREAM)", errUsage)
 	}

@@ -25,7 +25,8 @@ type SinkS3 struct {
 	// Bucket is the archive bucket. Required.
 	Bucket string `yaml:"bucket"`
 	// Prefix is the key template of archive objects. Default: Hive-style
-	// logs/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/.
+	// logs/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/. !{kinlog:stream} is the
+	// stream's name (each stream of a multi-stream worker under a prefix of its own).
 	Prefix string `yaml:"prefix"`
 	// ErrorPrefix is the key template of records that failed. Default:
 	// errors/!{firehose:error-output-type}/dt=.../hour=.../.
@@ -137,10 +138,11 @@ func (s *Sink) Validate() error {
 			return bad("sink.s3.compression", err)
 		}
 	}
-	if _, err := prefix.Parse(c.Prefix, prefix.AllowTimestamp|prefix.AllowQuery); err != nil {
+	// !{kinlog:stream} is bound by the sink; any stream name checks the rest.
+	if _, err := prefix.Parse(prefix.BindStream(c.Prefix, "stream"), prefix.AllowTimestamp|prefix.AllowQuery); err != nil {
 		return bad("sink.s3.prefix", err)
 	}
-	if _, err := prefix.Parse(c.ErrorPrefix, prefix.AllowTimestamp|prefix.AllowErrorType); err != nil {
+	if _, err := prefix.Parse(prefix.BindStream(c.ErrorPrefix, "stream"), prefix.AllowTimestamp|prefix.AllowErrorType); err != nil {
 		return bad("sink.s3.error_prefix", err)
 	}
 	switch c.SSE {
@@ -170,7 +172,7 @@ func (s *Sink) Validate() error {
 
 // Validate checks the analytics section, naming the key of a wrong value.
 func (a *Analytics) Validate() error {
-	if _, err := prefix.Parse(a.Prefix, prefix.AllowTimestamp); err != nil {
+	if _, err := prefix.Parse(prefix.BindStream(a.Prefix, "stream"), prefix.AllowTimestamp); err != nil {
 		return bad("analytics.prefix", err)
 	}
 	if a.Window > 0 && (time.Duration(a.Window) < time.Second || time.Hour%time.Duration(a.Window) != 0) {

@@ -13,8 +13,30 @@ const (
 	nsTimestamp    = "timestamp"
 	nsQuery        = "partitionKeyFromQuery"
 	nsFirehose     = "firehose"
+	nsKinlog       = "kinlog"
 	errorOutputArg = "error-output-type"
 )
+
+// StreamExpression is kinlog's expression for the name of the stream a sink archives, so
+// that the streams of a multi-stream worker can keep their archives under prefixes of their
+// own. A sink binds it with [BindStream] before it parses its templates; a reader of the
+// archive binds it with the stream it reads.
+const StreamExpression = "!{kinlog:stream}"
+
+// BindStream returns the template source s with every [StreamExpression] replaced by the
+// stream's name (the part after "stream/" of an ARN), escaped as partition values are.
+func BindStream(s, stream string) string {
+	if !strings.Contains(s, StreamExpression) {
+		return s
+	}
+	if i := strings.LastIndex(stream, ":stream/"); strings.HasPrefix(stream, "arn:") && i >= 0 {
+		stream = stream[i+len(":stream/"):]
+	}
+	return strings.ReplaceAll(s, StreamExpression, string(EscapeValue(nil, stream)))
+}
+
+// UsesStream reports whether the template source s holds [StreamExpression].
+func UsesStream(s string) bool { return strings.Contains(s, StreamExpression) }
 
 // Namespaces a [Template] may be allowed to use.
 type Namespaces uint8
@@ -37,6 +59,7 @@ var ErrUnknownExpression = errors.New("prefix: unsupported expression")
 //	                                  pattern (see DateTimeFormat)
 //	!{partitionKeyFromQuery:FIELD}    a member of the JSON record (dotted for nested members)
 //	!{firehose:error-output-type}     the error class, in error-output prefixes only
+//	!{kinlog:stream}                  the stream's name: bound by [BindStream] before Parse
 //
 // !{firehose:random-string} is refused: an object's key must be a pure function of its
 // records, so that a replay overwrites instead of duplicating.
@@ -126,8 +149,13 @@ func Parse(s string, allow Namespaces) (*Template, error) {
 			default:
 				return nil, fmt.Errorf("%w: !{%s}", ErrUnknownExpression, expr)
 			}
+		case nsKinlog:
+			if arg == "stream" {
+				return nil, fmt.Errorf("%w: %s stands for a stream's name and must be bound to one first (the sink does it; to read the archive of one stream, put its name in the prefix)", ErrUnknownExpression, StreamExpression)
+			}
+			return nil, fmt.Errorf("%w: !{%s} (kinlog's namespace has only !{kinlog:stream})", ErrUnknownExpression, expr)
 		default:
-			return nil, fmt.Errorf("%w: namespace %q in !{%s} (want timestamp, partitionKeyFromQuery or firehose)", ErrUnknownExpression, ns, expr)
+			return nil, fmt.Errorf("%w: namespace %q in !{%s} (want timestamp, partitionKeyFromQuery, firehose or kinlog)", ErrUnknownExpression, ns, expr)
 		}
 	}
 	return t, nil

@@ -257,3 +257,28 @@ func TestResolution(t *testing.T) {
 		t.Errorf("template without timestamps: resolution %v, want 24h", got)
 	}
 }
+
+func TestBindStream(t *testing.T) {
+	for _, c := range []struct{ src, stream, want string }{
+		{"logs/!{kinlog:stream}/dt=!{timestamp:yyyy}/", "app-logs", "logs/app-logs/dt=!{timestamp:yyyy}/"},
+		{"!{kinlog:stream}/a/!{kinlog:stream}/", "arn:aws:kinesis:eu-west-1:123456789012:stream/web.v2", "web.v2/a/web.v2/"},
+		{"logs/", "s", "logs/"},
+		{"x/!{kinlog:stream}/", "we/ird", "x/we%2Fird/"},
+	} {
+		got := BindStream(c.src, c.stream)
+		if got != c.want {
+			t.Errorf("BindStream(%q, %q) = %q, want %q", c.src, c.stream, got, c.want)
+		}
+		if _, err := Parse(got, AllowTimestamp); err != nil {
+			t.Errorf("bound template %q does not parse: %v", got, err)
+		}
+		if UsesStream(got) || UsesStream(c.src) != strings.Contains(c.src, "kinlog:stream") {
+			t.Errorf("UsesStream wrong for %q / %q", c.src, got)
+		}
+	}
+	for _, src := range []string{"logs/!{kinlog:stream}/", "logs/!{kinlog:shard}/"} {
+		if _, err := Parse(src, AllowTimestamp|AllowQuery); !errors.Is(err, ErrUnknownExpression) {
+			t.Errorf("Parse(%q) = %v, want ErrUnknownExpression", src, err)
+		}
+	}
+}

@@ -114,18 +114,19 @@ func New(client API, bucket, stream string, opts ...Option) (*Sink, error) {
 	if s.enc, err = encode.New(cfg.enc); err != nil {
 		return nil, fmt.Errorf("s3 sink: %w", err)
 	}
-	if s.pfx, err = prefix.Parse(cfg.prefix, prefix.AllowTimestamp|prefix.AllowQuery); err != nil {
+	// !{kinlog:stream} in a prefix is this sink's stream.
+	if s.pfx, err = prefix.Parse(prefix.BindStream(cfg.prefix, stream), prefix.AllowTimestamp|prefix.AllowQuery); err != nil {
 		return nil, fmt.Errorf("s3 sink: archive prefix: %w", err)
 	}
 	s.pfxRes = s.pfx.Resolution()
-	if s.errPfx, err = prefix.Parse(cfg.errorPrefix, prefix.AllowTimestamp|prefix.AllowErrorType); err != nil {
+	if s.errPfx, err = prefix.Parse(prefix.BindStream(cfg.errorPrefix, stream), prefix.AllowTimestamp|prefix.AllowErrorType); err != nil {
 		return nil, fmt.Errorf("s3 sink: error prefix: %w", err)
 	}
 	if cfg.rollups {
 		if _, err := rollup.NewAggregator(cfg.rollupCfg); err != nil {
 			return nil, fmt.Errorf("s3 sink: %w", err)
 		}
-		if s.anaPfx, err = prefix.Parse(cfg.analyticsPfx, prefix.AllowTimestamp); err != nil {
+		if s.anaPfx, err = prefix.Parse(prefix.BindStream(cfg.analyticsPfx, stream), prefix.AllowTimestamp); err != nil {
 			return nil, fmt.Errorf("s3 sink: analytics prefix: %w", err)
 		}
 	}
