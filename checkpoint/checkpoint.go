@@ -185,6 +185,17 @@ type ChildRecorder interface {
 	SetChildShards(ctx context.Context, held Lease, children []string) (Lease, error)
 }
 
+// OwnerIndex is implemented by stores that can list the leases one worker owns without
+// reading the whole table (kinlog's DynamoDB store: the KCL 3.x index
+// LeaseOwnerToLeaseKeyIndex, created with checkpoint/dynamodb's WithOwnerIndex; the memory store). A worker
+// whose leases an elected leader assigns finds its own through it.
+type OwnerIndex interface {
+	// OwnedKeys returns the keys of the leases whose Owner is owner. The answer may lag
+	// behind writes (DynamoDB: an eventually consistent query of a global secondary index):
+	// a caller confirms what it acts on with GetLease.
+	OwnedKeys(ctx context.Context, owner string) ([]string, error)
+}
+
 // StateCheckpointer is implemented by stores that keep a processor's state with the
 // checkpoint (both of kinlog's stores do).
 type StateCheckpointer interface {

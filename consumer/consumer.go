@@ -45,6 +45,7 @@ type Consumer struct {
 	tracker *checkpoint.Tracker
 	budget  *byteBudget // bytes read and not yet acknowledged, over all shards; nil: none
 	reader  reader
+	co      *coordination // leader assignment; nil: every worker scans the table
 
 	// Enhanced fan-out ([FanOut]) only.
 	fanout       FanOutAPI
@@ -97,6 +98,13 @@ func New(client KinesisAPI, store checkpoint.Store, stream string, factory Proce
 			}
 		}
 	}
+	var index checkpoint.OwnerIndex
+	if cfg.coordinator != nil && store != nil {
+		var ok bool
+		if index, ok = store.(checkpoint.OwnerIndex); !ok {
+			errs = append(errs, fmt.Errorf("%w: leader assignment needs a lease store with an owner index (checkpoint.OwnerIndex), got %T", ErrInvalidOption, store))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("creating consumer: %w", err)
 	}
@@ -112,6 +120,9 @@ func New(client KinesisAPI, store checkpoint.Store, stream string, factory Proce
 		cooldown: make(map[string]time.Time),
 	}
 	c.fanout, c.consumerName = fanout, consumerName
+	if cfg.coordinator != nil {
+		c.co = newCoordination(c, cfg.coordinator, index)
+	}
 	c.reader = c.newReader()
 	c.tracker = checkpoint.NewTracker(cfg.failover, cfg.clock.Now)
 	if cfg.maxUnackedBytes > 0 {
@@ -165,6 +176,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("ensuring lease table: %w", err)
 	}
+	if c.co != nil {
+		ensure := c.co.store.EnsureTable
+		if tc, ok := c.co.store.(checkpoint.TableChecker); ok && c.cfg.noCreate {
+			ensure = tc.CheckTable
+		}
+		if err := ensure(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ensuring the coordinator table: %w", err)
+		}
+	}
 	// life outlives ctx until the shutdown completes: shard workers, renewals and final
 	// checkpoints run under it.
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
@@ -180,6 +203,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	err := c.coordinate(ctx, life)
 
 	c.shutdownShards(life)
+	if c.co != nil {
+		c.resign(life)
+	}
 	close(stopRenew)
 	<-renewDone
 	return err
@@ -217,7 +243,11 @@ func (c *Consumer) coordinate(ctx, life context.Context) error {
 	}
 	lastSync := clk.Now()
 	for {
-		c.leaseCycle(ctx, life)
+		if c.co != nil {
+			c.coordinatedCycle(ctx, life)
+		} else {
+			c.leaseCycle(ctx, life)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -227,7 +257,8 @@ func (c *Consumer) coordinate(ctx, life context.Context) error {
 			}
 			lastSync = clk.Now()
 		case <-clk.After(c.cfg.takeInterval):
-			if clk.Now().Sub(lastSync) >= c.cfg.syncInterval {
+			// Under leader assignment only the leader syncs on the interval.
+			if clk.Now().Sub(lastSync) >= c.cfg.syncInterval && (c.co == nil || c.leads()) {
 				if err := c.syncShards(ctx); err != nil && ctx.Err() == nil {
 					c.log.Warn("syncing shards", "err", err)
 				}

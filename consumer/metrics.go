@@ -17,20 +17,22 @@ import (
 type metrics struct {
 	c *Consumer
 
-	leaseTakes      prometheus.Counter
-	leaseSteals     prometheus.Counter
-	leaseLosses     prometheus.Counter
-	records         prometheus.Counter
-	bytes           prometheus.Counter
-	dropped         prometheus.Counter
-	checkpoints     prometheus.Counter
-	processorErrors prometheus.Counter
-	readErrors      *prometheus.CounterVec
+	leaseTakes       prometheus.Counter
+	leaseSteals      prometheus.Counter
+	leaseLosses      prometheus.Counter
+	leaseAssignments prometheus.Counter
+	records          prometheus.Counter
+	bytes            prometheus.Counter
+	dropped          prometheus.Counter
+	checkpoints      prometheus.Counter
+	processorErrors  prometheus.Counter
+	readErrors       *prometheus.CounterVec
 
 	leasesHeld    *prometheus.Desc
 	behind        *prometheus.Desc
 	checkpointAge *prometheus.Desc
 	inFlight      *prometheus.Desc
+	leader        *prometheus.Desc
 	unacked       *prometheus.Desc
 	budgetWaits   *prometheus.Desc
 }
@@ -46,15 +48,16 @@ func newMetrics(c *Consumer) *metrics {
 		return prometheus.NewDesc(prometheus.BuildFQName(metricNamespace, "", name), help, vars, labels)
 	}
 	return &metrics{
-		c:               c,
-		leaseTakes:      counter("lease_takes_total", "Leases taken (unowned, expired or stolen)."),
-		leaseSteals:     counter("lease_steals_total", "Leases stolen from a live worker to balance the load."),
-		leaseLosses:     counter("lease_losses_total", "Leases lost to another worker or to a failed renewal."),
-		records:         counter("records_processed_total", "User records handed to processors."),
-		bytes:           counter("bytes_processed_total", "Bytes of Kinesis record data read and handed to processors."),
-		dropped:         counter("records_dropped_total", "User records of KPL aggregates dropped because their hash key lies outside the shard's range."),
-		checkpoints:     counter("checkpoints_total", "Checkpoints written."),
-		processorErrors: counter("processor_errors_total", "Errors returned by processor callbacks."),
+		c:                c,
+		leaseTakes:       counter("lease_takes_total", "Leases taken (unowned, expired or stolen)."),
+		leaseSteals:      counter("lease_steals_total", "Leases stolen from a live worker to balance the load."),
+		leaseLosses:      counter("lease_losses_total", "Leases lost to another worker or to a failed renewal."),
+		leaseAssignments: counter("lease_assignments_total", "Leases this worker, as the leader of leader assignment, gave to other workers."),
+		records:          counter("records_processed_total", "User records handed to processors."),
+		bytes:            counter("bytes_processed_total", "Bytes of Kinesis record data read and handed to processors."),
+		dropped:          counter("records_dropped_total", "User records of KPL aggregates dropped because their hash key lies outside the shard's range."),
+		checkpoints:      counter("checkpoints_total", "Checkpoints written."),
+		processorErrors:  counter("processor_errors_total", "Errors returned by processor callbacks."),
 		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "read_errors_total", ConstLabels: labels,
 			Help: "Failed Kinesis reads by kind: throttled, expired_iterator, iterator, other (polling); throttled, subscribe, subscription_in_use, stream (enhanced fan-out).",
@@ -62,6 +65,7 @@ func newMetrics(c *Consumer) *metrics {
 		leasesHeld:    desc("leases_held", "Leases this worker holds."),
 		behind:        desc("millis_behind_latest", "MillisBehindLatest of the last GetRecords response or fan-out event of each held shard.", "shard"),
 		checkpointAge: desc("checkpoint_age_seconds", "Age of the oldest delivered record of each held shard not yet covered by a stored checkpoint (0 when none).", "shard"),
+		leader:        desc("lease_leader", "1 while this worker leads the lease assignment (WithLeaderAssignment), else 0."),
 		inFlight:      desc("batches_in_flight", "Batches delivered and not yet fully acknowledged, per held shard.", "shard"),
 		unacked:       desc("unacked_bytes", "Bytes of records read and not yet acknowledged, over all shards of the worker (of every stream, for a multi-stream worker; bounded by WithMaxUnackedBytes)."),
 		budgetWaits:   desc("readers_waiting_for_memory", "Shard readers of the worker (of every stream, for a multi-stream worker) waiting for room in the unacknowledged-bytes bound."),
@@ -69,7 +73,7 @@ func newMetrics(c *Consumer) *metrics {
 }
 
 func (m *metrics) counters() []prometheus.Collector {
-	return []prometheus.Collector{m.leaseTakes, m.leaseSteals, m.leaseLosses, m.records, m.bytes, m.dropped, m.checkpoints, m.processorErrors, m.readErrors}
+	return []prometheus.Collector{m.leaseTakes, m.leaseSteals, m.leaseLosses, m.leaseAssignments, m.records, m.bytes, m.dropped, m.checkpoints, m.processorErrors, m.readErrors}
 }
 
 // Describe implements prometheus.Collector.
@@ -81,6 +85,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.behind
 	ch <- m.checkpointAge
 	ch <- m.inFlight
+	ch <- m.leader
 	ch <- m.unacked
 	ch <- m.budgetWaits
 }
@@ -92,6 +97,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	st := m.c.Status()
 	ch <- prometheus.MustNewConstMetric(m.leasesHeld, prometheus.GaugeValue, float64(len(st.Shards)))
+	leading := 0.0
+	if m.c.leads() {
+		leading = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.leader, prometheus.GaugeValue, leading)
 	used, waiting := m.c.budget.inUse()
 	ch <- prometheus.MustNewConstMetric(m.unacked, prometheus.GaugeValue, float64(used))
 	ch <- prometheus.MustNewConstMetric(m.budgetWaits, prometheus.GaugeValue, float64(waiting))

@@ -89,6 +89,9 @@ func NewMultiStream(client MultiStreamAPI, store checkpoint.Store, streams []Str
 		return nil, fmt.Errorf("creating multi-stream consumer: %w", err)
 	}
 	cfg, err := newConfig(opts)
+	if err == nil && cfg.coordinator != nil {
+		err = fmt.Errorf("%w: leader assignment is not available for a multi-stream worker", ErrInvalidOption)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating multi-stream consumer: %w", err)
 	}

@@ -104,6 +104,7 @@ type config struct {
 	noCreate           bool
 	retrieval          Retrieval
 	consumerName       string
+	coordinator        checkpoint.Store // leader assignment's; nil: every worker scans
 }
 
 // Retrieval is how a [Consumer] reads its shards: [Polling] (GetRecords, the default) or
@@ -145,6 +146,21 @@ func WithRetrieval(r Retrieval) Option { return func(c *config) { c.retrieval = 
 // another store, FanOut needs this option. kinlog consume defaults it to its application
 // key. Polling ignores it.
 func WithStreamConsumerName(name string) Option { return func(c *config) { c.consumerName = name } }
+
+// WithLeaderAssignment makes one elected worker of the application list the lease table and
+// assign leases to the others, instead of every worker listing the whole table every lease
+// scan interval: each worker then reads only its own leases (through the lease store's
+// [checkpoint.OwnerIndex]; kinlog's DynamoDB store needs dynamodb.WithOwnerIndex) and one
+// item, so the table's read load grows with the shards, not with shards × workers. The
+// workers' heartbeats and the leader lease are kept in coordinator, a store of its own (for
+// DynamoDB, a second table: never the lease table, which the KCL may share). Every worker of
+// an application must use the same mode and coordinator. Failover and balancing take about
+// as long as without it: the leader assigns a dead worker's leases once its heartbeat has
+// not moved for the failover time, and moves one lease per under-loaded worker per cycle.
+// Not for a [MultiStream] worker.
+func WithLeaderAssignment(coordinator checkpoint.Store) Option {
+	return func(c *config) { c.coordinator = coordinator }
+}
 
 // WithoutTableCreation makes Run require an existing lease table instead of creating a
 // missing one: with a store that implements [checkpoint.TableChecker], Run returns an error

@@ -18,6 +18,7 @@ type fakeAPI struct {
 	updateItem    func(*ddb.UpdateItemInput) (*ddb.UpdateItemOutput, error)
 	deleteItem    func(*ddb.DeleteItemInput) (*ddb.DeleteItemOutput, error)
 	scan          func(*ddb.ScanInput) (*ddb.ScanOutput, error)
+	query         func(*ddb.QueryInput) (*ddb.QueryOutput, error)
 
 	mu    sync.Mutex
 	calls []any // inputs, in order
@@ -88,6 +89,11 @@ func (f *fakeAPI) DeleteItem(_ context.Context, in *ddb.DeleteItemInput, _ ...fu
 func (f *fakeAPI) Scan(_ context.Context, in *ddb.ScanInput, _ ...func(*ddb.Options)) (*ddb.ScanOutput, error) {
 	f.record(in)
 	return f.scan(in)
+}
+
+func (f *fakeAPI) Query(_ context.Context, in *ddb.QueryInput, _ ...func(*ddb.Options)) (*ddb.QueryOutput, error) {
+	f.record(in)
+	return f.query(in)
 }
 
 // sdkErr wraps err the way SDK v2 returns service errors: inside a

@@ -44,6 +44,43 @@ func (s *Store) ListLeases(ctx context.Context) ([]checkpoint.Lease, error) {
 	}
 }
 
+// OwnedKeys implements checkpoint.OwnerIndex: it queries the owner index ([OwnerIndexName],
+// see [WithOwnerIndex]) for owner's lease keys. Index queries are eventually consistent: a
+// lease taken a moment ago may be missing, one just lost still listed.
+func (s *Store) OwnedKeys(ctx context.Context, owner string) ([]string, error) {
+	if owner == "" {
+		return nil, nil
+	}
+	e := newExpr()
+	cond := e.name(AttrLeaseOwner) + " = " + e.value("owner", sv(owner))
+	var (
+		keys  []string
+		start map[string]types.AttributeValue
+	)
+	for {
+		page, err := s.client.Query(ctx, &ddb.QueryInput{
+			TableName:                 aws.String(s.table),
+			IndexName:                 aws.String(OwnerIndexName),
+			KeyConditionExpression:    aws.String(cond),
+			ExpressionAttributeNames:  e.names,
+			ExpressionAttributeValues: e.valueMap(),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listing leases of %s in table %s: %w", owner, s.table, err)
+		}
+		for _, item := range page.Items {
+			if k, ok := item[AttrLeaseKey].(*types.AttributeValueMemberS); ok {
+				keys = append(keys, k.Value)
+			}
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			return keys, nil
+		}
+		start = page.LastEvaluatedKey
+	}
+}
+
 // GetLease reads one lease with a strongly consistent read.
 func (s *Store) GetLease(ctx context.Context, key string) (checkpoint.Lease, error) {
 	l, err := s.get(ctx, key)

@@ -24,7 +24,13 @@ type API interface {
 	UpdateItem(ctx context.Context, in *ddb.UpdateItemInput, optFns ...func(*ddb.Options)) (*ddb.UpdateItemOutput, error)
 	DeleteItem(ctx context.Context, in *ddb.DeleteItemInput, optFns ...func(*ddb.Options)) (*ddb.DeleteItemOutput, error)
 	Scan(ctx context.Context, in *ddb.ScanInput, optFns ...func(*ddb.Options)) (*ddb.ScanOutput, error)
+	Query(ctx context.Context, in *ddb.QueryInput, optFns ...func(*ddb.Options)) (*ddb.QueryOutput, error)
 }
+
+// OwnerIndexName is the global secondary index of leaseOwner (hash) and leaseKey (range),
+// keys only, that [Store.OwnedKeys] queries: the KCL 3.x's index of the same name and
+// schema, so a table shared with the KCL 3.x has one index for both.
+const OwnerIndexName = "LeaseOwnerToLeaseKeyIndex"
 
 var _ API = (*ddb.Client)(nil)
 
@@ -39,6 +45,7 @@ type Store struct {
 	table  string
 
 	readCapacity, writeCapacity int64 // 0: on-demand
+	ownerIndex                  bool  // the table must have OwnerIndexName
 	pollMin, pollMax            time.Duration
 }
 
@@ -53,6 +60,16 @@ type Option func(*Store)
 func WithProvisionedThroughput(read, write int64) Option {
 	return func(s *Store) { s.readCapacity, s.writeCapacity = read, write }
 }
+
+// WithOwnerIndex makes [Store.EnsureTable] create the table with the owner index
+// ([OwnerIndexName]), and EnsureTable and [Store.CheckTable] refuse an existing table without
+// it: a consumer whose leases an elected leader assigns (consumer.WithLeaderAssignment)
+// finds its leases through it. DynamoDB adds an index to an existing table with
+// UpdateTable (aws dynamodb update-table --attribute-definitions
+// AttributeName=leaseOwner,AttributeType=S AttributeName=leaseKey,AttributeType=S
+// --global-secondary-index-updates with a Create of the index); kinlog does not alter a
+// table it did not create.
+func WithOwnerIndex() Option { return func(s *Store) { s.ownerIndex = true } }
 
 // WithTablePoll sets how often EnsureTable polls a table being created: the first wait is
 // min, doubling (with jitter) up to max. The defaults are 50ms and 2s.
@@ -112,7 +129,7 @@ func (s *Store) EnsureTable(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("describing lease table %s: %w", s.table, err)
 	default:
-		if err := checkSchema(out.Table); err != nil {
+		if err := s.checkSchema(out.Table); err != nil {
 			return fmt.Errorf("checking lease table %s: %w", s.table, err)
 		}
 		if out.Table.TableStatus == types.TableStatusActive {
@@ -133,7 +150,7 @@ func (s *Store) CheckTable(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("describing lease table %s: %w", s.table, err)
 	}
-	if err := checkSchema(out.Table); err != nil {
+	if err := s.checkSchema(out.Table); err != nil {
 		return fmt.Errorf("checking lease table %s: %w", s.table, err)
 	}
 	if out.Table.TableStatus == types.TableStatusActive {
@@ -142,7 +159,27 @@ func (s *Store) CheckTable(ctx context.Context) error {
 	return s.waitActive(ctx)
 }
 
-func checkSchema(t *types.TableDescription) error {
+// ErrNoOwnerIndex means the store was made [WithOwnerIndex] and the table has no
+// [OwnerIndexName] index.
+var ErrNoOwnerIndex = errors.New("checkpoint/dynamodb: lease table has no " + OwnerIndexName + " index")
+
+// checkSchema checks the key schema and, with WithOwnerIndex, the owner index.
+func (s *Store) checkSchema(t *types.TableDescription) error {
+	if err := checkKeySchema(t); err != nil {
+		return err
+	}
+	if !s.ownerIndex {
+		return nil
+	}
+	for _, g := range t.GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) == OwnerIndexName {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w (leader assignment finds each worker's leases through it; add it with aws dynamodb update-table, or use scanning assignment)", ErrNoOwnerIndex)
+}
+
+func checkKeySchema(t *types.TableDescription) error {
 	if t == nil {
 		return fmt.Errorf("%w: no table description", ErrSchemaMismatch)
 	}
@@ -168,11 +205,25 @@ func (s *Store) createTable(ctx context.Context) error {
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrLeaseKey), KeyType: types.KeyTypeHash}},
 		BillingMode:          types.BillingModePayPerRequest,
 	}
+	if s.ownerIndex {
+		in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{AttributeName: aws.String(AttrLeaseOwner), AttributeType: types.ScalarAttributeTypeS})
+		in.GlobalSecondaryIndexes = []types.GlobalSecondaryIndex{{
+			IndexName: aws.String(OwnerIndexName),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(AttrLeaseOwner), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(AttrLeaseKey), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+		}}
+	}
 	if s.readCapacity > 0 {
 		in.BillingMode = types.BillingModeProvisioned
 		in.ProvisionedThroughput = &types.ProvisionedThroughput{
 			ReadCapacityUnits:  aws.Int64(s.readCapacity),
 			WriteCapacityUnits: aws.Int64(s.writeCapacity),
+		}
+		for i := range in.GlobalSecondaryIndexes {
+			in.GlobalSecondaryIndexes[i].ProvisionedThroughput = in.ProvisionedThroughput
 		}
 	}
 	_, err := s.client.CreateTable(ctx, in)
@@ -190,7 +241,7 @@ func (s *Store) waitActive(ctx context.Context) error {
 		var notFound *types.ResourceNotFoundException
 		switch {
 		case err == nil:
-			if err := checkSchema(out.Table); err != nil {
+			if err := s.checkSchema(out.Table); err != nil {
 				return fmt.Errorf("checking lease table %s: %w", s.table, err)
 			}
 			if out.Table.TableStatus == types.TableStatusActive {

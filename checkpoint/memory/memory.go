@@ -17,7 +17,10 @@ type Store struct {
 	leases map[string]checkpoint.Lease
 }
 
-var _ checkpoint.Store = (*Store)(nil)
+var (
+	_ checkpoint.Store      = (*Store)(nil)
+	_ checkpoint.OwnerIndex = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
@@ -60,6 +63,23 @@ func (s *Store) ListLeases(ctx context.Context) ([]checkpoint.Lease, error) {
 		}
 		return 0
 	})
+	return out, nil
+}
+
+// OwnedKeys implements [checkpoint.OwnerIndex]: the keys of owner's leases, sorted.
+func (s *Store) OwnedKeys(ctx context.Context, owner string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("listing leases of %s: %w", owner, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k, l := range s.leases {
+		if l.Owner == owner && owner != "" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 
