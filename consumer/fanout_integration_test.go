@@ -95,10 +95,13 @@ type retrieval struct {
 	opts   []Option
 	// takeoverSlack is added to the time a failover may take.
 	takeoverSlack time.Duration
+	// leader runs the workers with leader assignment (sigkillFailover only).
+	leader bool
 }
 
 var (
 	pollingKinesalite = retrieval{name: "polling", client: func(t testing.TB) *kinesis.Client { return testenv.KinesisClient(t) }}
+	pollingLeader     = retrieval{name: "polling, leader assignment", client: pollingKinesalite.client, leader: true}
 	// A new owner's first subscriptions may meet the dead owner's (ResourceInUseException)
 	// and back off.
 	fanOutMock = retrieval{name: "fanout", client: fanOutKinesisClient, opts: fanOutOptions(), takeoverSlack: 2 * resourceInUseBackoff}

@@ -29,11 +29,16 @@ import (
 // Integration tests: kinesalite and dynalite from the local stack, the DynamoDB lease store.
 
 // leaseTable returns a lease store on a fresh dynalite table, deleted when the test ends.
-func leaseTable(t testing.TB) (*ckdynamo.Store, string) {
+func leaseTable(t testing.TB, opts ...ckdynamo.Option) (*ckdynamo.Store, string) {
+	t.Helper()
+	return leaseTableNamed(t, testenv.Name(t, "leases"), opts...)
+}
+
+// leaseTableNamed is leaseTable with the table's name.
+func leaseTableNamed(t testing.TB, table string, opts ...ckdynamo.Option) (*ckdynamo.Store, string) {
 	t.Helper()
 	client := testenv.DynamoDBClient(t)
-	table := testenv.Name(t, "leases")
-	s, err := ckdynamo.New(client, table)
+	s, err := ckdynamo.New(client, table, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +250,26 @@ func (f *streamFeeder) finish() map[string]bool {
 
 func TestIntegrationSIGKILLFailover(t *testing.T) { sigkillFailover(t, pollingKinesalite) }
 
+// TestIntegrationSIGKILLFailoverLeaderAssignment: the same with leader assignment on
+// dynalite's owner index. The killed worker is the leader (it started first): the other
+// takes the leadership and the dead leader's shards within the same bound.
+func TestIntegrationSIGKILLFailoverLeaderAssignment(t *testing.T) {
+	sigkillFailover(t, pollingLeader)
+}
+
 func sigkillFailover(t *testing.T, rt retrieval) {
 	kc := rt.client(t)
-	store, table := leaseTable(t)
+	var (
+		store *ckdynamo.Store
+		table string
+	)
+	if rt.leader {
+		store, table = leaseTable(t, ckdynamo.WithOwnerIndex())
+		coord, _ := leaseTableNamed(t, table+"-coordinator")
+		rt.opts = append(slices.Clip(rt.opts), WithLeaderAssignment(coord))
+	} else {
+		store, table = leaseTable(t)
+	}
 	stream := testenv.Name(t, "failover")
 	testenv.CreateStream(t, kc, stream, 4)
 	const failover = 3 * time.Second
@@ -255,7 +277,7 @@ func sigkillFailover(t *testing.T, rt retrieval) {
 
 	// a checkpoints every 2s, so that it dies with records processed after its last
 	// checkpoint: those, and only those, must be delivered again.
-	a := startWorkerProcess(t, workerSpec{Stream: stream, Table: table, WorkerID: "a", Failover: failover, CheckpointInterval: 2 * time.Second, FanOut: rt.name == fanOutMock.name})
+	a := startWorkerProcess(t, workerSpec{Stream: stream, Table: table, WorkerID: "a", Failover: failover, CheckpointInterval: 2 * time.Second, FanOut: rt.name == fanOutMock.name, Leader: rt.leader})
 	eventually(t, 20*time.Second, "worker a to hold and checkpoint all 4 shards", func() bool {
 		ls, err := store.ListLeases(context.Background())
 		if err != nil || len(ls) != 4 {

@@ -41,6 +41,9 @@ type workerSpec struct {
 	// FanOut reads with enhanced fan-out from kinesis-mock (KINLOG_KINESIS_MOCK_ENDPOINT)
 	// instead of polling the default Kinesis.
 	FanOut bool `json:"fan_out"`
+	// Leader runs with leader assignment: the table needs the owner index, and the
+	// coordinator table is Table + "-coordinator".
+	Leader bool `json:"leader"`
 }
 
 // maybeRunWorkerProcess runs this test binary as a consumer worker process when started as
@@ -68,7 +71,11 @@ func runWorkerProcess(raw string) error {
 	if err != nil {
 		return err
 	}
-	store, err := ckdynamo.New(ddb.NewFromConfig(cfg), spec.Table)
+	var storeOpts []ckdynamo.Option
+	if spec.Leader {
+		storeOpts = append(storeOpts, ckdynamo.WithOwnerIndex())
+	}
+	store, err := ckdynamo.New(ddb.NewFromConfig(cfg), spec.Table, storeOpts...)
 	if err != nil {
 		return err
 	}
@@ -87,6 +94,13 @@ func runWorkerProcess(raw string) error {
 	if spec.FanOut {
 		kc, _ = newFanOutMockClient(cfg, os.Getenv(string(testenv.KinesisMock)))
 		opts = append(opts, fanOutOptions()...)
+	}
+	if spec.Leader {
+		coord, err := ckdynamo.New(ddb.NewFromConfig(cfg), spec.Table+"-coordinator")
+		if err != nil {
+			return err
+		}
+		opts = append(opts, WithLeaderAssignment(coord))
 	}
 	c, err := New(kc, store, spec.Stream, factory, opts...)
 	if err != nil {

@@ -86,6 +86,11 @@ type consumeConfig struct {
 		// StreamConsumerName is the stream consumer fanout registers and subscribes with;
 		// all workers of one application share it. Default: the application key.
 		StreamConsumerName string `yaml:"stream_consumer_name"`
+		// LeaseAssignment is scan (every worker lists the lease table every lease scan
+		// interval and takes its share) or leader (one elected worker lists it and assigns
+		// leases; the others read only their own, through the table's owner index, and keep
+		// heartbeats in <lease_table>-coordinator). Default: scan.
+		LeaseAssignment string `yaml:"lease_assignment"`
 	} `yaml:"consumer"`
 	Sink      conf.Sink      `yaml:"sink"`
 	Analytics conf.Analytics `yaml:"analytics"`
@@ -106,6 +111,7 @@ func defaultConsumeConfig() consumeConfig {
 	c.Consumer.MaxBatchesInFlight = consumer.DefaultMaxBatchesInFlight
 	c.Consumer.MaxUnackedBytes = conf.ByteSize(consumer.DefaultMaxUnackedBytes)
 	c.Consumer.Retrieval = "polling"
+	c.Consumer.LeaseAssignment = "scan"
 	c.Sink = conf.DefaultSink()
 	c.Analytics = conf.DefaultAnalytics()
 	return c
@@ -117,6 +123,7 @@ type built struct {
 	s3       *s3.Client
 	sinks    []*s3sink.Sink // one per stream
 	store    checkpoint.Store
+	coord    *ddbstore.Store // lease_assignment: leader's coordinator table; nil otherwise
 	registry *prometheus.Registry
 
 	// The worker: a Consumer for stream, a MultiStream for streams.
@@ -204,6 +211,15 @@ func (c *consumeConfig) validate() error {
 	r, err := retrieval(c.Consumer.Retrieval)
 	if err != nil {
 		return bad("consumer.retrieval", err)
+	}
+	switch c.Consumer.LeaseAssignment {
+	case "scan", "":
+	case "leader":
+		if len(c.Streams) > 0 {
+			return bad("consumer.lease_assignment", errors.New("leader is not available with streams (several streams): use scan"))
+		}
+	default:
+		return bad("consumer.lease_assignment", fmt.Errorf("want scan or leader, got %q", c.Consumer.LeaseAssignment))
 	}
 	if name := c.Consumer.StreamConsumerName; name != "" && !validStreamConsumerName(name) {
 		return bad("consumer.stream_consumer_name", fmt.Errorf("want 1 to 128 of a-z A-Z 0-9 _ . -, got %q", name))
@@ -423,8 +439,17 @@ func preflight(ctx context.Context, b *built, cfg *consumeConfig) error {
 	if tc, ok := b.store.(checkpoint.TableChecker); ok && !cfg.Consumer.CreateLeaseTable {
 		if err := tc.CheckTable(ctx); errors.Is(err, checkpoint.ErrNoTable) {
 			return noTableError(cfg)
+		} else if errors.Is(err, ddbstore.ErrNoOwnerIndex) {
+			return fmt.Errorf("lease table %s has no %s index, which consumer.lease_assignment: leader needs: kinlog init creates new tables with it; add it to this one with aws dynamodb update-table, or set consumer.lease_assignment: scan", cfg.Consumer.LeaseTable, ddbstore.OwnerIndexName)
 		} else if err != nil {
 			return fmt.Errorf("lease table %s: %w", cfg.Consumer.LeaseTable, err)
+		}
+		if b.coord != nil {
+			if err := b.coord.CheckTable(ctx); errors.Is(err, checkpoint.ErrNoTable) {
+				return fmt.Errorf("coordinator table %s does not exist (consumer.lease_assignment: leader keeps heartbeats there): kinlog init creates it, or set consumer.create_lease_table: true", b.coord.Table())
+			} else if err != nil {
+				return fmt.Errorf("coordinator table %s: %w", b.coord.Table(), err)
+			}
 		}
 	}
 	if _, err := b.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &cfg.Sink.S3.Bucket}); err != nil {
@@ -530,7 +555,7 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 		table = cfg.Application + "-leases"
 		cfg.Consumer.LeaseTable = table
 	}
-	store, err := ddbstore.New(dynamodb.NewFromConfig(awsCfg), table)
+	store, coordinator, err := leaseStores(cfg, dynamodb.NewFromConfig(awsCfg))
 	if err != nil {
 		return nil, err
 	}
@@ -540,7 +565,7 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 		s3sink.WithLogger(log.With("component", "sink")),
 		s3sink.WithRegisterer(reg))
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = sc.PathStyle })
-	b := &built{s3: s3c, store: store, registry: reg}
+	b := &built{s3: s3c, store: store, coord: coordinator, registry: reg}
 	// One sink per stream: its objects are named by the stream, its metrics labelled with it.
 	for _, stream := range cfg.streams() {
 		sink, err := s3sink.New(s3c, sc.Bucket, stream, opts...)
@@ -571,6 +596,9 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	}
 	if cc.LeaseScanInterval > 0 {
 		copts = append(copts, consumer.WithLeaseScanInterval(time.Duration(cc.LeaseScanInterval)))
+	}
+	if coordinator != nil {
+		copts = append(copts, consumer.WithLeaderAssignment(coordinator))
 	}
 	if !cc.CreateLeaseTable {
 		copts = append(copts, consumer.WithoutTableCreation())
@@ -603,6 +631,21 @@ func build(ctx context.Context, cfg *consumeConfig, log *slog.Logger) (*built, e
 	}
 	b.run, b.workerID, b.statuses = m.Run, m.WorkerID(), m.Status
 	return b, nil
+}
+
+// leaseStores returns the lease store of a config and, with lease_assignment: leader, the
+// coordinator store (table <lease_table>-coordinator); the lease store then needs the owner
+// index.
+func leaseStores(cfg *consumeConfig, client *dynamodb.Client) (store, coordinator *ddbstore.Store, err error) {
+	if cfg.Consumer.LeaseAssignment != "leader" {
+		store, err = ddbstore.New(client, cfg.Consumer.LeaseTable)
+		return store, nil, err
+	}
+	if store, err = ddbstore.New(client, cfg.Consumer.LeaseTable, ddbstore.WithOwnerIndex()); err != nil {
+		return nil, nil, err
+	}
+	coordinator, err = ddbstore.New(client, cfg.Consumer.LeaseTable+"-coordinator")
+	return store, coordinator, err
 }
 
 // prefixStreamName is a stream's name, from a name or an ARN.

@@ -85,18 +85,30 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 
-	// The lease table.
-	store, err := ddbstore.New(dynamodb.NewFromConfig(awsCfg), cfg.Consumer.LeaseTable)
+	// The lease table, and with lease_assignment: leader the coordinator table.
+	store, coordinator, err := leaseStores(&cfg, dynamodb.NewFromConfig(awsCfg))
 	if err != nil {
 		return err
 	}
-	if err := store.CheckTable(ctx); err == nil {
-		fmt.Fprintf(stdout, "  lease table %s: exists, left as it is\n", cfg.Consumer.LeaseTable)
-	} else {
-		if err := store.EnsureTable(ctx); err != nil {
-			return fmt.Errorf("creating lease table %s: %w", cfg.Consumer.LeaseTable, err)
+	tables := []*ddbstore.Store{store}
+	if coordinator != nil {
+		tables = append(tables, coordinator)
+	}
+	for _, st := range tables {
+		what := "lease table"
+		if st == coordinator {
+			what = "coordinator table"
 		}
-		fmt.Fprintf(stdout, "  lease table %s: created (on-demand)\n", cfg.Consumer.LeaseTable)
+		if err := st.CheckTable(ctx); err == nil {
+			fmt.Fprintf(stdout, "  %s %s: exists, left as it is\n", what, st.Table())
+		} else if errors.Is(err, ddbstore.ErrNoOwnerIndex) {
+			return fmt.Errorf("lease table %s exists without the %s index that consumer.lease_assignment: leader needs: add it with aws dynamodb update-table, or set consumer.lease_assignment: scan", st.Table(), ddbstore.OwnerIndexName)
+		} else {
+			if err := st.EnsureTable(ctx); err != nil {
+				return fmt.Errorf("creating %s %s: %w", what, st.Table(), err)
+			}
+			fmt.Fprintf(stdout, "  %s %s: created (on-demand)\n", what, st.Table())
+		}
 	}
 
 	// The bucket.

@@ -61,6 +61,7 @@ var roleClients = map[string][]awsClient{
 	},
 	"consumer": {
 		{dir: "consumer", name: "KinesisAPI", typ: reflect.TypeFor[consumer.KinesisAPI]()},
+		{dir: "consumer", name: "MultiStreamAPI", typ: reflect.TypeFor[consumer.MultiStreamAPI]()},
 		{dir: "consumer", name: "FanOutAPI", typ: reflect.TypeFor[consumer.FanOutAPI]()},
 		{dir: "consumer", name: "StreamConsumerDeregisterer", typ: reflect.TypeFor[consumer.StreamConsumerDeregisterer]()},
 		{dir: "checkpoint/dynamodb", name: "API", typ: reflect.TypeFor[ddbstore.API]()},
@@ -111,14 +112,17 @@ var roleUnused = map[string][]unusedClient{
 		{dir: "lambda", name: "ReplayS3API", why: "Function.Replay is `kinlog replay`'s, run with the operator's credentials; the function never replays"},
 		{dir: "consumer", name: "KinesisAPI", why: "lambda/ uses consumer.Record only; the event source mapping reads the stream"},
 		{dir: "consumer", name: "FanOutAPI", why: "lambda/ uses consumer.Record only; the event source mapping reads the stream"},
+		{dir: "consumer", name: "MultiStreamAPI", why: "lambda/ uses consumer.Record only; the event source mapping reads the stream"},
 		{dir: "consumer", name: "StreamConsumerDeregisterer", why: "lambda/ uses consumer.Record only; deregistering is `kinlog checkpoint deregister-consumer`'s"},
 	},
 }
 
-// roleTables is the DynamoDB table each role's code works on.
-var roleTables = map[string]string{
-	"consumer": "aws_dynamodb_table.leases.arn",
-	"lambda":   "aws_dynamodb_table.lambda_progress[0].arn",
+// roleTables are the DynamoDB tables each role's code works on: the consumer's lease table
+// and the coordinator table of leader assignment (consumer.WithLeaderAssignment), the same
+// store code on both.
+var roleTables = map[string][]string{
+	"consumer": {"aws_dynamodb_table.leases.arn", "aws_dynamodb_table.coordinator.arn"},
+	"lambda":   {"aws_dynamodb_table.lambda_progress[0].arn"},
 }
 
 // extraGrant is a permission a role needs for calls our code does not make: the AWS
@@ -291,7 +295,9 @@ func wantGrants(role string, vars cty.Value) (map[string][]string, error) {
 			return nil, err
 		}
 		for _, a := range as {
-			grant(a, resourceFor(role, a))
+			for _, r := range resourcesFor(role, a) {
+				grant(a, r)
+			}
 		}
 	}
 	// The AWS services' calls with the role's credentials. Their actions are named after
@@ -338,8 +344,30 @@ func whoNeeds(role, action, resource string) string {
 	return "the code needs"
 }
 
+// resourcesFor names the resources (each a reference plus a literal suffix) an action of a
+// role's code may be granted on: one, except for DynamoDB, whose actions go to each of the
+// role's tables (Query to their indexes: the store queries the owner index).
+func resourcesFor(role, action string) []string {
+	svc, op, _ := strings.Cut(action, ":")
+	if svc == "dynamodb" {
+		ts, ok := roleTables[role]
+		if !ok {
+			return []string{"(no DynamoDB table known for the " + role + " role: add it to roleTables)"}
+		}
+		out := make([]string, len(ts))
+		for i, t := range ts {
+			out[i] = t
+			if op == "Query" {
+				out[i] = t + " + /index/*"
+			}
+		}
+		return out
+	}
+	return []string{resourceFor(role, action)}
+}
+
 // resourceFor names the one resource (a reference plus a literal suffix) an action of a
-// role's code may be granted on.
+// role's code other than DynamoDB's may be granted on.
 func resourceFor(role, action string) string {
 	svc, op, _ := strings.Cut(action, ":")
 	switch svc {
@@ -348,11 +376,6 @@ func resourceFor(role, action string) string {
 			return "aws_kinesis_stream.this.arn + /consumer/*"
 		}
 		return "aws_kinesis_stream.this.arn"
-	case "dynamodb":
-		if t, ok := roleTables[role]; ok {
-			return t
-		}
-		return "(no DynamoDB table known for the " + role + " role: add it to roleTables)"
 	case "s3":
 		if slices.Contains([]string{"ListBucket", "ListBucketMultipartUploads", "GetBucketLocation"}, op) {
 			return "aws_s3_bucket.archive.arn"

@@ -490,7 +490,8 @@ func checkTerraform(m *tfModule, sc tfScenario) problems {
 		}
 	}
 
-	// DynamoDB lease table: KCL schema, on-demand, point-in-time recovery.
+	// DynamoDB lease table: KCL schema with the KCL 3.x owner index, on-demand,
+	// point-in-time recovery.
 	if d := get("aws_dynamodb_table", "leases"); d.body != nil {
 		if d.str("billing_mode") != "PAY_PER_REQUEST" {
 			ps.addf("aws_dynamodb_table.leases: billing_mode %q, want PAY_PER_REQUEST", d.str("billing_mode"))
@@ -500,8 +501,16 @@ func checkTerraform(m *tfModule, sc tfScenario) problems {
 		}
 		attrs, err := d.blocks("attribute")
 		must(err)
-		if len(attrs) != 1 || attrs[0].str("name") != "leaseKey" || attrs[0].str("type") != "S" {
-			ps.addf("aws_dynamodb_table.leases: want exactly one attribute, leaseKey of type S")
+		names := map[string]string{}
+		for _, a := range attrs {
+			names[a.str("name")] = a.str("type")
+		}
+		if len(attrs) != 2 || names["leaseKey"] != "S" || names["leaseOwner"] != "S" {
+			ps.addf("aws_dynamodb_table.leases: want exactly the attributes leaseKey and leaseOwner, of type S")
+		}
+		gsi, err := d.one("global_secondary_index")
+		if err != nil || gsi.str("name") != "LeaseOwnerToLeaseKeyIndex" || gsi.str("hash_key") != "leaseOwner" || gsi.str("range_key") != "leaseKey" || gsi.str("projection_type") != "KEYS_ONLY" {
+			ps.addf("aws_dynamodb_table.leases: want the global_secondary_index LeaseOwnerToLeaseKeyIndex (hash leaseOwner, range leaseKey, KEYS_ONLY) that leader assignment queries")
 		}
 		pitr, err := d.one("point_in_time_recovery")
 		if err != nil || !pitr.boolean("enabled") {

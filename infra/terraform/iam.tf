@@ -143,15 +143,23 @@ data "aws_iam_policy_document" "consumer" {
     resources = ["${aws_kinesis_stream.this.arn}/consumer/*"]
   }
 
-  # Leases and checkpoints (checkpoint/dynamodb). The table is created by this module;
-  # CreateTable only when the workers are configured to create it themselves.
+  # Leases and checkpoints (checkpoint/dynamodb), and the coordinator table of
+  # consumer.lease_assignment: leader (heartbeats, the leader lease). The tables are created
+  # by this module; CreateTable only when the workers are configured to create them.
   statement {
     sid = "LeaseTable"
     actions = concat(
       ["dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
       var.allow_lease_table_creation ? ["dynamodb:CreateTable"] : [],
     )
-    resources = [aws_dynamodb_table.leases.arn]
+    resources = [aws_dynamodb_table.leases.arn, aws_dynamodb_table.coordinator.arn]
+  }
+
+  # Leader assignment: each worker finds its leases through the owner index.
+  statement {
+    sid       = "LeaseOwnerIndex"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.leases.arn}/index/*", "${aws_dynamodb_table.coordinator.arn}/index/*"]
   }
 
   # Archive objects (sinks/s3): single PutObject and multipart uploads (which are authorised

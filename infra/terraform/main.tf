@@ -66,9 +66,39 @@ resource "aws_dynamodb_table" "leases" {
     name = "leaseKey"
     type = "S"
   }
+  attribute {
+    name = "leaseOwner"
+    type = "S"
+  }
+
+  # The KCL 3.x's owner index, which consumer.lease_assignment: leader queries for each
+  # worker's leases (checkpoint/dynamodb.OwnerIndexName).
+  global_secondary_index {
+    name            = "LeaseOwnerToLeaseKeyIndex"
+    hash_key        = "leaseOwner"
+    range_key       = "leaseKey"
+    projection_type = "KEYS_ONLY"
+  }
 
   point_in_time_recovery {
     enabled = true
+  }
+
+  tags = var.tags
+}
+
+# The coordinator table of consumer.lease_assignment: leader: one heartbeat item per worker
+# and the leader lease, in the lease table's schema (never in the lease table, which the KCL
+# may share). Empty while the workers scan.
+resource "aws_dynamodb_table" "coordinator" {
+  name                        = "${local.lease_table_name}-coordinator"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "leaseKey"
+  deletion_protection_enabled = var.lease_table_deletion_protection
+
+  attribute {
+    name = "leaseKey"
+    type = "S"
   }
 
   tags = var.tags
