@@ -100,7 +100,7 @@ func BenchmarkPut(b *testing.B) {
 	}
 	mode := func(m SpoolSync) *SpoolSync { return &m }
 	for _, v := range []variant{
-		{"aggregation=true", true, nil, false},
+		{"aggregation=true/identity=true", true, nil, false},
 		{"aggregation=true/identity=false", true, nil, true},
 		{"aggregation=false", false, nil, false},
 		{"aggregation=true/spool=batched", true, mode(SyncBatched), false},

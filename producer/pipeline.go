@@ -374,8 +374,9 @@ func (pl *pipeline) seal(s *shard) {
 	ke.shard = s
 	ke.recs, s.aggRecs = s.aggRecs, ke.recs[:0]
 	if cap(s.aggRecs) < n {
-		// Size the next aggregate's list like this one rather than growing it step by step.
-		s.aggRecs = make([]entry, 0, n)
+		// Size the next aggregate's list like this one (and a quarter more, as aggregates
+		// of the same shard vary a little) rather than growing it step by step.
+		s.aggRecs = make([]entry, 0, n+n/4)
 	}
 	ke.oldest = ke.recs[0].enq
 	for i := 1; i < n; i++ {
@@ -387,6 +388,12 @@ func (pl *pipeline) seal(s *shard) {
 		ke.setSingle()
 	} else {
 		ke.aggregated = true
+		if need := s.agg.Size(); cap(ke.buf) < need {
+			// Room for any aggregate, so that the buffer serves every later one of this
+			// kentry (kentries are reused); an exactly sized one was too small for the next
+			// aggregate about half the time.
+			ke.buf = make([]byte, 0, max(need, pl.cfg.maxAggregateSize))
+		}
 		ke.buf = s.agg.AppendEncodeUnsummed(ke.buf[:0]) // the sender writes the MD5
 		ke.data = ke.buf
 		ke.pk = ke.recs[0].rec.PartitionKey
@@ -564,10 +571,12 @@ func (p *Producer) sender() {
 }
 
 // bufferPool keeps request-body buffers for reuse by any sender: a request body is several
-// megabytes, and senders take turns.
+// megabytes, and senders take turns. It keeps up to max buffers, one per request in flight:
+// at full speed every sender needs one, and a smaller pool made a new body for most requests.
 type bufferPool struct {
 	mu   sync.Mutex
 	bufs [][]byte
+	max  int
 }
 
 func (b *bufferPool) get() []byte {
@@ -588,7 +597,7 @@ func (b *bufferPool) put(buf []byte) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.bufs) < 4 {
+	if len(b.bufs) < b.max {
 		b.bufs = append(b.bufs, buf)
 	}
 }

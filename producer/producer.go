@@ -172,6 +172,7 @@ func New(client Client, stream string, opts ...Option) (*Producer, error) {
 		p.id = newProducerID()
 	}
 	p.summer = kpl.NewSummer()
+	p.bodies.max = cfg.maxInFlight
 	p.lifeCtx, p.lifeCancel = context.WithCancel(context.Background())
 	if p.spool != nil {
 		p.spool.start()

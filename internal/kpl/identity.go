@@ -1,6 +1,7 @@
 package kpl
 
 import (
+	"math/bits"
 	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -68,14 +69,20 @@ const (
 // maxOriginLen bounds an origin; longer ones are not encoded (the record goes without).
 const MaxOriginLen = 128
 
+// decLen returns the number of decimal digits of n.
 func decLen(n uint64) int {
-	l := 1
-	for n >= 10 {
-		n /= 10
+	// 1233/4096 is just above log10(2): l is the digit count of 2^(bits-1), which is n's or
+	// one less.
+	l := bits.Len64(n) * 1233 >> 12
+	if n >= pow10[l] {
 		l++
 	}
-	return l
+	return max(l, 1)
 }
+
+// pow10[i] is 10^i.
+var pow10 = [20]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+	1e15, 1e16, 1e17, 1e18, 1e19}
 
 // tagSize returns the encoded size of a Record's field-4 entry holding a Tag with a key of
 // keyLen bytes and a value of valLen bytes.

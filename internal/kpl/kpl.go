@@ -107,97 +107,102 @@ func recordSize(pk uint64, ehk int64, dataLen, tags int) int {
 
 // SizeWith returns the size the aggregate would have with r added, without adding it.
 func (a *Aggregator) SizeWith(r Record) int {
-	size, _, _, _, _ := a.plan(r)
-	return size
+	return a.plan(&r).size
+}
+
+// addPlan is what adding a record takes: the aggregate's size after it, the table indexes
+// it uses (new ones are appended to the tables), and its identity tags.
+type addPlan struct {
+	size   int
+	pk     uint64
+	ehk    int64 // noExplicitKey for none
+	newPK  bool
+	newEHK bool
+	run    bool // the record starts a run of its identity's origin
+	tags   int  // encoded size of its identity tags
 }
 
 // plan computes the size after adding r and the table indexes r would use.
-func (a *Aggregator) plan(r Record) (size int, pk uint64, newPK bool, ehk int64, newEHK bool) {
-	size = a.Size()
+func (a *Aggregator) plan(r *Record) addPlan {
+	p := addPlan{size: a.Size(), ehk: noExplicitKey}
 	var ok bool
-	if pk, ok = a.pkIndex[r.PartitionKey]; !ok {
-		pk = uint64(len(a.pks))
-		newPK = true
-		size += tableEntrySize(r.PartitionKey)
+	if p.pk, ok = a.pkIndex[r.PartitionKey]; !ok {
+		p.pk = uint64(len(a.pks))
+		p.newPK = true
+		p.size += tableEntrySize(r.PartitionKey)
 	}
-	ehk = noExplicitKey
 	if r.ExplicitHashKey != "" {
 		var e uint64
 		if e, ok = a.ehkIndex[r.ExplicitHashKey]; !ok {
 			e = uint64(len(a.ehks))
-			newEHK = true
-			size += tableEntrySize(r.ExplicitHashKey)
+			p.newEHK = true
+			p.size += tableEntrySize(r.ExplicitHashKey)
 		}
-		ehk = int64(e)
+		p.ehk = int64(e)
 	}
-	rs := recordSize(pk, ehk, len(r.Data), a.tagsSize(r.ID))
-	size += 1 + protowire.SizeVarint(uint64(rs)) + rs
-	return size, pk, newPK, ehk, newEHK
+	if id := &r.ID; id.Origin != "" && len(id.Origin) <= MaxOriginLen {
+		p.run = a.n == 0 || id.Origin != a.origin
+		p.tags = idTagsSize(*id, p.run)
+	}
+	rs := recordSize(p.pk, p.ehk, len(r.Data), p.tags)
+	p.size += 1 + protowire.SizeVarint(uint64(rs)) + rs
+	return p
 }
 
 // Add appends r to the aggregate, whatever the resulting size.
 func (a *Aggregator) Add(r Record) {
-	_, pk, newPK, ehk, newEHK := a.plan(r)
-	a.commit(r, pk, newPK, ehk, newEHK)
+	p := a.plan(&r)
+	a.commit(&r, &p)
 }
 
 // TryAdd appends r only if the aggregate's encoded size stays at most maxSize, and reports
 // whether it did. A record too big to fit even an empty aggregate is never added.
 func (a *Aggregator) TryAdd(r Record, maxSize int) bool {
-	size, pk, newPK, ehk, newEHK := a.plan(r)
-	if size > maxSize {
+	p := a.plan(&r)
+	if p.size > maxSize {
 		return false
 	}
-	a.commit(r, pk, newPK, ehk, newEHK)
+	a.commit(&r, &p)
 	return true
 }
 
-func (a *Aggregator) commit(r Record, pk uint64, newPK bool, ehk int64, newEHK bool) {
-	if newPK {
+func (a *Aggregator) commit(r *Record, p *addPlan) {
+	if p.newPK {
 		if a.pkIndex == nil {
 			a.pkIndex = make(map[string]uint64)
 		}
-		a.pkIndex[r.PartitionKey] = pk
+		a.pkIndex[r.PartitionKey] = p.pk
 		a.pks = append(a.pks, r.PartitionKey)
 		a.tables += tableEntrySize(r.PartitionKey)
 	}
-	if newEHK {
+	if p.newEHK {
 		if a.ehkIndex == nil {
 			a.ehkIndex = make(map[string]uint64)
 		}
-		a.ehkIndex[r.ExplicitHashKey] = uint64(ehk)
+		a.ehkIndex[r.ExplicitHashKey] = uint64(p.ehk)
 		a.ehks = append(a.ehks, r.ExplicitHashKey)
 		a.tables += tableEntrySize(r.ExplicitHashKey)
 	}
-	id := r.ID
-	if len(id.Origin) > MaxOriginLen {
-		id = Identity{}
-	}
-	run := id.Origin != "" && (a.n == 0 || id.Origin != a.origin)
 	b := a.body
 	b = append(b, tagRecords)
-	b = protowire.AppendVarint(b, uint64(recordSize(pk, ehk, len(r.Data), idTagsSize(id, run))))
+	b = protowire.AppendVarint(b, uint64(recordSize(p.pk, p.ehk, len(r.Data), p.tags)))
 	b = append(b, tagPKIndex)
-	b = protowire.AppendVarint(b, pk)
-	if ehk >= 0 {
+	b = protowire.AppendVarint(b, p.pk)
+	if p.ehk >= 0 {
 		b = append(b, tagEHKIndex)
-		b = protowire.AppendVarint(b, uint64(ehk))
+		b = protowire.AppendVarint(b, uint64(p.ehk))
 	}
 	b = append(b, tagData)
 	b = protowire.AppendVarint(b, uint64(len(r.Data)))
 	b = append(b, r.Data...)
-	b = appendIDTags(b, id, run)
+	origin := ""
+	if p.tags > 0 {
+		b = appendIDTags(b, r.ID, p.run)
+		origin = r.ID.Origin
+	}
 	a.body = b
 	a.n++
-	a.origin = id.Origin
-}
-
-// tagsSize is the size of the identity tags r's identity takes after the records so far.
-func (a *Aggregator) tagsSize(id Identity) int {
-	if id.Origin == "" || len(id.Origin) > MaxOriginLen {
-		return 0
-	}
-	return idTagsSize(id, a.n == 0 || id.Origin != a.origin)
+	a.origin = origin
 }
 
 // AppendEncode appends the aggregate's encoding — magic, AggregatedRecord protobuf (key
@@ -243,7 +248,9 @@ func SetSum(agg []byte) {
 // IsAggregate reports whether data carries the KPL magic, is long enough and has a matching
 // MD5 trailer. It does not check that the protobuf parses; [Decode] does.
 func IsAggregate(data []byte) bool {
-	if len(data) <= len(Magic)+md5.Size || !bytes.Equal(data[:len(Magic)], Magic[:]) {
+	// An array comparison: one load and compare, where bytes.Equal is a call (it showed in
+	// the consumer's profile, run for every Kinesis record).
+	if len(data) <= len(Magic)+md5.Size || [len(Magic)]byte(data[:len(Magic)]) != Magic {
 		return false
 	}
 	body := data[len(Magic) : len(data)-md5.Size]

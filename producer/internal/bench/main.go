@@ -45,6 +45,7 @@ func run() error {
 	n := flag.Int("n", 100000, "log lines to send")
 	shards := flag.Int("shards", 4, "shards of the temporary stream")
 	stream := flag.String("stream", "", "existing stream to use instead of a temporary one")
+	prefix := flag.String("stream-prefix", "kinlog-bench-", "name prefix of the temporary stream")
 	aggregate := flag.Bool("aggregate", true, "KPL aggregation")
 	rate := flag.Int("rate-limit", 0, "per-shard rate limit in percent of the shard limits (0 = off; kinesalite enforces none)")
 	inflight := flag.Int("inflight", producer.DefaultMaxInFlight, "PutRecords requests in flight")
@@ -67,7 +68,7 @@ func run() error {
 	if name == "" {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
-		name = "kinlog-bench-" + hex.EncodeToString(b[:])
+		name = *prefix + hex.EncodeToString(b[:])
 		if err := createStream(ctx, client, name, int32(*shards)); err != nil {
 			return err
 		}
@@ -104,6 +105,7 @@ func run() error {
 	if *memProfile != "" {
 		runtime.MemProfileRate = 4096
 		defer func() {
+			runtime.GC() // the profile shows allocations as of the last collection
 			f, err := os.Create(*memProfile)
 			if err == nil {
 				_ = pprof.Lookup("allocs").WriteTo(f, 0)
