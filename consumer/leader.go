@@ -177,8 +177,9 @@ func (c *Consumer) contend(ctx context.Context, now time.Time) {
 }
 
 // assign is the leader's: it lists the lease table and the heartbeats, gives the leases that
-// need a worker to the live workers with the fewest, and moves leases from the most loaded
-// to the least loaded while they differ by two or more.
+// need a worker — unowned, not renewed for the failover time, or owned by a worker whose
+// heartbeat stopped — to the live workers with the fewest, and moves leases from the most
+// loaded worker to the least loaded live one while they differ by two or more.
 func (c *Consumer) assign(ctx, life context.Context) {
 	co := c.co
 	self := c.cfg.workerID
@@ -199,7 +200,14 @@ func (c *Consumer) assign(ctx, life context.Context) {
 	c.tracker.Observe(leases)
 	co.workers.Observe(beats)
 
+	// live: workers whose heartbeat is renewing, who may be given leases. dead: workers
+	// whose heartbeat stopped for the failover time. A worker with no heartbeat yet (just
+	// starting) is neither: its leases count as its own while they are renewed.
 	live := map[string]bool{self: true}
+	dead := map[string]bool{}
+	if co.deposed != "" {
+		dead[co.deposed] = true
+	}
 	for _, b := range beats {
 		owner, ok := strings.CutPrefix(b.Key, heartbeatPrefix)
 		switch {
@@ -208,6 +216,9 @@ func (c *Consumer) assign(ctx, life context.Context) {
 			live[owner] = true
 		case b.Owner == "" || co.workers.Available(b):
 			// Released at shutdown, or not renewed for the failover time.
+			if owner != self {
+				dead[owner] = true
+			}
 			dctx, cancel := c.callCtx(ctx)
 			_ = co.store.DeleteLease(dctx, b.Key)
 			cancel()
@@ -236,22 +247,22 @@ func (c *Consumer) assign(ctx, life context.Context) {
 		if l.Checkpoint.Sequence == checkpoint.ShardEnd || !parentsDone(l, byKey) {
 			continue
 		}
-		if l.Owner == "" || !live[l.Owner] || c.tracker.Available(l) {
+		if l.Owner == "" || dead[l.Owner] || c.tracker.Available(l) {
 			free = append(free, l)
 			continue
 		}
 		load[l.Owner] = append(load[l.Owner], l)
 	}
 	rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
-	workers := make([]string, 0, len(live))
-	for w := range live {
+	workers := make([]string, 0, len(load))
+	for w := range load {
 		workers = append(workers, w)
 	}
 	// least returns the live worker with the fewest leases that may take l.
 	least := func(l checkpoint.Lease, not string) string {
 		best := ""
 		for _, w := range workers {
-			if w == not || (w == self && cooling[l.Key]) {
+			if !live[w] || w == not || (w == self && cooling[l.Key]) {
 				continue
 			}
 			if best == "" || len(load[w]) < len(load[best]) || (len(load[w]) == len(load[best]) && w < best) {

@@ -19,10 +19,18 @@ import (
 // every call fails, as when the process or its network is gone.
 var errPartitioned = errors.New("test: worker partitioned away")
 
-// workerStore is one worker's view of a shared memory store: it counts the calls that read
-// the lease table, and fails every call once dead is set.
+// leaseBackend is what kinlog's stores implement, memory and DynamoDB alike.
+type leaseBackend interface {
+	checkpoint.Store
+	checkpoint.OwnerIndex
+	checkpoint.StateCheckpointer
+	checkpoint.ChildRecorder
+}
+
+// workerStore is one worker's view of a shared store: it counts the calls that read the
+// lease table, and fails every call once dead is set.
 type workerStore struct {
-	*memory.Store
+	leaseBackend
 	dead              atomic.Bool
 	lists, listed     atomic.Int64 // ListLeases calls, and leases they returned
 	gets, ownedCalls  atomic.Int64
@@ -40,7 +48,7 @@ func (w *workerStore) ListLeases(ctx context.Context) ([]checkpoint.Lease, error
 	if err := w.fail(); err != nil {
 		return nil, err
 	}
-	ls, err := w.Store.ListLeases(ctx)
+	ls, err := w.leaseBackend.ListLeases(ctx)
 	w.lists.Add(1)
 	w.listed.Add(int64(len(ls)))
 	return ls, err
@@ -50,13 +58,13 @@ func (w *workerStore) GetLease(ctx context.Context, key string) (checkpoint.Leas
 		return checkpoint.Lease{}, err
 	}
 	w.gets.Add(1)
-	return w.Store.GetLease(ctx, key)
+	return w.leaseBackend.GetLease(ctx, key)
 }
 func (w *workerStore) OwnedKeys(ctx context.Context, owner string) ([]string, error) {
 	if err := w.fail(); err != nil {
 		return nil, err
 	}
-	keys, err := w.Store.OwnedKeys(ctx, owner)
+	keys, err := w.leaseBackend.OwnedKeys(ctx, owner)
 	w.ownedCalls.Add(1)
 	w.ownedKeysReturned.Add(int64(len(keys)))
 	return keys, err
@@ -65,43 +73,55 @@ func (w *workerStore) CreateLease(ctx context.Context, l checkpoint.Lease) (bool
 	if err := w.fail(); err != nil {
 		return false, err
 	}
-	return w.Store.CreateLease(ctx, l)
+	return w.leaseBackend.CreateLease(ctx, l)
 }
 func (w *workerStore) TakeLease(ctx context.Context, l checkpoint.Lease, owner string) (checkpoint.Lease, error) {
 	if err := w.fail(); err != nil {
 		return checkpoint.Lease{}, err
 	}
-	return w.Store.TakeLease(ctx, l, owner)
+	return w.leaseBackend.TakeLease(ctx, l, owner)
 }
 func (w *workerStore) RenewLease(ctx context.Context, l checkpoint.Lease) (checkpoint.Lease, error) {
 	if err := w.fail(); err != nil {
 		return checkpoint.Lease{}, err
 	}
-	return w.Store.RenewLease(ctx, l)
+	return w.leaseBackend.RenewLease(ctx, l)
 }
 func (w *workerStore) ReleaseLease(ctx context.Context, l checkpoint.Lease) error {
 	if err := w.fail(); err != nil {
 		return err
 	}
-	return w.Store.ReleaseLease(ctx, l)
+	return w.leaseBackend.ReleaseLease(ctx, l)
 }
 func (w *workerStore) Checkpoint(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) (checkpoint.Lease, error) {
 	if err := w.fail(); err != nil {
 		return checkpoint.Lease{}, err
 	}
-	return w.Store.Checkpoint(ctx, l, cp)
+	return w.leaseBackend.Checkpoint(ctx, l, cp)
 }
 func (w *workerStore) CheckpointWithState(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint, st []byte) (checkpoint.Lease, error) {
 	if err := w.fail(); err != nil {
 		return checkpoint.Lease{}, err
 	}
-	return w.Store.CheckpointWithState(ctx, l, cp, st)
+	return w.leaseBackend.CheckpointWithState(ctx, l, cp, st)
+}
+func (w *workerStore) PrepareCheckpoint(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) (checkpoint.Lease, error) {
+	if err := w.fail(); err != nil {
+		return checkpoint.Lease{}, err
+	}
+	return w.leaseBackend.PrepareCheckpoint(ctx, l, cp)
+}
+func (w *workerStore) SetChildShards(ctx context.Context, l checkpoint.Lease, children []string) (checkpoint.Lease, error) {
+	if err := w.fail(); err != nil {
+		return checkpoint.Lease{}, err
+	}
+	return w.leaseBackend.SetChildShards(ctx, l, children)
 }
 func (w *workerStore) DeleteLease(ctx context.Context, key string) error {
 	if err := w.fail(); err != nil {
 		return err
 	}
-	return w.Store.DeleteLease(ctx, key)
+	return w.leaseBackend.DeleteLease(ctx, key)
 }
 
 // leaderFleet runs workers with leader assignment on one lease store and one coordinator.
@@ -124,7 +144,7 @@ func newLeaderFleet(t *testing.T, shards int) *leaderFleet {
 
 func (f *leaderFleet) start(id string) {
 	f.t.Helper()
-	ws, cs := &workerStore{Store: f.leases}, &workerStore{Store: f.coord}
+	ws, cs := &workerStore{leaseBackend: f.leases}, &workerStore{leaseBackend: f.coord}
 	c, err := New(f.s.api(), ws, testStreamName, newProcLog(true).factory(), WithWorkerID(id), WithLeaderAssignment(cs),
 		WithLogger(slog.New(slog.NewTextHandler(f.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))))
 	if err != nil {
