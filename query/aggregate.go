@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,16 +76,16 @@ func ScanRollup(ctx context.Context, api S3API, req Request, cfg rollup.Config) 
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	fields := req.TimeFields
-	if len(fields) == 0 {
-		fields = encode.DefaultFields.Time
+	// Each record's time and size, and the members the rollup reads, come from the objects'
+	// columns where they can (Parquet), else from the record.
+	names := append(slices.Clone(cfg.Dimensions), cfg.Numeric...)
+	if len(cfg.Dimensions) == 0 {
+		names = append(slices.Clone(rollup.DefaultDimensions), cfg.Numeric...)
 	}
 	var doc encode.Doc
-	st, err := Run(ctx, api, req, func(rec []byte) error {
+	st, err := run(ctx, api, req, modeRollup, names, nil, func(t time.Time, size int, rec []byte) {
 		_ = doc.Parse(rec)
-		t, _, _ := encode.TimeOf(&doc, fields, encode.TimeAuto)
-		agg.Add(t, len(rec), &doc)
-		return nil
+		agg.Add(t, size, &doc)
 	})
 	if err != nil {
 		return nil, st, err

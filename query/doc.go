@@ -24,6 +24,28 @@
 // a field as the archive sink's partitioning and rollups do ([encode.Doc.Lookup]):
 // http.status is a member called "http.status", else "status" inside the object "http".
 //
+// # Parquet objects
+//
+// Parquet objects are read column by column: a row group at a time, only the columns a
+// query needs (the layout column, which says which member each column holds, then the
+// columns of each condition in turn, for the rows still in play). Conditions on members
+// that dictionary-encoded columns hold (level, service) are tested once per dictionary
+// entry; a row group whose time statistics lie outside an exact time range
+// ([Request.TimeFields]), or in which no row passes the conditions on its small columns, is
+// skipped without reading the rest ([Stats.RowGroupsPruned]). A record is rebuilt only for
+// a row that is returned, or where the columns cannot answer exactly (a member inside an
+// object-valued message, files written before the layout column): the answers are always
+// those of decoding every record and filtering it. [Count] counts without rebuilding
+// records; [ScanRollup] (--count-by, --stats) takes each record's time, size and members
+// from the columns.
+//
+// # Parallelism and memory
+//
+// Objects are fetched and decoded on [Request.Parallelism] goroutines at once (every core
+// is used), within [Request.MemoryBudget] ([DefaultMemoryBudget], 512 MiB; each object
+// counts [ObjectMemoryFactor] times its stored size), and returned in the same order and
+// with the same results as reading them one at a time.
+//
 // # Order
 //
 // Records come back by their own time, oldest first ([OrderAsc]) or newest first

@@ -197,6 +197,12 @@ func lookup(d *encode.Doc, field string) (encode.Field, bool) {
 
 func (c *Cond) matchDoc(d *encode.Doc) bool {
 	f, ok := lookup(d, c.Field)
+	return c.matchField(&f, ok)
+}
+
+// matchField reports whether the condition holds for a record whose field is f (ok), or
+// that does not have the field (!ok).
+func (c *Cond) matchField(f *encode.Field, ok bool) bool {
 	switch c.Op {
 	case OpExists:
 		return ok
@@ -206,7 +212,7 @@ func (c *Cond) matchDoc(d *encode.Doc) bool {
 	if !ok {
 		return c.Op == OpNe || c.Op == OpNotMatch
 	}
-	text := scalarText(&f)
+	text := scalarText(f)
 	switch c.Op {
 	case OpEq, OpNe:
 		eq := false

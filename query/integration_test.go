@@ -16,17 +16,17 @@ import (
 	"github.com/kinlog/kinlog/sinks/encode"
 )
 
-// minioArchive writes objects of NDJSON/gzip log records into a fresh MinIO bucket, spread
-// over hours partitions of the default layout, and returns the bucket, the records written
-// and the stored bytes.
-func minioArchive(tb testing.TB, sc *s3.Client, c encode.Compression, hours, objectsPerHour, recordsPerObject int) (string, int, int64) {
+// minioArchive writes objects of log records, encoded with cfg, into a fresh MinIO bucket,
+// spread over hours partitions of the default layout, and returns the bucket, the records
+// written and the stored bytes.
+func minioArchive(tb testing.TB, sc *s3.Client, cfg encode.Config, hours, objectsPerHour, recordsPerObject int) (string, int, int64) {
 	tb.Helper()
 	ctx := context.Background()
 	bucket := testenv.Name(tb, "query")
 	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		tb.Fatal(err)
 	}
-	enc, err := encode.New(encode.Config{Compression: c})
+	enc, err := encode.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func minioArchive(tb testing.TB, sc *s3.Client, c encode.Compression, hours, obj
 // partitions, and that an unbounded query reads them all.
 func TestIntegrationPruning(t *testing.T) {
 	sc := testenv.S3Client(t)
-	bucket, n, _ := minioArchive(t, sc, encode.CompressionGzip, 6, 2, 200)
+	bucket, n, _ := minioArchive(t, sc, encode.Config{Compression: encode.CompressionGzip}, 6, 2, 200)
 	ctx := context.Background()
 	all, err := Run(ctx, sc, Request{Bucket: bucket}, func([]byte) error { return nil })
 	if err != nil {
@@ -94,37 +94,51 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkIntegrationScan measures full scans of an NDJSON archive on MinIO with a filter,
-// gzip (the default) and zstd: stored (compressed) MB/s, records/s, and stored MB per CPU
-// second of this process (MB/s per core). MinIO runs on the same machine; its CPU is not
-// counted.
+// BenchmarkIntegrationScan measures full scans of an archive on MinIO with a filter: NDJSON
+// gzip (the default) and zstd, and Parquet zstd; objects read one at a time and
+// [DefaultParallelism] at once. It reports stored (compressed) MB per second of wall time
+// (total), stored MB per CPU second of this process (per core), records/s, and the cores
+// the scan kept busy (CPU time over wall time). MinIO runs on the same machine; its CPU is
+// not counted.
 func BenchmarkIntegrationScan(b *testing.B) {
 	sc := testenv.S3Client(b)
-	for _, c := range []encode.Compression{encode.CompressionGzip, encode.CompressionZstd} {
-		b.Run(c.String(), func(b *testing.B) {
-			bucket, n, stored := minioArchive(b, sc, c, 4, 4, 20000)
-			where, err := ParseFilter([]string{"level=ERROR", "latency_ms>500"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			b.SetBytes(stored)
-			b.ResetTimer()
-			cpu0, wall0 := cpuTime(), time.Now()
-			for b.Loop() {
-				st, err := Run(ctx, sc, Request{Bucket: bucket, Where: where}, func([]byte) error { return nil })
+	for _, cfg := range []encode.Config{
+		{Compression: encode.CompressionGzip},
+		{Compression: encode.CompressionZstd},
+		{Format: encode.Parquet, Compression: encode.CompressionZstd},
+	} {
+		name := cfg.Format.String() + "-" + cfg.Compression.String()
+		if cfg.Format == encode.NDJSON {
+			name = "ndjson-" + cfg.Compression.String() // the names of earlier runs
+		}
+		bucket, n, stored := minioArchive(b, sc, cfg, 4, 4, 20000)
+		for _, par := range []int{1, DefaultParallelism} {
+			b.Run(fmt.Sprintf("%s/parallel=%d", name, par), func(b *testing.B) {
+				where, err := ParseFilter([]string{"level=ERROR", "latency_ms>500"})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if st.RecordsScanned != int64(n) {
-					b.Fatalf("scanned %d records, want %d", st.RecordsScanned, n)
+				ctx := context.Background()
+				b.SetBytes(stored)
+				b.ResetTimer()
+				cpu0, wall0 := cpuTime(), time.Now()
+				for b.Loop() {
+					st, err := Run(ctx, sc, Request{Bucket: bucket, Where: where, Parallelism: par}, func([]byte) error { return nil })
+					if err != nil {
+						b.Fatal(err)
+					}
+					if st.RecordsScanned != int64(n) {
+						b.Fatalf("scanned %d records, want %d", st.RecordsScanned, n)
+					}
 				}
-			}
-			cpu, wall := cpuTime()-cpu0, time.Since(wall0)
-			mb := float64(stored) * float64(b.N) / 1e6
-			b.ReportMetric(mb/cpu.Seconds(), "storedMB/cpu-s")
-			b.ReportMetric(float64(n)*float64(b.N)/wall.Seconds(), "records/s")
-			b.ReportMetric(float64(stored)/1e6, "archiveMB")
-		})
+				cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+				mb := float64(stored) * float64(b.N) / 1e6
+				b.ReportMetric(mb/cpu.Seconds(), "storedMB/cpu-s")
+				b.ReportMetric(mb/wall.Seconds(), "storedMB/s")
+				b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cores")
+				b.ReportMetric(float64(n)*float64(b.N)/wall.Seconds(), "records/s")
+				b.ReportMetric(float64(stored)/1e6, "archiveMB")
+			})
+		}
 	}
 }

@@ -36,6 +36,14 @@ const (
 	DefaultSlack = 15 * time.Minute
 	// DefaultSortBuffer bounds the bytes of matching records a time-ordered query holds.
 	DefaultSortBuffer = 256 << 20
+	// DefaultMemoryBudget bounds the memory of the objects a query reads at once (see
+	// [Request.MemoryBudget]): 512 MiB, about 85 MiB of stored objects.
+	DefaultMemoryBudget = 512 << 20
+	// ObjectMemoryFactor is what an object in flight is counted for against
+	// [Request.MemoryBudget], as a multiple of its stored size: its bytes, plus what
+	// decoding makes of them (decompressed NDJSON and its records; a Parquet object's
+	// columns, a row group at a time, or all of them for a time-ordered query).
+	ObjectMemoryFactor = 6
 )
 
 // maxPruneSteps bounds the minutes a time range is walked to find its partitions; a longer
@@ -102,8 +110,16 @@ type Request struct {
 	// Limit stops the query after this many matching records, the first in Order; 0
 	// means no limit.
 	Limit int
-	// Parallelism is how many objects are fetched at once. Default: [DefaultParallelism].
+	// Parallelism is how many objects are fetched and decoded at once, each on its own
+	// goroutine (so a scan uses every core). Default: [DefaultParallelism].
 	Parallelism int
+	// MemoryBudget bounds, in bytes, the memory of the objects being fetched, decoded, or
+	// waiting to be returned in order: each counts as [ObjectMemoryFactor] times its stored
+	// size, and an object is fetched only when the budget has room for it (or when no other
+	// object is in flight, so that one larger than the budget is still read, alone). It does
+	// not count the records a time-ordered query holds (see SortBuffer). Default:
+	// [DefaultMemoryBudget].
+	MemoryBudget int64
 	// TimeFields are the JSON members holding a record's time, tried in order, for an exact
 	// From/To filter on each record. Set them to what the sink partitions by (its time
 	// field). Default: none — the sink's default partitions by arrival time, which NDJSON
@@ -121,6 +137,10 @@ type Request struct {
 	// KinlogID adds to each record its kinlog identity, as the member [IDField] (see
 	// [Run]), so that filters, projections and the output see it.
 	KinlogID bool
+
+	// rowPath turns off the columnar read of Parquet objects (readParquet): every record is
+	// decoded, then filtered. For tests that compare the two.
+	rowPath bool
 }
 
 // IDField is the member [Request.KinlogID] adds to records: the Parquet column that holds
@@ -135,6 +155,10 @@ type Stats struct {
 	BytesRead      int64 // stored (compressed) bytes fetched
 	RecordsScanned int64
 	RecordsMatched int64 // records returned
+	// RowGroups counts the row groups of the Parquet objects read, and RowGroupsPruned
+	// those of them skipped after reading only their small columns (by time statistics,
+	// or because no row passed the conditions on dictionary columns such as level).
+	RowGroups, RowGroupsPruned int64
 }
 
 // errLimit ends a query that reached its limit.
@@ -176,8 +200,26 @@ var errLimit = errors.New("limit reached")
 // held and sorted at the end. In both cases [Request.SortBuffer] bounds the bytes held.
 //
 // With [OrderNone], records come in key order as objects are read, and Run holds at most
-// req.Parallelism objects in memory.
+// req.Parallelism objects in memory, within req.MemoryBudget. Objects are fetched and
+// decoded in parallel whatever the order; the results are those of reading them one at a
+// time.
 func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) error) (Stats, error) {
+	return run(ctx, api, req, modeRecords, nil, emit, nil)
+}
+
+// Count returns how many records match req, in Stats.RecordsMatched: the records [Run]
+// would return without a limit, counted without being built where the objects allow (the
+// columns of Parquet objects; see [Run] for the filters). req.Order and req.Limit are
+// ignored.
+func Count(ctx context.Context, api S3API, req Request) (Stats, error) {
+	req.Order, req.Limit = OrderNone, 0
+	return run(ctx, api, req, modeCount, nil, nil, nil)
+}
+
+// run is Run in mode m: for modeRecords emit takes each record, for modeRollup add takes
+// each record's time, size and members (a JSON object that holds at least names); for
+// modeCount neither is called.
+func run(ctx context.Context, api S3API, req Request, m mode, names []string, emit func(rec []byte) error, add func(t time.Time, size int, rec []byte)) (Stats, error) {
 	var st Stats
 	if req.Bucket == "" {
 		return st, errors.New("query: no bucket")
@@ -193,6 +235,9 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 	}
 	if req.SortBuffer <= 0 {
 		req.SortBuffer = DefaultSortBuffer
+	}
+	if req.MemoryBudget <= 0 {
+		req.MemoryBudget = DefaultMemoryBudget
 	}
 	if req.Order > OrderNone {
 		return st, fmt.Errorf("query: unknown order %v", req.Order)
@@ -215,6 +260,7 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 		objs = append(objs, found...)
 	}
 	st.ObjectsListed = len(objs)
+	sc := newScan(&req, m, names)
 	groups := plan(tpl, objs, req.Order)
 	var order []object
 	for _, g := range groups {
@@ -224,34 +270,53 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// An ordered pipeline: fetchers fill results in parallel, the caller's goroutine takes
-	// them in plan order. The semaphore bounds objects fetched or held.
+	// them in plan order. The semaphore bounds objects fetched or held, and the memory
+	// budget their size: the dispatcher waits for the caller's goroutine to hand back the
+	// cost of the objects it is done with.
 	results := make([]chan objectResult, len(order))
 	for i := range results {
 		results[i] = make(chan objectResult, 1)
 	}
 	sem := make(chan struct{}, req.Parallelism)
+	released := make(chan int64, len(order))
 	var wg sync.WaitGroup
 	var statsMu sync.Mutex
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
+		var inFlight int64
 		for i, o := range order {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+			fail := func() {
 				for _, ch := range results[i:] {
 					ch <- objectResult{err: ctx.Err()}
 				}
+			}
+			for c := objectCost(o); inFlight > 0 && inFlight+c > req.MemoryBudget; {
+				select {
+				case n := <-released:
+					inFlight -= n
+				case <-ctx.Done():
+					fail()
+					return
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				fail()
 				return
 			}
+			inFlight += objectCost(o)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := readObject(ctx, api, &req, o)
+				r := readObject(ctx, api, &req, sc, o)
 				statsMu.Lock()
 				st.ObjectsRead++
 				st.BytesRead += r.stored
 				st.RecordsScanned += int64(r.scanned)
+				st.RowGroups += r.groups
+				st.RowGroupsPruned += r.pruned
 				statsMu.Unlock()
 				results[i] <- r
 			}()
@@ -277,13 +342,21 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 			runErr = r.err
 			break
 		}
-		if req.Order == OrderNone {
+		switch {
+		case m == modeCount:
+			st.RecordsMatched += r.count
+		case m == modeRollup:
+			for k, rec := range r.recs {
+				add(r.tts[k], r.sizes[k], rec)
+			}
+			st.RecordsMatched += int64(len(r.recs))
+		case req.Order == OrderNone:
 			for _, rec := range r.recs {
 				if runErr = out(rec); runErr != nil {
 					break
 				}
 			}
-		} else {
+		default:
 			srt.add(r.recs, r.times, uint64(o.rank))
 			if req.Limit > 0 {
 				srt.trim(req.Limit - int(st.RecordsMatched))
@@ -297,6 +370,7 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 			}
 		}
 		putDecoder(r.dec)
+		released <- objectCost(o) // buffered for every object: never blocks
 		if runErr != nil {
 			break
 		}
@@ -318,6 +392,9 @@ func Run(ctx context.Context, api S3API, req Request, emit func(rec []byte) erro
 	}
 	return st, runErr
 }
+
+// objectCost is what an object counts for against Request.MemoryBudget.
+func objectCost(o object) int64 { return max(o.size, 1) * ObjectMemoryFactor }
 
 type object struct {
 	key   string
@@ -446,6 +523,13 @@ type objectResult struct {
 	scanned int
 	stored  int64
 	err     error
+	// count is the number of matching records (modeCount).
+	count int64
+	// tts and sizes are each record's time and size (modeRollup).
+	tts   []time.Time
+	sizes []int
+	// groups and pruned count the Parquet row groups read, and those skipped.
+	groups, pruned int64
 }
 
 // decoder turns an object into matching records, with its scratch space.
@@ -457,6 +541,13 @@ type decoder struct {
 	withID []byte
 	ends   []int
 	doc    encode.Doc
+	// The columnar read of Parquet objects (see readParquet).
+	col   colState
+	out   []byte
+	spans []span
+	recs  [][]byte
+	tts   []time.Time
+	sizes []int
 }
 
 // bufPool recycles the buffers objects are read into, and decoderPool the decoders (with
@@ -570,7 +661,7 @@ func listKeys(ctx context.Context, api S3API, bucket, pfx string, keep func(stri
 
 // readObject fetches and decodes one object, and keeps its matching records with their
 // sort times.
-func readObject(ctx context.Context, api S3API, req *Request, o object) objectResult {
+func readObject(ctx context.Context, api S3API, req *Request, sc *scan, o object) objectResult {
 	var r objectResult
 	resp, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(o.key)})
 	if err != nil {
@@ -591,6 +682,14 @@ func readObject(ctx context.Context, api S3API, req *Request, o object) objectRe
 		return r
 	}
 	r.dec = decoderPool.Get().(*decoder)
+	if o.cfg.Format == encode.Parquet && !req.rowPath {
+		err := r.dec.readParquet(data, req, sc, o.start, &r)
+		putBuf(data)
+		if err != nil {
+			r.err = fmt.Errorf("decoding s3://%s/%s: %w", req.Bucket, o.key, err)
+		}
+		return r
+	}
 	recs, err := r.dec.Decode(data, o.cfg)
 	putBuf(data)
 	if err != nil {
@@ -602,6 +701,20 @@ func readObject(ctx context.Context, api S3API, req *Request, o object) objectRe
 		recs = r.dec.addIDs(recs)
 	}
 	r.recs, r.times = r.dec.match(recs, req, o.start)
+	switch sc.mode {
+	case modeCount:
+		r.count, r.recs = int64(len(r.recs)), nil
+	case modeRollup:
+		d := &r.dec.doc
+		r.dec.tts, r.dec.sizes = r.dec.tts[:0], r.dec.sizes[:0]
+		for _, rec := range r.recs {
+			_ = d.Parse(rec)
+			t, _, _ := encode.TimeOf(d, sc.timeFields, encode.TimeAuto)
+			r.dec.tts = append(r.dec.tts, t)
+			r.dec.sizes = append(r.dec.sizes, len(rec))
+		}
+		r.tts, r.sizes = r.dec.tts, r.dec.sizes
+	}
 	return r
 }
 

@@ -56,7 +56,9 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limit := fs.Int("limit", 0, "print the first N matching records in --order (0: no limit)")
 	order := fs.String("order", "asc", "order of the records by their time: asc (oldest first), desc (newest first), or none (archive order, streamed without sorting: for exports too large to sort)")
 	output := fs.String("output", "ndjson", "output format: ndjson, table or csv")
-	parallel := fs.Int("parallel", query.DefaultParallelism, "objects read at once")
+	parallel := fs.Int("parallel", query.DefaultParallelism, "objects fetched and decoded at once, in parallel")
+	memoryMB := fs.Int64("memory-mb", query.DefaultMemoryBudget>>20, fmt.Sprintf("memory budget in MiB of the objects read at once (each counts %d× its stored size)", query.ObjectMemoryFactor))
+	count := fs.Bool("count", false, "print the number of matching records instead of the records (Parquet objects are counted from their columns)")
 	kinlogID := fs.Bool("kinlog-id", false, "add each record's kinlog identity (origin/seq, by which the sink drops duplicates) as its last member kinlog_id, for --where, --select and the output; only Parquet archives store it (NDJSON records, and records sent without one, have none)")
 	timeFields := fs.String("time-field", "", "JSON members holding a record's time, for an exact --from/--to on each record (set it to the sink's time_field; default: partitions only) and for --order (default: time, timestamp, ts, @timestamp)")
 	stats := fs.Bool("stats", false, "print totals, error rate and numeric field quantiles instead of records")
@@ -102,6 +104,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	now := time.Now().UTC()
 	var req query.Request
 	req.Bucket, req.Prefix, req.Limit, req.Parallelism = *bucket, *archivePrefix, *limit, *parallel
+	req.MemoryBudget = *memoryMB << 20
 	req.TimeFields = splitList(*timeFields)
 	req.KinlogID = *kinlogID
 	var err error
@@ -126,8 +129,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: --output: %v", errUsage, err)
 	}
-	if *limit < 0 || *parallel < 1 {
-		return fmt.Errorf("%w: --limit must be ≥ 0 and --parallel ≥ 1", errUsage)
+	if *limit < 0 || *parallel < 1 || *memoryMB < 1 {
+		return fmt.Errorf("%w: --limit must be ≥ 0, --parallel and --memory-mb ≥ 1", errUsage)
+	}
+	if *count && (*stats || *countBy != "") {
+		return fmt.Errorf("%w: --count prints a number; use it without --stats and --count-by", errUsage)
 	}
 
 	cfg, err := config.LoadDefaultConfig(ctx)
@@ -139,8 +145,8 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var st query.Stats
 	defer func() {
 		if *showStats {
-			fmt.Fprintf(stderr, "prefixes listed %d, objects listed %d, objects read %d, bytes read %d, records scanned %d, matched %d\n",
-				st.Prefixes, st.ObjectsListed, st.ObjectsRead, st.BytesRead, st.RecordsScanned, st.RecordsMatched)
+			fmt.Fprintf(stderr, "prefixes listed %d, objects listed %d, objects read %d, bytes read %d, records scanned %d, matched %d, Parquet row groups %d (%d pruned)\n",
+				st.Prefixes, st.ObjectsListed, st.ObjectsRead, st.BytesRead, st.RecordsScanned, st.RecordsMatched, st.RowGroups, st.RowGroupsPruned)
 		}
 	}()
 
@@ -177,6 +183,18 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stderr, "kinlog query: warning: no record has the field %q (check its name; dotted paths reach nested members)\n", *countBy)
 		}
 		return printAggregate(stdout, rows, *stats, *countBy, source, req.From, req.To)
+	}
+
+	if *count {
+		st, err = query.Count(ctx, api, req)
+		if err != nil {
+			return err
+		}
+		if st.ObjectsListed == 0 {
+			warnNothing(stderr, &req)
+		}
+		_, err = fmt.Fprintln(stdout, st.RecordsMatched)
+		return err
 	}
 
 	fields := splitList(*sel)

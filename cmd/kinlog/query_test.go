@@ -87,6 +87,20 @@ func TestQueryOrderAndLimit(t *testing.T) {
 	if got := q("--order", "none"); len(got) != len(all) {
 		t.Fatalf("--order none: %d records, want %d", len(got), len(all))
 	}
+	// --count counts what would be printed; a small memory budget changes nothing but
+	// how many objects are read at once.
+	if got := q("--count"); len(got) != 1 || got[0] != fmt.Sprint(len(all)) {
+		t.Fatalf("--count: %v, want %d", got, len(all))
+	}
+	if got := q("--count", "--where", "msg~^m(7|59)$"); len(got) != 1 || got[0] != "2" {
+		t.Fatalf("--count --where msg~^m(7|59)$: %v, want 2", got)
+	}
+	if got := q("--memory-mb", "1", "--parallel", "2"); strings.Join(got, "\n") != strings.Join(byTime, "\n") {
+		t.Fatalf("--memory-mb 1 --parallel 2:\n%s", strings.Join(got, "\n"))
+	}
+	if _, stderr, code := runKinlog(t, ctx, "", "query", "--bucket", bucket, "--count", "--stats"); code != 2 || !strings.Contains(stderr, "--count") {
+		t.Fatalf("--count --stats: exit %d: %s", code, stderr)
+	}
 	if _, stderr, code := runKinlog(t, ctx, "", "query", "--bucket", bucket, "--order", "sideways"); code != 2 || !strings.Contains(stderr, "--order") {
 		t.Fatalf("--order sideways: exit %d: %s", code, stderr)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf16"
@@ -49,6 +50,8 @@ type Decoder struct {
 	zones   zones
 	// ids are the kinlog identities of the records of a Parquet object ("" for none).
 	ids []string
+	// rg holds the columns of the Parquet row group being read.
+	rg *RowGroup
 }
 
 type recSpan struct {
@@ -100,18 +103,27 @@ func (d *Decoder) Decode(obj []byte, cfg Config) ([][]byte, error) {
 			off = next
 		}
 	case Parquet:
-		rows, err := ReadParquet(obj)
+		o, err := OpenParquetObject(obj)
 		if err != nil {
 			return nil, err
 		}
-		for i := range rows {
-			if d.tmp, err = d.appendRow(d.tmp[:0], &rows[i]); err != nil {
-				return nil, fmt.Errorf("row %d (sequence %s/%d): %w", i, rows[i].Sequence, rows[i].SubSequence, err)
+		if d.rg == nil {
+			d.rg = new(RowGroup)
+		}
+		row := 0
+		for g := range o.NumRowGroups() {
+			if err := o.ReadRowGroup(g, RecordColumns.With(ColKinlogID), d.rg); err != nil {
+				return nil, err
 			}
-			start := len(d.out)
-			d.out = d.appendCanonical(d.out, d.tmp)
-			d.spans = append(d.spans, recSpan{out: true, start: start, end: len(d.out)})
-			d.ids = append(d.ids, rows[i].KinlogID)
+			for i := range d.rg.Rows {
+				start := len(d.out)
+				if d.out, err = d.rg.AppendRecord(d.out, i); err != nil {
+					return nil, fmt.Errorf("row %d: %w", row, err)
+				}
+				d.spans = append(d.spans, recSpan{out: true, start: start, end: len(d.out)})
+				d.ids = append(d.ids, string(d.rg.ID(i)))
+				row++
+			}
 		}
 	default:
 		return nil, fmt.Errorf("encode: unknown format %v", cfg.Format)
@@ -412,7 +424,7 @@ func (d *Decoder) layout(s string) (*layout, error) {
 	if d.layouts == nil || len(d.layouts) > 1024 {
 		d.layouts = map[string]*layout{}
 	}
-	d.layouts[s] = l
+	d.layouts[strings.Clone(s)] = l // s may point into a reused buffer
 	return l, nil
 }
 
@@ -432,7 +444,7 @@ func (d *Decoder) appendRow(dst []byte, r *Row) ([]byte, error) {
 	}
 	na := 0
 	if r.Attributes != "" {
-		if err := d.attrs.Parse([]byte(r.Attributes)); err != nil || d.attrs.Kind != Object {
+		if err := d.attrs.Parse(stringBytes(r.Attributes)); err != nil || d.attrs.Kind != Object {
 			return dst, fmt.Errorf("attributes are not a JSON object")
 		}
 		na = d.attrs.Len()
@@ -509,7 +521,7 @@ func (d *Decoder) appendLegacyRow(dst []byte, r *Row) ([]byte, error) {
 		}
 	}
 	if r.Attributes != "" {
-		if err := d.attrs.Parse([]byte(r.Attributes)); err != nil || d.attrs.Kind != Object {
+		if err := d.attrs.Parse(stringBytes(r.Attributes)); err != nil || d.attrs.Kind != Object {
 			return dst, fmt.Errorf("attributes are not a JSON object")
 		}
 	attributes:

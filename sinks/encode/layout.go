@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kinlog/kinlog/internal/jsonx"
@@ -68,8 +69,73 @@ func (f timeForm) append(dst []byte, t time.Time, z *zones) []byte {
 		return strconv.AppendInt(dst, t.UnixNano(), 10)
 	}
 	dst = append(dst, '"')
-	dst = t.In(z.get(f.offset)).AppendFormat(dst, f.layout)
+	t = t.In(z.get(f.offset))
+	if out, ok := appendRFC3339(dst, t, f.layout); ok {
+		dst = out
+	} else {
+		dst = t.AppendFormat(dst, f.layout)
+	}
 	return append(dst, '"')
+}
+
+// appendRFC3339 appends t as t.AppendFormat(layout) does, for a layout of the RFC 3339 forms
+// rfc3339Form gives ("2006-01-02T15:04:05", up to nine fractional digits, "Z07:00" or
+// "-07:00"), a year from 0 to 9999 and a zone of whole minutes; it reports false for any
+// other layout or time. Formatting a time by its layout is most of the cost of writing a
+// record's time back; logs write these forms.
+func appendRFC3339(dst []byte, t time.Time, layout string) ([]byte, bool) {
+	rest, ok := strings.CutPrefix(layout, "2006-01-02T15:04:05")
+	if !ok {
+		return dst, false
+	}
+	digits := 0
+	if r, ok := strings.CutPrefix(rest, "."); ok {
+		digits = len(r) - len(strings.TrimLeft(r, "0"))
+		if digits == 0 || digits > 9 {
+			return dst, false
+		}
+		rest = r[digits:]
+	}
+	zulu := rest == "Z07:00"
+	if !zulu && rest != "-07:00" {
+		return dst, false
+	}
+	year, month, day := t.Date()
+	_, offset := t.Zone()
+	if year < 0 || year > 9999 || offset%60 != 0 {
+		return dst, false
+	}
+	hour, min, sec := t.Clock()
+	two := func(dst []byte, v int) []byte { return append(dst, byte('0'+v/10), byte('0'+v%10)) }
+	dst = append(dst, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	dst = two(dst, int(month))
+	dst = append(dst, '-')
+	dst = two(dst, day)
+	dst = append(dst, 'T')
+	dst = two(dst, hour)
+	dst = append(dst, ':')
+	dst = two(dst, min)
+	dst = append(dst, ':')
+	dst = two(dst, sec)
+	if digits > 0 {
+		dst = append(dst, '.')
+		ns := t.Nanosecond()
+		for div := 100_000_000; digits > 0; digits-- {
+			dst = append(dst, byte('0'+ns/div%10))
+			div /= 10
+		}
+	}
+	if zulu && offset == 0 {
+		return append(dst, 'Z'), true
+	}
+	sign := byte('+')
+	if offset < 0 {
+		sign, offset = '-', -offset
+	}
+	dst = append(dst, sign)
+	dst = two(dst, offset/3600)
+	dst = append(dst, ':')
+	return two(dst, offset/60%60), true
 }
 
 // formOf finds a form in which t, the time as the column stores it (microseconds, UTC),

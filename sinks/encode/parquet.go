@@ -50,7 +50,8 @@ import (
 // It is null for a record without one, and in files written before the column existed
 // (layout version 1.1.0 and earlier), which readers read with the column null.
 //
-// Files are written with a single row group and data pages v1. Timestamps and sub_sequence
+// Files are written with row groups of [ParquetRowGroupRows] rows (a single row group
+// before layout 1.3.0) and data pages v1. Timestamps and sub_sequence
 // are DELTA_BINARY_PACKED, sequence and kinlog_id DELTA_BYTE_ARRAY (Parquet 2 encodings:
 // Athena, Trino, DuckDB, Arrow and parquet-mr read them; Spark's vectorized reader does from
 // 3.3); other strings are PLAIN or dictionary-encoded. Row is the type to read them with.
@@ -119,8 +120,10 @@ const CreatedBy = "kinlog"
 
 // ParquetLayoutVersion versions the files' layout (schema, encodings, page settings). It is
 // a constant, not the build's version, so that a replay by another build writes the same
-// bytes unless the layout changed. 1.2.0 added the kinlog_id column.
-const ParquetLayoutVersion = "1.2.0"
+// bytes unless the layout changed. 1.2.0 added the kinlog_id column; 1.3.0 cut files into
+// row groups of [ParquetRowGroupRows] rows (before, one row group per file), with the same
+// schema.
+const ParquetLayoutVersion = "1.3.0"
 
 // byteColumn holds the values of a string column back to back.
 type byteColumn struct {
@@ -237,8 +240,34 @@ func (p *parquetColumns) add(pk *picker, m *Meta, data []byte, d *Doc) error {
 // size plus one chunk's values.
 const pqChunkRows = 1024
 
-// write encodes the rows column by column into w.
-func (p *parquetColumns) write(w *parquet.Writer) error {
+// ParquetRowGroupRows is how many rows a row group of the files the encoder writes holds
+// (the last one fewer): small enough that a reader skips a row group by its statistics
+// (a time range) or its dictionaries (a level no row of it has) without reading the other
+// columns, large enough that per-row-group overhead (footer metadata, a dictionary page per
+// column) stays small. An archive object of a shard's batch holds records in about arrival
+// order, so its row groups cover short, mostly disjoint time spans.
+const ParquetRowGroupRows = 32 << 10
+
+// write encodes the rows column by column into w, a row group of ParquetRowGroupRows rows at
+// a time.
+func (p *parquetColumns) write(w *parquet.GenericWriter[writeRow]) error {
+	n := len(p.time)
+	for lo := 0; ; lo += ParquetRowGroupRows {
+		hi := min(lo+ParquetRowGroupRows, n)
+		if err := p.writeGroup(w, lo, hi); err != nil {
+			return err
+		}
+		if hi >= n {
+			return nil // Close writes the last row group
+		}
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("writing Parquet row group: %w", err)
+		}
+	}
+}
+
+// writeGroup writes rows [lo, hi) column by column into w's current row group.
+func (p *parquetColumns) writeGroup(w *parquet.GenericWriter[writeRow], lo, hi int) error {
 	cws := w.ColumnWriters()
 	if len(cws) != pqColumns {
 		return fmt.Errorf("encode: Parquet writer has %d columns, want %d", len(cws), pqColumns)
@@ -247,25 +276,25 @@ func (p *parquetColumns) write(w *parquet.Writer) error {
 		var err error
 		switch col {
 		case pqTime:
-			err = p.writeInt64s(cw, col, p.time, p.hasTime)
+			err = p.writeInt64s(cw, col, p.time[lo:hi], p.hasTime[lo:hi])
 		case pqLevel, pqService, pqMessage:
-			err = p.writeBytes(cw, col, &p.text[col-pqLevel], true)
+			err = p.writeBytes(cw, col, &p.text[col-pqLevel], lo, hi, true)
 		case pqAttributes:
-			err = p.writeBytes(cw, col, &p.attributes, true)
+			err = p.writeBytes(cw, col, &p.attributes, lo, hi, true)
 		case pqShard:
-			err = p.writeBytes(cw, col, &p.shard, false)
+			err = p.writeBytes(cw, col, &p.shard, lo, hi, false)
 		case pqSequence:
-			err = p.writeBytes(cw, col, &p.sequence, false)
+			err = p.writeBytes(cw, col, &p.sequence, lo, hi, false)
 		case pqSubSequence:
-			err = p.writeInt64s(cw, col, p.subSequence, nil)
+			err = p.writeInt64s(cw, col, p.subSequence[lo:hi], nil)
 		case pqArrivalTime:
-			err = p.writeInt64s(cw, col, p.arrivalTime, nil)
+			err = p.writeInt64s(cw, col, p.arrivalTime[lo:hi], nil)
 		case pqPartitionKey:
-			err = p.writeBytes(cw, col, &p.partitionKey, false)
+			err = p.writeBytes(cw, col, &p.partitionKey, lo, hi, false)
 		case pqLayout:
-			err = p.writeBytes(cw, col, &p.layout, true)
+			err = p.writeBytes(cw, col, &p.layout, lo, hi, true)
 		case pqKinlogID:
-			err = p.writeBytes(cw, col, &p.kinlogID, true)
+			err = p.writeBytes(cw, col, &p.kinlogID, lo, hi, true)
 		}
 		if err != nil {
 			return fmt.Errorf("writing Parquet column %s: %w", ParquetSchema.Fields()[col].Name(), err)
@@ -274,19 +303,20 @@ func (p *parquetColumns) write(w *parquet.Writer) error {
 	return nil
 }
 
-// writeBytes writes a string column; when optional, empty values are nulls.
-func (p *parquetColumns) writeBytes(cw *parquet.ColumnWriter, col int, c *byteColumn, optional bool) error {
+// writeBytes writes rows [from, to) of a string column; when optional, empty values are
+// nulls.
+func (p *parquetColumns) writeBytes(cw *parquet.ColumnWriter, col int, c *byteColumn, from, to int, optional bool) error {
 	def := 0
 	if optional {
 		def = 1
 	}
-	for lo := 0; lo < len(c.ends); lo += pqChunkRows {
+	for lo := from; lo < to; lo += pqChunkRows {
 		vals := p.values[:0]
 		start := 0
 		if lo > 0 {
 			start = c.ends[lo-1]
 		}
-		for _, end := range c.ends[lo:min(lo+pqChunkRows, len(c.ends))] {
+		for _, end := range c.ends[lo:min(lo+pqChunkRows, to)] {
 			var v parquet.Value
 			if end > start || !optional {
 				v = parquet.ByteArrayValue(c.buf[start:end:end])
@@ -351,8 +381,8 @@ func parquetCodec(c Compression) (compress.Codec, error) {
 	return nil, fmt.Errorf("encode: Parquet cannot use compression %v", c)
 }
 
-// writeParquet writes the rows as one Parquet file with a single row group, data pages v1
-// (the most widely readable) and page statistics.
+// writeParquet writes the rows as one Parquet file with row groups of ParquetRowGroupRows
+// rows, data pages v1 (the most widely readable) and page statistics.
 func writeParquet(dst []byte, rows *parquetColumns, c Compression) ([]byte, error) {
 	codec, err := parquetCodec(c)
 	if err != nil {
@@ -363,7 +393,7 @@ func writeParquet(dst []byte, rows *parquetColumns, c Compression) ([]byte, erro
 
 func writeParquetWith(dst []byte, rows *parquetColumns, codec compress.Codec) ([]byte, error) {
 	b := bytes.NewBuffer(dst)
-	w := parquet.NewWriter(b,
+	w := parquet.NewGenericWriter[writeRow](b,
 		ParquetSchema,
 		parquet.Compression(codec),
 		parquet.CreatedBy(CreatedBy, ParquetLayoutVersion, "-"),
