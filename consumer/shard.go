@@ -125,7 +125,7 @@ func (w *shardWorker) run() {
 		p := *lease.Pending
 		pending = &p
 	}
-	err := proc.Initialize(w.workCtx, InitInput{ShardID: w.id, Start: start, Pending: pending, Preparer: preparer{w},
+	err := proc.Initialize(w.workCtx, InitInput{Stream: c.stream, ShardID: w.id, Start: start, Pending: pending, Preparer: preparer{w},
 		State: state, ParentStates: parents})
 	if err != nil {
 		if w.lost() {
