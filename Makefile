@@ -7,7 +7,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 20m
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=1 -timeout 20m
 PKGS        ?= ./...
 
-.PHONY: test demo bench lint lambda stack-up stack-down stack-status tidy-check
+.PHONY: test demo bench bench-go bench-producer bench-consumer bench-query bench-worker bench-leases bench-agent lint lambda stack-up stack-down stack-status tidy-check
 
 ## test: start the local stack if it is not up, vet, run all tests with -race, stop what it
 ## started. Prints go test's package lines, failing tests' output, and the count of tests.
@@ -20,11 +20,56 @@ demo: stack-up
 	eval "$$($(STACK) env)" && $(GO) run ./cmd/kinlog demo
 	@echo "The local stack is still up: 'make stack-down' stops it."
 
-## bench: run the benchmarks against the local stack, then the producer's end-to-end bench
-## (100k log lines to a 4-shard stream: records/s, Kinesis records, CPU per record) and the
-## agent's (lines/s, CPU per line and memory from one file and from 1,000 files)
-bench:
-	$(WITH_STACK) sh -c '$(GO) test $(BENCH_FLAGS) $(PKGS) && $(GO) run ./producer/internal/bench -n 100000 -shards 4 && $(GO) run ./agent/internal/bench -n 300000 -files 1 && $(GO) run ./agent/internal/bench -n 100000 -files 1000'
+## bench: run the benchmarks against the local stack, then the programs that print kinlog's
+## figures next to its peers': producer vs a8m/kinesis-producer, consumer drain vs
+## vmware-go-kcl-v2, query vs DuckDB, the whole worker (stream to S3), the lease-table
+## simulation, and the agent's bench (lines/s, CPU per line and memory from one file and
+## from 1,000 files). The peers are built from their own modules, outside kinlog's go.mod.
+bench: bench-go bench-producer bench-consumer bench-query bench-worker bench-leases bench-agent
+
+bench-go:
+	$(WITH_STACK) sh -c '$(GO) test $(BENCH_FLAGS) $(PKGS)'
+
+## bench-producer: 1M lines to a 4-shard stream, kinlog and a8m alternating, 3 runs each
+bench-producer:
+	cd producer/internal/peer/a8m && $(GO) build -o $(CURDIR)/bin/a8m-bench .
+	$(GO) build -o bin/kinlog-producer-bench ./producer/internal/bench
+	$(WITH_STACK) sh -c 'for i in 1 2 3; do \
+	  bin/kinlog-producer-bench -n 1000000 -shards 4 -verify=false | grep -E "records/s|process CPU"; \
+	  bin/a8m-bench -n 1000000 -shards 4 -verify=false | grep -E "records/s|process CPU"; done'
+
+## bench-consumer: drain 500k records of 4 and of 16 shards, kinlog and vmware-go-kcl-v2
+## alternating (drain time, CPU per record, peak RSS)
+bench-consumer:
+	cd consumer/internal/peer/vmware && $(GO) build -o $(CURDIR)/bin/vmware-drain .
+	$(GO) build -o bin/kinlog-drain ./consumer/internal/bench
+	$(WITH_STACK) sh -c 'for shards in 4 16; do \
+	  s=$$(bin/kinlog-drain -fill 500000 -shards $$shards) || exit 1; \
+	  for i in 1 2 3; do bin/kinlog-drain -stream $$s -records 500000 || exit 1; \
+	    bin/vmware-drain -stream $$s -records 500000 -table $$s-vmware-$$i || exit 1; done; \
+	  bin/vmware-drain -stream $$s -table $$s-vmware-3 -delete >/dev/null 2>&1; done'
+
+## bench-query: kinlog vs DuckDB counts over 1M rows of Parquet (the answers must agree),
+## and parallel archive scans on MinIO (NDJSON gzip/zstd, Parquet zstd); medians of 5
+bench-query:
+	$(WITH_STACK) sh -c '$(GO) test -run=^$$ -bench="BenchmarkCountVsDuckDB|BenchmarkCountParquet" -benchmem -count=5 -benchtime=5x ./query/ && $(GO) test -run=^$$ -bench=BenchmarkIntegrationScan -count=5 -benchtime=3x ./query/'
+
+## bench-worker: the whole worker, 500k records from a 4-shard stream to MinIO, NDJSON gzip
+## and Parquet zstd: records per second per core of CPU
+bench-worker:
+	$(GO) build -o bin/workerbench ./sinks/s3/internal/workerbench
+	$(WITH_STACK) sh -c 's=$$(bin/workerbench -fill 500000 -shards 4) || exit 1; \
+	  for e in ndjson parquet; do bin/workerbench -stream $$s -records 500000 -encoding $$e || exit 1; done'
+
+## bench-leases: the lease-table simulation (virtual time) of 1,000 shards with 10 and 100
+## workers, scanning and with leader assignment (10,000 shards: KINLOG_LEASESIM_ONLY=...,
+## minutes of CPU each), and the dynalite run of both with 1,000 shards
+bench-leases:
+	KINLOG_LEASESIM=1 KINLOG_LEASESIM_ONLY=1000x10,1000x100,1000x10/leader,1000x100/leader $(GO) test -count=1 -timeout 60m -run TestLeaseSimFleet -v ./consumer/ | grep -v level=
+	$(WITH_STACK) sh -c 'KINLOG_LEASESIM=1 $(GO) test -count=1 -timeout 30m -run TestIntegrationLeaseTableCost -v ./consumer/ | grep -v level='
+
+bench-agent:
+	$(WITH_STACK) sh -c '$(GO) run ./producer/internal/bench -n 100000 -shards 4 && $(GO) run ./agent/internal/bench -n 300000 -files 1 && $(GO) run ./agent/internal/bench -n 100000 -files 1000'
 
 ## lint: formatting, vet, and a tidy go.mod
 lint: tidy-check
