@@ -54,6 +54,14 @@
 // replaced by one AFTER_SEQUENCE_NUMBER of the last record received. A checkpoint is resumed
 // AT its sequence number, skipping user records at or before it, as the KCL does.
 //
+// A call asks for the records that half a second of the shard's 2 MB/s holds, judged by
+// the last response's record sizes (1000 on the first call), and at most [WithMaxRecords]:
+// throughput is capped by the shard anyway, and a response stays near 1 MiB instead of up
+// to 10 MB, which bounds the memory of many shards read at once. The SDK's client sends
+// and signs every request and decodes every error; the success response of GetRecords is
+// decoded by kinlog (one buffer per body, shared allocations for a response's data and
+// strings) when it is plain JSON, and by the SDK otherwise — both give the same output.
+//
 // With [WithRetrieval]([FanOut]) each held shard is read through enhanced fan-out instead:
 // at start the worker finds the stream consumer ([WithStreamConsumerName]; by default the
 // lease table's name, as in the KCL; kinlog consume uses its application key) and registers

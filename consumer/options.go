@@ -193,7 +193,10 @@ func WithLeaseScanInterval(d time.Duration) Option { return func(c *config) { c.
 // TRIM_HORIZON, so nothing between a parent's end and its children is skipped.
 func WithInitialPosition(p InitialPosition) Option { return func(c *config) { c.initial = p } }
 
-// WithMaxRecords sets the Limit of each GetRecords call, 1 to 10000. The default is 10000.
+// WithMaxRecords sets the largest Limit of a GetRecords call, 1 to 10000. The default is
+// 10000. A reader asks for fewer when fewer fill half a second of the shard's read
+// throughput ([ReadBytesPerSecond]), judged by the last response's records, and for 1000
+// on its first call (see Reading in the package documentation).
 func WithMaxRecords(n int) Option { return func(c *config) { c.maxRecords = int32(n) } }
 
 // WithIdleTimeBetweenReads sets the longest wait between GetRecords calls on a shard that is

@@ -63,7 +63,8 @@ type consumeConfig struct {
 		// FailoverTime: a lease whose counter has not moved this long is taken over.
 		// Default: 10s.
 		FailoverTime conf.Duration `yaml:"failover_time"`
-		// MaxRecords per GetRecords. Default: 10000.
+		// MaxRecords is the largest Limit of a GetRecords call (a reader asks for half a
+		// second of the shard's 2 MB/s, at most this). Default: 10000.
 		MaxRecords int `yaml:"max_records"`
 		// IdleTimeBetweenReads is the longest pause between polls of a caught-up shard.
 		// Default: 1s.

@@ -21,6 +21,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -52,7 +55,13 @@ func run() error {
 	maxUnacked := flag.Int64("max-unacked", consumer.DefaultMaxUnackedBytes, "consumer.WithMaxUnackedBytes (0: no bound)")
 	ackDelay := flag.Duration("ack-delay", 50*time.Millisecond, "delay before a batch is acknowledged (a sink's write)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the drain to this file")
+	memProfile := flag.String("memprofile", "", "write a heap profile (allocations over the whole drain) to this file")
+	peakProfile := flag.String("peakprofile", "", "write a heap profile to this file each time the live heap after a GC reaches a new maximum")
 	flag.Parse()
+	if *memProfile != "" || *peakProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+	}
 
 	ctx := context.Background()
 	cfg, err := config.LoadDefaultConfig(ctx)
@@ -93,6 +102,22 @@ func run() error {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *peakProfile != "" {
+		stop := make(chan struct{})
+		defer close(stop)
+		go watchPeak(*peakProfile, stop)
+	}
 	start := time.Now()
 	cpu0 := cpuTime()
 	errc := make(chan error, 1)
@@ -106,12 +131,20 @@ func run() error {
 	}
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	gc := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(gc)
+	if *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			return err
+		}
+	}
 	cancel()
 	<-errc
 	out, _ := json.Marshal(map[string]any{
 		"consumer": "kinlog", "records": got.Load(), "seconds": elapsed.Seconds(),
 		"peak_rss_mb": peakRSS() / (1 << 20), "cpu_seconds": cpu.Seconds(),
 		"cpu_us_per_record": float64(cpu.Microseconds()) / float64(got.Load()), "max_unacked_bytes": *maxUnacked,
+		"gc_cpu_seconds": gc[0].Value.Float64(), "gc_cycles": gc[1].Value.Uint64(),
 	})
 	fmt.Println(string(out))
 	return nil
@@ -188,6 +221,43 @@ func fillStream(ctx context.Context, kc *kinesis.Client, n, shards int) error {
 	}
 	fmt.Println(name)
 	return nil
+}
+
+// watchPeak writes an in-use heap profile to path whenever the live heap of the last GC
+// is the largest seen so far, until stop is closed.
+func watchPeak(path string, stop <-chan struct{}) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var peak uint64
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			fmt.Fprintf(os.Stderr, "bench: peak live heap %.1f MiB\n", float64(peak)/(1<<20))
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		if v := sample[0].Value.Uint64(); v > peak {
+			peak = v
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func cpuTime() time.Duration {
