@@ -21,26 +21,6 @@ import (
 	"github.com/kinlog/kinlog/internal/testenv"
 )
 
-// startedMulti runs m in the background and returns a function that stops it and returns
-// Run's error.
-func startedMulti(t *testing.T, m *MultiStream) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-done
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
 // rawItems returns the table's items by leaseKey, as DynamoDB stores them.
 func rawItems(t *testing.T, dc *ddb.Client, table string) map[string]map[string]ddbtypes.AttributeValue {
 	t.Helper()
@@ -167,7 +147,7 @@ func TestIntegrationMultiStream(t *testing.T) {
 	}
 	w1 := worker("w1", reg, a, b)
 	w2 := worker("w2", nil, a, b)
-	stop1, stop2 := startedMulti(t, w1), startedMulti(t, w2)
+	stop1, stop2 := started(t, w1), started(t, w2)
 	eventually(t, 60*time.Second, "every record of both streams delivered", func() bool {
 		return len(distinctData(logs[a])) == 300 && len(distinctData(logs[b])) == 100
 	})
@@ -271,7 +251,7 @@ func TestIntegrationMultiStream(t *testing.T) {
 	putAll(t, kc, a, more)
 	deliveredA := len(logs[a].records(""))
 	w3 := worker("w3", nil, a, c)
-	stop3 := startedMulti(t, w3)
+	stop3 := started(t, w3)
 	eventually(t, 60*time.Second, "a's new records and every record of c delivered", func() bool {
 		return len(distinctData(logs[a])) == 400 && len(distinctData(logs[c])) == 100
 	})
