@@ -49,7 +49,10 @@ type coordination struct {
 	leader   checkpoint.Lease // the leader lease as last written, while leading
 	lastLead time.Time
 	leading  atomic.Bool
-	deposed  string // the leader this worker took over from: its leases are free
+	deposed  string // the leader this worker took over from: its leases are free...
+	// ...until a failover time after the takeover, when the heartbeats tell again (a
+	// restarted worker of that id is then live).
+	deposedUntil time.Time
 }
 
 const (
@@ -171,6 +174,7 @@ func (c *Consumer) contend(ctx context.Context, now time.Time) {
 	co.leader, co.lastLead, co.deposed = got, now, ""
 	if l.Owner != "" && l.Owner != c.cfg.workerID {
 		co.deposed = l.Owner // it stopped renewing for the failover time: it is gone
+		co.deposedUntil = now.Add(c.cfg.failover)
 	}
 	co.leading.Store(true)
 	c.log.Info("leading the lease assignment", "from", l.Owner)
@@ -205,6 +209,9 @@ func (c *Consumer) assign(ctx, life context.Context) {
 	// starting) is neither: its leases count as its own while they are renewed.
 	live := map[string]bool{self: true}
 	dead := map[string]bool{}
+	if co.deposed != "" && !c.cfg.clock.Now().Before(co.deposedUntil) {
+		co.deposed = ""
+	}
 	if co.deposed != "" {
 		dead[co.deposed] = true
 	}

@@ -272,6 +272,16 @@ func TestLeaderAssignment(t *testing.T) {
 		if took > DefaultFailoverTime+5*time.Second {
 			t.Errorf("takeover of a dead leader took %v, want about the failover time (%v)", took, DefaultFailoverTime)
 		}
+		// The dead leader's worker id comes back (a restart): once the new leader stops
+		// treating that id as gone, it gets its share again.
+		f.start("w1")
+		took = f.waitFor("the restarted w1 given its share", 3*DefaultFailoverTime, f.balanced)
+		t.Logf("a restarted worker of the deposed leader's id balanced in %v", took)
+		if err := f.stops["w1"](); err != nil {
+			t.Fatal(err)
+		}
+		delete(f.workers, "w1")
+		f.waitFor("w1's released leases back with w2", 3*DefaultFailoverTime, f.balanced)
 		if err := f.stops["w2"](); err != nil {
 			t.Fatal(err)
 		}
