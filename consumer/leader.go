@@ -145,6 +145,12 @@ func (c *Consumer) contend(ctx context.Context, now time.Time) {
 			c.log.Warn("leadership lost", "err", err)
 		case err != nil:
 			c.log.Warn("renewing leadership", "err", err)
+			// Step down before others may consider the leader lease expired: they count
+			// the failover time from when they saw the last renewal, never before lastLead.
+			if c.cfg.clock.Now().Add(c.cfg.renewInterval).Sub(co.lastLead) >= c.cfg.failover {
+				co.leading.Store(false)
+				c.log.Warn("leadership given up: the leader lease was not renewed within the failover time")
+			}
 		default:
 			co.leader, co.lastLead = got, now
 		}
@@ -235,15 +241,7 @@ func (c *Consumer) assign(ctx, life context.Context) {
 	for _, l := range leases {
 		byKey[l.Key] = l
 	}
-	c.mu.Lock()
-	cooling := make(map[string]bool, len(c.cooldown))
-	now := c.cfg.clock.Now()
-	for k, until := range c.cooldown {
-		if now.Before(until) {
-			cooling[k] = true
-		}
-	}
-	c.mu.Unlock()
+	cooling := c.cooling(c.cfg.clock.Now())
 
 	load := make(map[string][]checkpoint.Lease, len(live))
 	for w := range live {
@@ -358,15 +356,7 @@ func (c *Consumer) adopt(ctx, life context.Context) {
 		listed[k] = true
 	}
 	held := c.held()
-	c.mu.Lock()
-	now := c.cfg.clock.Now()
-	cooling := map[string]bool{}
-	for k, until := range c.cooldown {
-		if now.Before(until) {
-			cooling[k] = true
-		}
-	}
-	c.mu.Unlock()
+	cooling := c.cooling(c.cfg.clock.Now())
 	var toTake []checkpoint.Lease
 	for _, k := range keys {
 		if _, ok := held[k]; ok || !isShardID(k) {

@@ -295,6 +295,43 @@ func TestLeaderAssignment(t *testing.T) {
 	})
 }
 
+// TestLeaderCutOffFromTheCoordinator: the leader loses the coordinator store (its lease
+// store still answers). It gives up leading before another worker may take the leader
+// lease, so there is never more than one leader; another worker leads, and the cut-off
+// worker, whose heartbeat stopped, ends up with no lease while the others hold them all.
+func TestLeaderCutOffFromTheCoordinator(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newLeaderFleet(t, 12)
+		f.start("w1")
+		f.waitFor("w1 leading", 10*time.Second, func() bool { return fmt.Sprint(f.leaders()) == "[w1]" && f.balanced() })
+		f.start("w2")
+		f.start("w3")
+		f.waitFor("three workers balanced", time.Minute, f.balanced)
+
+		f.coords["w1"].dead.Store(true)
+		var gaveUp, newLeader time.Duration
+		cut := time.Now()
+		f.waitFor("another worker leading and w1 without leases", 5*DefaultFailoverTime, func() bool {
+			leaders := f.leaders()
+			if len(leaders) > 1 {
+				t.Fatalf("%v after the cut: two leaders at once", leaders)
+			}
+			if gaveUp == 0 && !f.workers["w1"].leads() {
+				gaveUp = time.Since(cut)
+			}
+			if newLeader == 0 && len(leaders) == 1 && leaders[0] != "w1" {
+				newLeader = time.Since(cut)
+			}
+			counts := leaseCounts(t, f.leases)
+			return newLeader > 0 && counts["w1"] == 0 && counts["w2"]+counts["w3"] == 12 && max(counts["w2"], counts["w3"])-min(counts["w2"], counts["w3"]) <= 1
+		})
+		if gaveUp == 0 || gaveUp >= newLeader {
+			t.Fatalf("w1 gave up leading %v after the cut, another led after %v: want it to give up first", gaveUp, newLeader)
+		}
+		t.Logf("w1 gave up leading %v after the cut; %v later another worker led", gaveUp, newLeader-gaveUp)
+	})
+}
+
 // TestLeaderAssignmentNeedsAnOwnerIndex: a lease store without an owner index is refused.
 func TestLeaderAssignmentNeedsAnOwnerIndex(t *testing.T) {
 	type plain struct{ checkpoint.Store }
