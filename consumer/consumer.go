@@ -285,6 +285,22 @@ func (c *Consumer) coolDown(shard string) {
 	c.mu.Unlock()
 }
 
+// cooling returns the shards cooling down at now (see coolDown) and forgets those whose
+// cool-down has passed.
+func (c *Consumer) cooling(now time.Time) map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]bool, len(c.cooldown))
+	for k, until := range c.cooldown {
+		if now.Before(until) {
+			out[k] = true
+		} else {
+			delete(c.cooldown, k)
+		}
+	}
+	return out
+}
+
 func (c *Consumer) startWorker(life context.Context, l checkpoint.Lease) {
 	w := newShardWorker(c, life, l)
 	c.mu.Lock()
@@ -399,17 +415,7 @@ func (c *Consumer) leaseCycle(ctx, life context.Context) {
 		}
 	}
 
-	c.mu.Lock()
-	for k, until := range c.cooldown {
-		if !now.Before(until) {
-			delete(c.cooldown, k)
-		}
-	}
-	cooling := make(map[string]bool, len(c.cooldown))
-	for k := range c.cooldown {
-		cooling[k] = true
-	}
-	c.mu.Unlock()
+	cooling := c.cooling(now)
 
 	// Leases that need a worker: not finished, and all parents finished.
 	var eligible []checkpoint.Lease

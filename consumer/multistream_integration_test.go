@@ -8,12 +8,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -299,5 +301,56 @@ func TestIntegrationMultiStreamMissingStream(t *testing.T) {
 	}
 	if ls, err := store.ListLeases(context.Background()); err != nil || len(ls) != 0 {
 		t.Fatalf("table holds %v (%v), want nothing", ls, err)
+	}
+}
+
+// describeCounter counts DescribeStreamSummary calls of a real client.
+type describeCounter struct {
+	*kinesis.Client
+	n atomic.Int64
+}
+
+func (d *describeCounter) DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, opts ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error) {
+	d.n.Add(1)
+	return d.Client.DescribeStreamSummary(ctx, in, opts...)
+}
+
+// TestIntegrationMultiStreamKinesisDownAtStart: Kinesis is unreachable (a proxy that
+// refuses connections) when the worker starts. Describing the streams fails and is retried
+// with backoff instead of ending Run; once Kinesis is back the worker takes the streams'
+// leases and reads their records.
+func TestIntegrationMultiStreamKinesisDownAtStart(t *testing.T) {
+	kc := testenv.KinesisClient(t)
+	store, _ := leaseTable(t)
+	stream := testenv.Name(t, "msdown")
+	testenv.CreateStream(t, kc, stream, 1)
+	putAll(t, kc, stream, []ktypes.PutRecordsRequestEntry{entry("k", stream+"-0"), entry("k", stream+"-1")})
+	proxy := testenv.NewFaultProxy(t, testenv.Kinesis)
+	via := &describeCounter{Client: kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) {
+		o.BaseEndpoint = &proxy.URL
+		o.RetryMaxAttempts = 1
+	})}
+	proxy.Down()
+	pl := newProcLog(true)
+	m, err := NewMultiStream(via, store, []Stream{{Name: stream, Factory: pl.factory()}}, WithFailoverTime(time.Second), WithLogger(integrationLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := started(t, m)
+	eventually(t, 30*time.Second, "three failed attempts to describe the stream", func() bool { return via.n.Load() >= 3 })
+	if ls, err := store.ListLeases(context.Background()); err != nil || len(ls) != 0 {
+		t.Fatalf("leases %v (%v) while Kinesis is down, want none", ls, err)
+	}
+	proxy.Up()
+	eventually(t, 30*time.Second, "both records delivered once Kinesis is back", func() bool { return len(distinctData(pl)) == 2 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v, want nil after a graceful stop", err)
+	}
+	id, err := DescribeStreamID(context.Background(), kc, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.GetLease(context.Background(), id+":shardId-000000000000"); err != nil {
+		t.Fatalf("no multi-stream lease after the outage: %v", err)
 	}
 }
