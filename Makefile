@@ -66,7 +66,7 @@ bench-worker:
 ## minutes of CPU each), and the dynalite run of both with 1,000 shards
 bench-leases:
 	KINLOG_LEASESIM=1 KINLOG_LEASESIM_ONLY=1000x10,1000x100,1000x10/leader,1000x100/leader $(GO) test -count=1 -timeout 60m -run TestLeaseSimFleet -v ./consumer/ | grep -v level=
-	$(WITH_STACK) sh -c 'KINLOG_LEASESIM=1 $(GO) test -count=1 -timeout 30m -run TestIntegrationLeaseTableCost -v ./consumer/ | grep -v level='
+	$(WITH_STACK) sh -c '$(GO) test -count=1 -timeout 30m -run=^$$ -bench=BenchmarkIntegrationLeaseTableCost -v ./consumer/ | grep -v level='
 
 bench-agent:
 	$(WITH_STACK) sh -c '$(GO) run ./producer/internal/bench -n 100000 -shards 4 && $(GO) run ./agent/internal/bench -n 300000 -files 1 && $(GO) run ./agent/internal/bench -n 100000 -files 1000'

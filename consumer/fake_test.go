@@ -388,7 +388,7 @@ func (t *testProc) Shutdown(ctx context.Context) error {
 
 // started runs c (a Consumer or a MultiStream) in the background and returns a function
 // that stops it and returns Run's error.
-func started(t *testing.T, c interface{ Run(context.Context) error }) (stop func() error) {
+func started(t testing.TB, c interface{ Run(context.Context) error }) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

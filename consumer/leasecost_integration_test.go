@@ -15,26 +15,25 @@ import (
 	"github.com/kinlog/kinlog/internal/testenv"
 )
 
-// TestIntegrationLeaseTableCost measures the lease table's read load on dynalite with a
+// BenchmarkIntegrationLeaseTableCost measures the lease table's read load on dynalite with a
 // kinesalite stream of many shards (1,000 by default; KINLOG_LEASECOST_SHARDS), 4 workers,
 // for both lease assignments: time until the fleet holds every lease evenly, reads of the
 // table per worker per second in the steady state (items listed plus items read one by one
-// plus keys from the owner index), and the takeover of a worker that dies. It is a
-// measurement for issue 16's figures, run with KINLOG_LEASESIM=1; it fails only when the
-// fleet never balances or never takes over.
-func TestIntegrationLeaseTableCost(t *testing.T) {
-	if os.Getenv("KINLOG_LEASESIM") != "1" {
-		t.Skip("a measurement: set KINLOG_LEASESIM=1")
-	}
+// plus keys from the owner index), and the takeover of a worker that dies. One run per
+// assignment, whatever b.N (make bench-leases); it fails only when the fleet never balances
+// or never takes over. Reported: balance_s, items_read/s (the fleet's), items_read/s_max
+// (the busiest worker's) and takeover_s.
+func BenchmarkIntegrationLeaseTableCost(b *testing.B) {
 	shards := 1000
 	if n, err := strconv.Atoi(os.Getenv("KINLOG_LEASECOST_SHARDS")); err == nil && n > 0 {
 		shards = n
 	}
-	kc := testenv.KinesisClient(t)
-	stream := testenv.Name(t, "leasecost")
-	testenv.CreateStream(t, kc, stream, int32(shards))
+	kc := testenv.KinesisClient(b)
+	stream := testenv.Name(b, "leasecost")
+	testenv.CreateStream(b, kc, stream, int32(shards))
 	for _, mode := range []string{"scan", "leader"} {
-		t.Run(mode, func(t *testing.T) {
+		b.Run(mode, func(b *testing.B) {
+			t := b
 			var opts []ckdynamo.Option
 			if mode == "leader" {
 				opts = append(opts, ckdynamo.WithOwnerIndex())
@@ -85,10 +84,10 @@ func TestIntegrationLeaseTableCost(t *testing.T) {
 			}
 			<-time.After(window) // the measurement window of a real-time run
 			var perWorker []string
-			var total float64
+			var total, most float64
 			for _, id := range []string{"w0", "w1", "w2", "w3"} {
 				r := float64(reads(workers[id])-before[id]) / window.Seconds()
-				total += r
+				total, most = total+r, max(most, r)
 				perWorker = append(perWorker, fmt.Sprintf("%s %.0f", id, r))
 			}
 
@@ -105,6 +104,11 @@ func TestIntegrationLeaseTableCost(t *testing.T) {
 					t.Error(err)
 				}
 			}
+			b.ReportMetric(balance.Seconds(), "balance_s")
+			b.ReportMetric(total, "items_read/s")
+			b.ReportMetric(most, "items_read/s_max")
+			b.ReportMetric(takeover.Seconds(), "takeover_s")
+			b.ReportMetric(0, "ns/op")
 			t.Logf("%s, %d shards, 4 workers on dynalite: balanced in %v; steady state %.0f items read per second in all (%v per worker); a dead worker's leases taken over in %v",
 				mode, shards, balance.Round(100*time.Millisecond), total, perWorker, takeover.Round(100*time.Millisecond))
 		})
