@@ -34,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/kinlog/kinlog/agent"
+	"github.com/kinlog/kinlog/internal/benchutil"
 	"github.com/kinlog/kinlog/internal/kpl"
 	"github.com/kinlog/kinlog/producer"
 )
@@ -131,7 +132,7 @@ func run() error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
-	cpu0 := cpuTime()
+	cpu0 := benchutil.CPUTime()
 	start := time.Now()
 	go func() { done <- a.Run(runCtx, nil) }()
 	for {
@@ -150,11 +151,11 @@ func run() error {
 		}
 	}
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := benchutil.CPUTime() - cpu0
 	// Idle: every file tailed and caught up.
-	idle0 := cpuTime()
+	idle0 := benchutil.CPUTime()
 	time.Sleep(*idle)
-	idleCPU := cpuTime() - idle0
+	idleCPU := benchutil.CPUTime() - idle0
 	fmt.Printf("idle with %d files tailed: %.2f%% of a core, RSS %s", *files, 100*idleCPU.Seconds()/idle.Seconds(), rss())
 	debug.FreeOSMemory()
 	fmt.Printf(" (%s once the burst's garbage is returned to the OS)\n", rss())
@@ -192,12 +193,6 @@ func rss() string {
 		}
 	}
 	return "unknown"
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // count reads every shard and counts user records.

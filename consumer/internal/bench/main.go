@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,10 +23,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,6 +34,7 @@ import (
 
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
 	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/internal/benchutil"
 )
 
 func main() {
@@ -119,7 +116,7 @@ func run() error {
 		go watchPeak(*peakProfile, stop)
 	}
 	start := time.Now()
-	cpu0 := cpuTime()
+	cpu0 := benchutil.CPUTime()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(rctx) }()
 	select {
@@ -130,7 +127,7 @@ func run() error {
 		return fmt.Errorf("drained %d of %d records in %v", got.Load(), *records, *timeout)
 	}
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := benchutil.CPUTime() - cpu0
 	gc := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(gc)
 	if *memProfile != "" {
@@ -142,7 +139,7 @@ func run() error {
 	<-errc
 	out, _ := json.Marshal(map[string]any{
 		"consumer": "kinlog", "records": got.Load(), "seconds": elapsed.Seconds(),
-		"peak_rss_mb": peakRSS() / (1 << 20), "cpu_seconds": cpu.Seconds(),
+		"peak_rss_mb": benchutil.PeakRSS() / (1 << 20), "cpu_seconds": cpu.Seconds(),
 		"cpu_us_per_record": float64(cpu.Microseconds()) / float64(got.Load()), "max_unacked_bytes": *maxUnacked,
 		"gc_cpu_seconds": gc[0].Value.Float64(), "gc_cycles": gc[1].Value.Uint64(),
 	})
@@ -258,27 +255,4 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// peakRSS returns VmHWM from /proc/self/status, in bytes.
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

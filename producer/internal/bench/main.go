@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/kinlog/kinlog/internal/benchutil"
 	"github.com/kinlog/kinlog/internal/kpl"
 	"github.com/kinlog/kinlog/producer"
 )
@@ -116,7 +116,7 @@ func run() error {
 	runtime.GC()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuTime()
+	cpu0 := benchutil.CPUTime()
 	start := time.Now()
 	failed := 0
 	opts := []producer.Option{}
@@ -153,7 +153,7 @@ func run() error {
 		return err
 	}
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := benchutil.CPUTime() - cpu0
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -181,14 +181,6 @@ func run() error {
 		fmt.Printf("verified          every record once, on the shard its partition key hashes to\n")
 	}
 	return nil
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func createStream(ctx context.Context, c *kinesis.Client, name string, shards int32) error {

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,6 +37,7 @@ import (
 
 	ddbstore "github.com/kinlog/kinlog/checkpoint/dynamodb"
 	"github.com/kinlog/kinlog/consumer"
+	"github.com/kinlog/kinlog/internal/benchutil"
 	"github.com/kinlog/kinlog/producer"
 	"github.com/kinlog/kinlog/sinks/encode"
 	s3sink "github.com/kinlog/kinlog/sinks/s3"
@@ -108,7 +108,7 @@ func run() error {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), benchutil.CPUTime()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(rctx) }()
 	deadline := time.After(*timeout)
@@ -125,7 +125,7 @@ func run() error {
 		}
 		archived = counter(reg, "kinlog_sink_records_archived_total")
 	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), benchutil.CPUTime()-cpu0
 	cancel()
 	<-errc
 	out, _ := json.Marshal(map[string]any{
@@ -192,10 +192,4 @@ func randomHex() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
